@@ -1,0 +1,31 @@
+"""protconv: fast, long-context protein language models as first-class Hugging Face citizens.
+
+Importing the package registers every protconv model with the transformers Auto classes.
+"""
+
+from .modeling import (
+    CONV_PRESETS,
+    ConvConfig,
+    ConvForMaskedLM,
+    ConvForSequenceClassification,
+    ConvForTokenClassification,
+    ConvModel,
+)
+from .registration import register_auto_classes
+from .tokenization import InvalidSequenceError, build_tokenizer, clean_sequence
+
+register_auto_classes()
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CONV_PRESETS",
+    "ConvConfig",
+    "ConvForMaskedLM",
+    "ConvForSequenceClassification",
+    "ConvForTokenClassification",
+    "ConvModel",
+    "InvalidSequenceError",
+    "build_tokenizer",
+    "clean_sequence",
+]

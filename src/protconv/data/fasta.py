@@ -1,0 +1,63 @@
+"""Streaming FASTA reader (plain or gzip) with per-record validation."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
+
+
+@dataclass(frozen=True)
+class FastaRecord:
+    """One FASTA record. ``header`` is the text after ``>``; ``line`` is the 1-based line of the header."""
+
+    header: str
+    sequence: str
+    line: int
+
+    @property
+    def id(self) -> str:
+        """The first word of the header, the usual record identifier."""
+        return self.header.split(maxsplit=1)[0] if self.header else ""
+
+
+def _open_text(path: Path) -> IO[str]:
+    with open(path, "rb") as handle:
+        is_gzip = handle.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt", encoding="utf-8") if is_gzip else open(path, encoding="utf-8")
+
+
+def read_fasta(path: str | Path, unknown: UnknownPolicy = "error") -> Iterator[FastaRecord]:
+    """Yield records one at a time, so a corpus never needs to fit in memory.
+
+    Sequences are upper-cased and checked against the vocabulary; a bad character raises
+    ``InvalidSequenceError`` naming the file, the record's line, its header and the residue position
+    (``unknown="X"`` maps such characters to X instead). Text before the first header, or a record with no
+    residues, is an error: nothing is silently dropped.
+    """
+    path = Path(path)
+    header: str | None = None
+    header_line = 0
+    chunks: list[str] = []
+
+    def finish() -> FastaRecord:
+        record = f"{path}:{header_line} (>{header})"
+        return FastaRecord(header or "", clean_sequence("".join(chunks), record=record, unknown=unknown), header_line)
+
+    with _open_text(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.strip()
+            if line.startswith(">"):
+                if header is not None:
+                    yield finish()
+                header, header_line, chunks = line[1:].strip(), number, []
+            elif line:
+                if header is None:
+                    raise InvalidSequenceError(f"{path}:{number}: sequence data before the first '>' header")
+                chunks.append(line)
+    if header is not None:
+        yield finish()

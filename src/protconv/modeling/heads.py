@@ -1,0 +1,99 @@
+"""Output heads, pooling and losses shared by every protconv model family.
+
+Imported by the model files as a sibling module (``from .heads import ...``) so that it ships with them to the
+Hub as remote code.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import PretrainedConfig
+
+IGNORE_INDEX = -100
+
+
+def residue_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, config: PretrainedConfig) -> torch.Tensor:
+    """True at real residues: attended positions that are not ``<pad>``, ``<cls>`` or ``<eos>``.
+
+    Pooling over this mask makes a protein's embedding independent of batch padding and of whether the
+    tokenizer framed it with special tokens.
+    """
+    special = torch.tensor(
+        [config.pad_token_id, config.cls_token_id, config.eos_token_id], device=input_ids.device
+    )
+    return attention_mask.bool() & ~torch.isin(input_ids, special)
+
+
+def pool(
+    hidden_states: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, config: PretrainedConfig
+) -> torch.Tensor:
+    """One vector per sequence: mean over real residues (``config.pooling == "mean"``) or the ``<cls>`` state."""
+    if config.pooling == "cls":
+        has_cls = input_ids[:, 0] == config.cls_token_id
+        if not bool(has_cls.all()):
+            rows = torch.nonzero(~has_cls).flatten().tolist()
+            raise ValueError(f"pooling='cls' needs <cls> at position 0; batch rows {rows} lack it")
+        return hidden_states[:, 0]
+    mask = residue_mask(input_ids, attention_mask, config)
+    counts = mask.sum(dim=1, keepdim=True)
+    if bool((counts == 0).any()):
+        rows = torch.nonzero(counts.squeeze(1) == 0).flatten().tolist()
+        raise ValueError(f"mean pooling: batch rows {rows} contain no residue (only padding/special tokens)")
+    weights = mask.unsqueeze(-1).to(hidden_states.dtype)
+    return (hidden_states * weights).sum(dim=1) / counts.to(hidden_states.dtype)
+
+
+class SequenceClassificationHead(nn.Module):
+    """Dropout -> dense -> tanh -> dropout -> projection on the pooled vector (the head of BERT/ESM)."""
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(self.dense(self.dropout(pooled)))
+        return self.out_proj(self.dropout(hidden))
+
+
+class TokenClassificationHead(nn.Module):
+    """Dropout -> projection at every position (per-residue labels such as secondary structure)."""
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.dropout(hidden_states))
+
+
+def sequence_classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, config: PretrainedConfig
+) -> torch.Tensor:
+    """Regression (MSE) when ``num_labels == 1``; cross-entropy for integer labels; BCE for multi-hot labels.
+
+    The inferred ``problem_type`` is stored in the config, as transformers models do, so it is saved.
+    """
+    if config.problem_type is None:
+        if config.num_labels == 1:
+            config.problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            config.problem_type = "single_label_classification"
+        else:
+            config.problem_type = "multi_label_classification"
+    if config.problem_type == "regression":
+        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
+    if config.problem_type == "single_label_classification":
+        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
+    if config.problem_type == "multi_label_classification":
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    raise ValueError(f"unsupported problem_type {config.problem_type!r}")
+
+
+def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over positions whose label is not -100 (padding, special tokens, masked residues)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
