@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny model configs (the suite must stay fast on 2 CPU cores) and real proteins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import protconv
+from protconv.data import read_fasta
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return protconv.build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def real_proteins() -> list[str]:
+    """15 real UniRef50 proteins, 71 to 935 residues (tests/data/SOURCES.md)."""
+    return [record.sequence for record in read_fasta(DATA / "some_proteins.fasta")]
+
+
+@pytest.fixture
+def tiny_conv_config() -> protconv.ConvConfig:
+    return protconv.ConvConfig(hidden_size=32, intermediate_size=16, num_hidden_layers=4, max_dilation=4)
