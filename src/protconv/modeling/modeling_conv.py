@@ -110,6 +110,9 @@ class ConvModel(ConvPreTrainedModel):
     embedding (``config.pooling``).
     """
 
+    # Loading the encoder alone from a checkpoint with a head is expected: don't report the head as unexpected.
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\.", r"^classifier\."]
+
     def __init__(self, config: ConvConfig) -> None:
         super().__init__(config)
         self.embeddings = ConvEmbeddings(config)
