@@ -85,7 +85,9 @@ def carp_config(data: dict[str, Any], path: Path) -> ConvConfig:
         raise CarpCheckpointError(f"{path}: not a CARP ByteNetLM state dict (missing {missing})")
     n_tokens, d_embed = state["embedder.embedder.weight"].shape
     if n_tokens != len(CARP_ALPHABET):
-        raise CarpCheckpointError(f"{path}: {n_tokens} tokens, expected CARP's {len(CARP_ALPHABET)} (BigCARP is not supported)")
+        raise CarpCheckpointError(
+            f"{path}: {n_tokens} tokens, expected CARP's {len(CARP_ALPHABET)} (BigCARP is not supported)"
+        )
     layer_ids = {int(m.group(1)) for key in state if (m := re.match(r"embedder\.layers\.(\d+)\.", key))}
     d_h, _, kernel = state["embedder.layers.0.conv.weight"].shape
     inferred = {
@@ -176,6 +178,11 @@ def convert_carp(checkpoint: str | Path, out_dir: str | Path, overwrite: bool = 
             "checkpoint with `protconv convert-carp`. Outputs equal the reference implementation to float precision. "
             "Inputs carry no start/stop tokens, as in CARP."
         ),
-        details={"source checkpoint": checkpoint.name, "dilations": config.dilations[: config.max_dilation.bit_length()]},
+        details={
+            "source checkpoint": checkpoint.name,
+            "dilations": config.dilations[: config.max_dilation.bit_length()],
+        },
     )
-    return save_hub_folder(model, build_tokenizer(add_cls=False, add_eos=False), out_dir, card=card, overwrite=overwrite)
+    return save_hub_folder(
+        model, build_tokenizer(add_cls=False, add_eos=False), out_dir, card=card, overwrite=overwrite
+    )

@@ -88,9 +88,13 @@ def save_hub_folder(
         tokenizer.save_pretrained(staging)
         if card is not None:
             (staging / "README.md").write_text(card, encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
+        if folder.exists():  # move the old folder aside first: at every instant one complete folder exists
+            backup = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
+            os.replace(folder, backup / folder.name)
+            os.replace(staging, folder)
+            shutil.rmtree(backup)
+        else:
+            os.replace(staging, folder)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

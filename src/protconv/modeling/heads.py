@@ -20,9 +20,7 @@ def residue_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, config: 
     Pooling over this mask makes a protein's embedding independent of batch padding and of whether the
     tokenizer framed it with special tokens.
     """
-    special = torch.tensor(
-        [config.pad_token_id, config.cls_token_id, config.eos_token_id], device=input_ids.device
-    )
+    special = torch.tensor([config.pad_token_id, config.cls_token_id, config.eos_token_id], device=input_ids.device)
     return attention_mask.bool() & ~torch.isin(input_ids, special)
 
 
@@ -71,9 +69,7 @@ class TokenClassificationHead(nn.Module):
         return self.out_proj(self.dropout(hidden_states))
 
 
-def sequence_classification_loss(
-    logits: torch.Tensor, labels: torch.Tensor, config: PretrainedConfig
-) -> torch.Tensor:
+def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: PretrainedConfig) -> torch.Tensor:
     """Regression (MSE) when ``num_labels == 1``; cross-entropy for integer labels; BCE for multi-hot labels.
 
     The inferred ``problem_type`` is stored in the config, as transformers models do, so it is saved.

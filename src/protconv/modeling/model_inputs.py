@@ -25,11 +25,14 @@ def prepare_inputs(
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high
         where = torch.nonzero(input_ids == bad)[0].tolist()
-        raise ValueError(f"token id {bad} at (row, position) {tuple(where)} is outside the vocabulary [0, {vocab_size})")
+        raise ValueError(
+            f"token id {bad} at (row, position) {tuple(where)} is outside the vocabulary [0, {vocab_size})"
+        )
     if attention_mask is None:
         return input_ids, input_ids != pad_token_id
     if attention_mask.shape != input_ids.shape:
         raise ValueError(
-            f"attention_mask shape {tuple(attention_mask.shape)} does not match input_ids shape {tuple(input_ids.shape)}"
+            f"attention_mask shape {tuple(attention_mask.shape)} does not match "
+            f"input_ids shape {tuple(input_ids.shape)}"
         )
     return input_ids, attention_mask.bool()

@@ -30,7 +30,10 @@ def _build_backend() -> Tokenizer:
     """Character-level WordLevel model: one token per residue, unknown characters become ``<unk>``."""
     backend = Tokenizer(models.WordLevel(vocab=dict(TOKEN_TO_ID), unk_token=UNK_TOKEN))
     # The Rust library has no upper-casing normaliser; one Replace per letter does the same and serialises.
-    uppercase = [normalizers.Replace(lower, upper) for lower, upper in zip(string.ascii_lowercase, string.ascii_uppercase)]
+    uppercase = [
+        normalizers.Replace(lower, upper)
+        for lower, upper in zip(string.ascii_lowercase, string.ascii_uppercase, strict=True)
+    ]
     backend.normalizer = normalizers.Sequence([normalizers.Replace(Regex(r"\s+"), ""), *uppercase])
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     backend.decoder = decoders.Fuse()

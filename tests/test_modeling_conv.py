@@ -1,0 +1,155 @@
+"""ConvModel and its heads: CARP shapes, padding invariance, long inputs, heads and losses, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sequence_models.convolutional import ByteNetLM
+from torch.nn import functional as F
+
+import protconv
+from protconv import ConvConfig, ConvForMaskedLM, ConvForSequenceClassification, ConvForTokenClassification, ConvModel
+
+PUBLISHED_PARAMETERS = {"carp-600k": 600e3, "carp-38m": 38e6, "carp-76m": 76e6, "carp-640m": 640e6}
+
+
+@pytest.mark.parametrize("preset", sorted(PUBLISHED_PARAMETERS))
+def test_presets_match_reference_and_published_sizes(preset: str) -> None:
+    config = ConvConfig.from_preset(preset)
+    with torch.device("meta"):
+        ours = sum(p.numel() for p in ConvForMaskedLM(config).parameters())
+        reference = ByteNetLM(
+            30,
+            8,
+            config.hidden_size,
+            config.num_hidden_layers,
+            5,
+            128,
+            final_ln=True,
+            activation="gelu",
+            slim=config.intermediate_size < config.hidden_size,
+        )
+        theirs = sum(p.numel() for p in reference.parameters())
+    # protconv's vocabulary has 3 more tokens than CARP's 30: one embedding row and one decoder row each.
+    assert ours - theirs == 3 * (config.embedding_size + config.hidden_size + 1)
+    assert abs(ours / PUBLISHED_PARAMETERS[preset] - 1) < 0.08
+
+
+def test_dilations_follow_carp_schedule() -> None:
+    assert ConvConfig(num_hidden_layers=10, max_dilation=8).dilations == [1, 2, 4, 8, 1, 2, 4, 8, 1, 2]
+
+
+def test_padded_batch_equals_items_alone(tiny_conv_config, tokenizer, real_proteins) -> None:
+    model = ConvForMaskedLM(tiny_conv_config).eval()
+    sequences = sorted(real_proteins, key=len)[:4]
+    batch = tokenizer(sequences, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        together = model(**batch, output_hidden_states=True)
+        for row, sequence in enumerate(sequences):
+            alone = model(**tokenizer(sequence, return_tensors="pt"), output_hidden_states=True)
+            length = alone.logits.shape[1]
+            torch.testing.assert_close(together.logits[row, :length], alone.logits[0], rtol=1e-5, atol=1e-5)
+            for mixed, single in zip(together.hidden_states, alone.hidden_states, strict=True):
+                torch.testing.assert_close(mixed[row, :length], single[0], rtol=1e-5, atol=1e-5)
+
+
+def test_pooled_embedding_ignores_padding_and_special_tokens(tiny_conv_config, tokenizer, real_proteins) -> None:
+    model = ConvModel(tiny_conv_config).eval()
+    sequences = real_proteins[:3]
+    with torch.no_grad():
+        pooled = model(**tokenizer(sequences, padding=True, return_tensors="pt")).pooler_output
+        out = model(**tokenizer(sequences[1], return_tensors="pt"))
+    torch.testing.assert_close(pooled[1], out.last_hidden_state[0, 1:-1].mean(0), rtol=1e-5, atol=1e-5)
+
+
+def test_hidden_states_tuple_output_and_mask_embedding(tiny_conv_config, tokenizer) -> None:
+    model = ConvForMaskedLM(tiny_conv_config).eval()
+    inputs = tokenizer("MKTAYIAKQR", return_tensors="pt")
+    out = model(**inputs, output_hidden_states=True)
+    assert len(out.hidden_states) == tiny_conv_config.num_hidden_layers + 1
+    assert out.logits.shape == (1, 12, tiny_conv_config.vocab_size)
+    logits, hidden = model(**inputs, output_hidden_states=True, return_dict=False)
+    assert torch.equal(logits, out.logits) and len(hidden) == len(out.hidden_states)
+    # CARP fixes the <mask> embedding at zero: a masked residue carries no input signal.
+    assert torch.count_nonzero(model.conv.embeddings.word_embeddings.weight[tokenizer.mask_token_id]) == 0
+
+
+def test_gradient_checkpointing_gives_same_gradients(tiny_conv_config, tokenizer) -> None:
+    inputs = tokenizer(["MKTAYIAKQRQISFVK", "MKTA"], padding=True, return_tensors="pt")
+    labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
+    model = ConvForMaskedLM(tiny_conv_config).train()
+    model(**inputs, labels=labels).loss.backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.activation_checkpointing_enable()
+    model(**inputs, labels=labels).loss.backward()
+    for expected, param in zip(plain, model.parameters(), strict=True):
+        torch.testing.assert_close(param.grad, expected)
+
+
+def test_twenty_thousand_residues_forward() -> None:
+    model = ConvForMaskedLM(ConvConfig.from_preset("carp-600k")).eval()
+    input_ids = torch.randint(5, 25, (1, 20_000))
+    with torch.inference_mode():
+        logits = model(input_ids=input_ids).logits
+    assert logits.shape == (1, 20_000, model.config.vocab_size) and torch.isfinite(logits).all()
+
+
+def test_masked_lm_loss_only_on_labelled_positions(tiny_conv_config, tokenizer) -> None:
+    model = ConvForMaskedLM(tiny_conv_config).eval()
+    inputs = tokenizer("MKT<mask>YI<mask>K", return_tensors="pt")
+    labels = torch.full_like(inputs["input_ids"], -100)
+    labels[0, 4], labels[0, 7] = 5, 7
+    out = model(**inputs, labels=labels)
+    expected = F.cross_entropy(out.logits[0, [4, 7]], torch.tensor([5, 7]))
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_sequence_classification_problem_types(tiny_conv_config, tokenizer) -> None:
+    inputs = tokenizer(["MKTAYIAK", "MKT"], padding=True, return_tensors="pt")
+    regression = ConvForSequenceClassification(ConvConfig(**{**tiny_conv_config.to_diff_dict(), "num_labels": 1}))
+    out = regression(**inputs, labels=torch.tensor([0.5, -1.0]))
+    torch.testing.assert_close(out.loss, F.mse_loss(out.logits.squeeze(-1), torch.tensor([0.5, -1.0])))
+    assert regression.config.problem_type == "regression"
+
+    config = ConvConfig(**{**tiny_conv_config.to_diff_dict(), "num_labels": 3})
+    single = ConvForSequenceClassification(config)
+    out = single(**inputs, labels=torch.tensor([2, 0]))
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, torch.tensor([2, 0])))
+
+    multi = ConvForSequenceClassification(ConvConfig(**{**tiny_conv_config.to_diff_dict(), "num_labels": 3}))
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    out = multi(**inputs, labels=targets)
+    torch.testing.assert_close(out.loss, F.binary_cross_entropy_with_logits(out.logits, targets))
+
+
+def test_token_classification_ignores_minus_100(tiny_conv_config, tokenizer) -> None:
+    model = ConvForTokenClassification(ConvConfig(**{**tiny_conv_config.to_diff_dict(), "num_labels": 3})).eval()
+    inputs = tokenizer(["MKTAY", "MK"], padding=True, return_tensors="pt")
+    labels = torch.tensor([[-100, 0, 1, 2, 1, 0, -100], [-100, 2, 2, -100, -100, -100, -100]])
+    out = model(**inputs, labels=labels)
+    keep = labels != -100
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits[keep], labels[keep]))
+
+
+def test_cls_pooling_requires_cls_token(tiny_conv_config) -> None:
+    model = ConvModel(ConvConfig(**{**tiny_conv_config.to_diff_dict(), "pooling": "cls"})).eval()
+    no_cls = protconv.build_tokenizer(add_cls=False)(["MKT", "MK"], padding=True, return_tensors="pt")
+    with pytest.raises(ValueError, match=r"rows \[0, 1\] lack it"):
+        model(**no_cls)
+
+
+def test_bad_inputs_raise_clear_errors(tiny_conv_config) -> None:
+    model = ConvForMaskedLM(tiny_conv_config)
+    with pytest.raises(ValueError, match="empty batch"):
+        model(input_ids=torch.zeros((0, 5), dtype=torch.long))
+    with pytest.raises(ValueError, match=r"shape \(batch, length\)"):
+        model(input_ids=torch.tensor([5, 6, 7]))
+    with pytest.raises(ValueError, match=r"attention_mask shape \(1, 2\) does not match input_ids shape \(1, 3\)"):
+        model(input_ids=torch.tensor([[5, 6, 7]]), attention_mask=torch.ones(1, 2))
+    with pytest.raises(ValueError, match=r"token id 40 at \(row, position\) \(0, 1\) is outside"):
+        model(input_ids=torch.tensor([[5, 40, 7]]))
+    with pytest.raises(ValueError, match="unknown Conv preset"):
+        ConvConfig.from_preset("carp-1b")
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        ConvConfig(kernel_size=4)

@@ -1,0 +1,25 @@
+"""The README's Python examples run as written (in a scratch directory)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    first_block = re.search(r"```bash\n(.*?)```", README.read_text(), flags=re.DOTALL).group(1)
+    assert [line.split()[:2] for line in first_block.strip().splitlines()] == [["make", "demo"], ["make", "test"]]
+
+
+def test_readme_example_runs(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    example = python_blocks()[0]
+    exec(compile(example, str(README), "exec"), {"__name__": "__readme__"})
+    out = capsys.readouterr().out
+    assert "predicted residue:" in out and "torch.Size([2, 128])" in out
