@@ -134,3 +134,13 @@ def test_push_folder_creates_repo_and_uploads(saved_folder, tmp_path) -> None:
     assert calls == [("create", "org/tiny", False, True), ("upload", str(folder), "org/tiny")]
     with pytest.raises(FileNotFoundError, match="not a saved model folder"):
         push_folder(tmp_path, "org/tiny", api=FakeApi())
+
+
+def test_fill_mask_pipeline_works_on_a_saved_folder(saved_folder) -> None:
+    from transformers import pipeline
+
+    _, folder = saved_folder
+    candidates = pipeline("fill-mask", model=str(folder))("MKTAYIAK<mask>QRQ", top_k=3)
+    assert len(candidates) == 3
+    assert all(len(c["sequence"]) == len("MKTAYIAKXQRQ") for c in candidates if len(c["token_str"]) == 1)
+    assert candidates[0]["score"] >= candidates[1]["score"] >= candidates[2]["score"]
