@@ -32,3 +32,11 @@ def real_proteins() -> list[str]:
 @pytest.fixture
 def tiny_conv_config() -> protconv.ConvConfig:
     return protconv.ConvConfig(hidden_size=32, intermediate_size=16, num_hidden_layers=4, max_dilation=4)
+
+
+@pytest.fixture
+def tiny_performer_config() -> protconv.PerformerConfig:
+    """Two 16-dimensional heads and 32 random features: every code path of the Performer, in milliseconds."""
+    return protconv.PerformerConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, nb_features=32
+    )

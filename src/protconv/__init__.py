@@ -5,11 +5,17 @@ Importing the package registers every protconv model with the transformers Auto 
 
 from .modeling import (
     CONV_PRESETS,
+    PERFORMER_PRESETS,
     ConvConfig,
     ConvForMaskedLM,
     ConvForSequenceClassification,
     ConvForTokenClassification,
     ConvModel,
+    PerformerConfig,
+    PerformerForMaskedLM,
+    PerformerForSequenceClassification,
+    PerformerForTokenClassification,
+    PerformerModel,
 )
 from .registration import register_auto_classes
 from .tokenization import InvalidSequenceError, build_tokenizer, clean_sequence
@@ -20,12 +26,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CONV_PRESETS",
+    "PERFORMER_PRESETS",
     "ConvConfig",
     "ConvForMaskedLM",
     "ConvForSequenceClassification",
     "ConvForTokenClassification",
     "ConvModel",
     "InvalidSequenceError",
+    "PerformerConfig",
+    "PerformerForMaskedLM",
+    "PerformerForSequenceClassification",
+    "PerformerForTokenClassification",
+    "PerformerModel",
     "build_tokenizer",
     "clean_sequence",
 ]

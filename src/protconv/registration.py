@@ -18,6 +18,11 @@ from .modeling import (
     ConvForSequenceClassification,
     ConvForTokenClassification,
     ConvModel,
+    PerformerConfig,
+    PerformerForMaskedLM,
+    PerformerForSequenceClassification,
+    PerformerForTokenClassification,
+    PerformerModel,
 )
 
 #: (config class, {Auto class: model class}) for every model family.
@@ -29,6 +34,15 @@ MODEL_FAMILIES = [
             AutoModelForMaskedLM: ConvForMaskedLM,
             AutoModelForSequenceClassification: ConvForSequenceClassification,
             AutoModelForTokenClassification: ConvForTokenClassification,
+        },
+    ),
+    (
+        PerformerConfig,
+        {
+            AutoModel: PerformerModel,
+            AutoModelForMaskedLM: PerformerForMaskedLM,
+            AutoModelForSequenceClassification: PerformerForSequenceClassification,
+            AutoModelForTokenClassification: PerformerForTokenClassification,
         },
     ),
 ]

@@ -1,0 +1,208 @@
+"""FAVOR+ attention (Choromanski et al. 2020, arXiv 2009.14794) and its exact-softmax counterpart.
+
+Pure functions over tensors shaped ``(batch, heads, length, head_dim)``; the model file owns the parameters and
+the random projection. Everything here is linear in the sequence length except ``softmax_attention``, which is
+the exact reference the Performer is compared against on identical weights.
+
+Two deliberate differences from ``performer-pytorch``:
+
+* padded keys are removed from both the numerator ``K'ᵀV`` and the normaliser ``K'ᵀ1`` (their features are
+  zeroed), and the key stabiliser is a maximum over real keys only, so a sequence's outputs do not depend on how
+  much padding its batch carries;
+* the feature maps are evaluated in at least float32, because ``exp`` of the random projections overflows half
+  precision long before the attention itself is inaccurate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import torch
+from torch.nn import functional as F
+
+#: Additive constant of the positive softmax features. It biases attention towards uniform, so it stays tiny
+#: (Google's value); it also keeps the normaliser strictly positive.
+SOFTMAX_KERNEL_EPSILON = 1e-6
+#: Additive constant of the ReLU ("generalized") features: without it a query orthogonal to every key would
+#: divide by zero.
+RELU_KERNEL_EPSILON = 1e-3
+#: Positions per block in causal attention: the blocks' exact lower-triangular part costs ``length * chunk``
+#: and the carried prefix state ``length / chunk * features * head_dim``; 128 balances the two at 256 features.
+CAUSAL_CHUNK_SIZE = 128
+
+
+def derived_seed(seed: int, *keys: int) -> int:
+    """A 63-bit seed from ``seed`` and ``keys`` that is stable across processes and platforms.
+
+    Python's ``hash`` is salted per process, so it cannot make redraws reproducible; a cryptographic digest
+    also keeps the streams of neighbouring (layer, draw) pairs unrelated.
+    """
+    text = ":".join(str(value) for value in (seed, *keys))
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def orthogonal_random_features(nb_features: int, dim: int, seed: int, scaling: str = "chi") -> torch.Tensor:
+    """Projection ``W`` of shape ``(nb_features, dim)``: blocks of ``dim`` exactly orthogonal rows.
+
+    Orthogonal rows lower the variance of the softmax-kernel estimate compared with i.i.d. Gaussian rows (the
+    "+" of FAVOR+). Row norms follow chi(dim) (``scaling="chi"``), the norms of Gaussian rows, which keeps the
+    estimator unbiased, or are fixed to ``sqrt(dim)`` (``"sqrt"``). Drawn on the CPU in float64 from a private
+    generator, so the result depends only on the arguments: it costs one ``dim x dim`` QR per block.
+    """
+    if scaling not in ("chi", "sqrt"):
+        raise ValueError(f"scaling must be 'chi' or 'sqrt', got {scaling!r}")
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    n_blocks = math.ceil(nb_features / dim)
+    gaussian = torch.randn(n_blocks, dim, dim, generator=generator, dtype=torch.float64, device="cpu")
+    q, r = torch.linalg.qr(gaussian)
+    # Fixing the signs by diag(R) makes Q Haar-distributed rather than biased by the QR convention.
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    rows = q.transpose(-1, -2).reshape(n_blocks * dim, dim)[:nb_features]
+    if scaling == "chi":
+        norms = torch.randn(nb_features, dim, generator=generator, dtype=torch.float64, device="cpu").norm(dim=1)
+    else:
+        norms = torch.full((nb_features,), math.sqrt(dim), dtype=torch.float64)
+    return (rows * norms.unsqueeze(1)).to(torch.float32)
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half-precision inputs, the input's dtype otherwise (float64 stays float64 for exact tests)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def softmax_kernel_features(
+    x: torch.Tensor,
+    projection: torch.Tensor,
+    is_query: bool,
+    key_mask: torch.Tensor | None = None,
+    eps: float = SOFTMAX_KERNEL_EPSILON,
+) -> torch.Tensor:
+    """Positive random features with ``E[φ(q)·φ(k)] = exp(q·k / sqrt(d))`` (up to the stabiliser and ``eps``).
+
+    ``φ(x)_i = m^-1/2 (exp(w_iᵀx' − ‖x'‖²/2 − c) + eps)`` with ``x' = d^-1/4 x``. The stabiliser ``c`` is the
+    row maximum for queries and one maximum over all real keys (per batch row and head) for keys; both cancel
+    in the normalisation, so they are detached from the graph. ``key_mask`` (``(batch, length)``, True at real
+    keys) keeps padded keys out of the key maximum.
+    """
+    dim, nb_features = x.shape[-1], projection.shape[0]
+    x = x * dim**-0.25
+    logits = x @ projection.to(x.dtype).t() - (x * x).sum(dim=-1, keepdim=True) / 2
+    if is_query:
+        stabiliser = logits.detach().amax(dim=-1, keepdim=True)
+    else:
+        scores = logits.detach()
+        if key_mask is not None:
+            scores = scores.masked_fill(~key_mask[:, None, :, None], float("-inf"))
+        stabiliser = scores.amax(dim=(-1, -2), keepdim=True)
+        # A row without any real key has a -inf maximum; its features are zeroed later anyway.
+        stabiliser = torch.where(torch.isfinite(stabiliser), stabiliser, torch.zeros_like(stabiliser))
+    # m^-1/2 folded into the exponent saves one full-size temporary.
+    return torch.exp(logits - (stabiliser + 0.5 * math.log(nb_features))) + eps * nb_features**-0.5
+
+
+def relu_kernel_features(x: torch.Tensor, projection: torch.Tensor, eps: float = RELU_KERNEL_EPSILON) -> torch.Tensor:
+    """The "generalized" kernel ``φ(x) = ReLU(W x') + eps``: no exponentials, no stabiliser, no overflow."""
+    x = x * x.shape[-1] ** -0.25
+    return F.relu(x @ projection.to(x.dtype).t()) + eps
+
+
+def _append_ones(v: torch.Tensor) -> torch.Tensor:
+    """``[v, 1]``: one matmul then yields the numerator (``V`` columns) and the normaliser (the ones column)."""
+    return torch.cat([v, v.new_ones(*v.shape[:-1], 1)], dim=-1)
+
+
+def _normalise(numerator_and_normaliser: torch.Tensor) -> torch.Tensor:
+    """Divide the numerator columns by the last (normaliser) column.
+
+    The clamp only matters where every key is padded (a row of pure padding), which would otherwise be 0/0.
+    """
+    numerator, normaliser = numerator_and_normaliser[..., :-1], numerator_and_normaliser[..., -1:]
+    return numerator / normaliser.clamp_min(torch.finfo(normaliser.dtype).tiny)
+
+
+def linear_attention(q_features: torch.Tensor, k_features: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Non-causal ``D⁻¹ Q'(K'ᵀ V)`` with ``D = diag(Q'(K'ᵀ 1))``: time and memory linear in length."""
+    v1 = _append_ones(v)
+    return _normalise(q_features @ (k_features.transpose(-1, -2) @ v1))
+
+
+def causal_linear_attention(
+    q_features: torch.Tensor, k_features: torch.Tensor, v: torch.Tensor, chunk_size: int = CAUSAL_CHUNK_SIZE
+) -> torch.Tensor:
+    """Causal linear attention by prefix sums, vectorised over blocks of ``chunk_size`` positions.
+
+    A naive prefix sum of ``k_j v_jᵀ`` materialises ``length x features x head_dim`` numbers (8 GiB per head at
+    32k tokens). Instead each block adds the exact lower-triangular attention within itself to the state of all
+    earlier blocks, an exclusive ``cumsum`` over per-block ``K'ᵀV``: no Python loop, memory linear in length.
+    """
+    batch, heads, length, nb_features = q_features.shape
+    v1 = _append_ones(v)
+    chunk = min(chunk_size, length)
+    n_chunks = math.ceil(length / chunk)
+    extra = n_chunks * chunk - length
+    if extra:
+        # Zero features at the padded tail contribute nothing, and their outputs are sliced off.
+        q_features, k_features, v1 = (F.pad(t, (0, 0, 0, extra)) for t in (q_features, k_features, v1))
+    qc = q_features.reshape(batch, heads, n_chunks, chunk, nb_features)
+    kc = k_features.reshape(batch, heads, n_chunks, chunk, nb_features)
+    vc = v1.reshape(batch, heads, n_chunks, chunk, v1.shape[-1])
+    block_state = kc.transpose(-1, -2) @ vc
+    earlier_state = F.pad(block_state[:, :, :-1], (0, 0, 0, 0, 1, 0)).cumsum(dim=2)
+    within = (qc @ kc.transpose(-1, -2)).tril()
+    out = qc @ earlier_state + within @ vc
+    return _normalise(out.reshape(batch, heads, n_chunks * chunk, -1)[:, :, :length])
+
+
+def favor_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    projection: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+    causal: bool = False,
+    kernel: str = "softmax",
+    eps: float | None = None,
+) -> torch.Tensor:
+    """FAVOR+ attention of ``q, k, v`` ``(batch, heads, length, head_dim)``; ``key_mask`` ``(batch, length)``.
+
+    Approximates ``softmax(q kᵀ / sqrt(d)) v`` (``kernel="softmax"``) or computes ReLU-kernel attention
+    (``kernel="relu"``). Returns the input's dtype; the features are computed in at least float32.
+    """
+    out_dtype = v.dtype
+    dtype = _compute_dtype(q.dtype)
+    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+    if kernel == "softmax":
+        eps = SOFTMAX_KERNEL_EPSILON if eps is None else eps
+        q_features = softmax_kernel_features(q, projection, is_query=True, eps=eps)
+        k_features = softmax_kernel_features(k, projection, is_query=False, key_mask=key_mask, eps=eps)
+    elif kernel == "relu":
+        eps = RELU_KERNEL_EPSILON if eps is None else eps
+        q_features = relu_kernel_features(q, projection, eps=eps)
+        k_features = relu_kernel_features(k, projection, eps=eps)
+    else:
+        raise ValueError(f"kernel must be 'softmax' or 'relu', got {kernel!r}")
+    if key_mask is not None:
+        # Zeroing the key features (not only V) removes padded keys from the normaliser as well.
+        k_features = k_features * key_mask[:, None, :, None].to(dtype)
+    attend = causal_linear_attention if causal else linear_attention
+    return attend(q_features, k_features, v).to(out_dtype)
+
+
+def softmax_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None, causal: bool = False
+) -> torch.Tensor:
+    """Exact ``softmax(q kᵀ / sqrt(d)) v`` through ``scaled_dot_product_attention`` (same shapes as FAVOR+).
+
+    Without padding no mask is passed, so PyTorch can pick its fused (flash) kernel.
+    """
+    mask = None
+    if key_mask is not None and not bool(key_mask.all()):
+        mask = key_mask[:, None, None, :]
+    if causal:
+        if mask is None:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        length = q.shape[-2]
+        mask = mask & torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)

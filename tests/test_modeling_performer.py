@@ -1,0 +1,427 @@
+"""The Performer family: Auto registration, heads, padding, the random-feature schedule, save/load, long context."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+)
+
+import protconv
+from protconv.hub import save_hub_folder
+from protconv.modeling import favor, modeling_performer
+from protconv.modeling.modeling_performer import draw_projection
+
+SRC = Path(protconv.__file__).resolve().parent.parent
+
+
+def _batch(tokenizer, sequences: list[str]) -> dict[str, torch.Tensor]:
+    return tokenizer(sequences, padding=True, return_tensors="pt")
+
+
+def _projections(model: protconv.PerformerModel) -> list[torch.Tensor]:
+    return [layer.attention.projection.clone() for layer in model.layers]
+
+
+def _all_equal(first: list[torch.Tensor], second: list[torch.Tensor]) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+
+
+# --- configuration and registration ---------------------------------------------------------------------------
+
+
+def test_auto_classes_build_performer_models(tiny_performer_config) -> None:
+    settings = {key: value for key, value in tiny_performer_config.to_diff_dict().items() if key != "model_type"}
+    config = AutoConfig.for_model("protconv_performer", **settings)
+    assert isinstance(config, protconv.PerformerConfig)
+    for auto_class, expected in (
+        (AutoModel, protconv.PerformerModel),
+        (AutoModelForMaskedLM, protconv.PerformerForMaskedLM),
+        (AutoModelForSequenceClassification, protconv.PerformerForSequenceClassification),
+        (AutoModelForTokenClassification, protconv.PerformerForTokenClassification),
+    ):
+        assert type(auto_class.from_config(config)) is expected
+    assert set(config.auto_map) == {
+        "AutoConfig",
+        "AutoModel",
+        "AutoModelForMaskedLM",
+        "AutoModelForSequenceClassification",
+        "AutoModelForTokenClassification",
+    }
+
+
+def test_small_preset_is_the_size_of_carp_600k() -> None:
+    performer = protconv.PerformerForMaskedLM(protconv.PerformerConfig.from_preset("performer-small"))
+    carp = protconv.ConvForMaskedLM(protconv.ConvConfig.from_preset("carp-600k"))
+    n_performer = sum(p.numel() for p in performer.parameters())
+    n_carp = sum(p.numel() for p in carp.parameters())
+    assert 0.8 < n_performer / n_carp < 1.25
+    assert protconv.PerformerConfig.from_preset("performer-base", nb_features=128).nb_features == 128
+    with pytest.raises(ValueError, match="unknown Performer preset"):
+        protconv.PerformerConfig.from_preset("performer-huge")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"attention": "linear"}, "attention must be one of"),
+        ({"kernel": "cos"}, "kernel must be one of"),
+        ({"position_embedding_type": "alibi"}, "position_embedding_type must be one of"),
+        ({"hidden_size": 30, "num_attention_heads": 4}, "not divisible"),
+        ({"hidden_size": 30, "num_attention_heads": 2}, "even head dimension"),
+        ({"feature_redraw_interval": -1}, "feature_redraw_interval"),
+        ({"nb_features": 0}, "nb_features"),
+    ],
+)
+def test_invalid_config_is_rejected(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        protconv.PerformerConfig(**overrides)
+
+
+# --- forward passes and heads ---------------------------------------------------------------------------------
+
+
+def test_heads_outputs_and_losses(tiny_performer_config, tokenizer, real_proteins) -> None:
+    batch = _batch(tokenizer, real_proteins[:3])
+    batch_size, length = batch["input_ids"].shape
+    mlm = protconv.PerformerForMaskedLM(tiny_performer_config)
+    labels = torch.full_like(batch["input_ids"], -100)
+    labels[:, 5] = batch["input_ids"][:, 5]
+    out = mlm(**batch, labels=labels, output_hidden_states=True)
+    assert out.logits.shape == (batch_size, length, tiny_performer_config.vocab_size)
+    assert len(out.hidden_states) == tiny_performer_config.num_hidden_layers + 1
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert mlm.lm_head.weight.grad is not None
+    assert mlm.performer.layers[0].attention.qkv.weight.grad.abs().sum() > 0
+    assert isinstance(mlm(**batch, return_dict=False), tuple)
+
+    regression = protconv.PerformerForSequenceClassification(
+        tiny_performer_config.__class__(**{**tiny_performer_config.to_diff_dict(), "num_labels": 1})
+    )
+    out = regression(**batch, labels=torch.randn(batch_size))
+    assert out.logits.shape == (batch_size, 1) and regression.config.problem_type == "regression"
+
+    tokens = protconv.PerformerForTokenClassification(tiny_performer_config)
+    token_labels = torch.randint(0, 2, (batch_size, length)).masked_fill(batch["attention_mask"] == 0, -100)
+    out = tokens(**batch, labels=token_labels)
+    assert out.logits.shape == (batch_size, length, 2) and torch.isfinite(out.loss)
+
+    base = protconv.PerformerModel(tiny_performer_config)
+    pooled = base(**batch).pooler_output
+    assert pooled.shape == (batch_size, tiny_performer_config.hidden_size)
+
+
+PADDING_VARIANTS = {
+    "favor-softmax-kernel": {},
+    "favor-relu-kernel": {"kernel": "relu"},
+    "favor-causal": {"causal": True},
+    "exact-softmax": {"attention": "softmax"},
+    "absolute-positions": {"position_embedding_type": "absolute"},
+}
+
+
+@pytest.mark.parametrize("variant", PADDING_VARIANTS)
+def test_padded_batch_equals_sequences_alone(variant, tiny_performer_config, tokenizer, real_proteins) -> None:
+    config = protconv.PerformerConfig(**{**tiny_performer_config.to_diff_dict(), **PADDING_VARIANTS[variant]})
+    model = protconv.PerformerModel(config).eval()
+    sequences = [real_proteins[0][:60], real_proteins[1][:200], real_proteins[2][:25]]
+    batch = _batch(tokenizer, sequences)
+    with torch.no_grad():
+        together = model(**batch)
+        for row, sequence in enumerate(sequences):
+            alone = model(**_batch(tokenizer, [sequence]))
+            n = alone.last_hidden_state.shape[1]
+            torch.testing.assert_close(together.last_hidden_state[row, :n], alone.last_hidden_state[0])
+            torch.testing.assert_close(together.pooler_output[row], alone.pooler_output[0])
+
+
+def test_zeroing_only_values_breaks_padding_invariance(
+    monkeypatch, tiny_performer_config, tokenizer, real_proteins
+) -> None:
+    """performer-pytorch's masking (zero V, keep padded keys in the normaliser) inside the same model fails."""
+
+    def zero_only_values(q, k, v, projection, key_mask=None, causal=False, kernel="softmax", eps=None):
+        q_features = favor.softmax_kernel_features(q, projection, is_query=True)
+        k_features = favor.softmax_kernel_features(k, projection, is_query=False)
+        return favor.linear_attention(q_features, k_features, v * key_mask[:, None, :, None])
+
+    model = protconv.PerformerModel(tiny_performer_config).eval()
+    short, long = real_proteins[0][:40], real_proteins[1][:120]
+    monkeypatch.setattr(modeling_performer, "favor_attention", zero_only_values)
+    with torch.no_grad():
+        alone = model(**_batch(tokenizer, [short])).last_hidden_state[0]
+        padded = model(**_batch(tokenizer, [short, long])).last_hidden_state[0, : alone.shape[0]]
+    assert float((padded - alone).abs().max()) > 1e-2
+
+
+def test_softmax_switch_uses_the_same_weights(tiny_performer_config, tokenizer, real_proteins) -> None:
+    """With many features FAVOR+ approaches the exact model that the switch selects; with the switch the
+    outputs are exactly those of softmax attention on identical parameters."""
+    config = protconv.PerformerConfig(**{**tiny_performer_config.to_diff_dict(), "nb_features": 4096})
+    model = protconv.PerformerModel(config).eval()
+    batch = _batch(tokenizer, [real_proteins[3][:150]])
+    with torch.no_grad():
+        approx = model(**batch).last_hidden_state
+        model.config.attention = "softmax"
+        exact = model(**batch).last_hidden_state
+    assert not torch.equal(approx, exact)
+    assert float((approx - exact).norm() / exact.norm()) < 0.02
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_performer_config, tokenizer, real_proteins) -> None:
+    batch = _batch(tokenizer, real_proteins[:2])
+    model = protconv.PerformerForMaskedLM(tiny_performer_config)
+    model.train()
+
+    def gradients() -> torch.Tensor:
+        model.zero_grad()
+        model(**batch).logits.pow(2).mean().backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    reference = gradients()
+    model.activation_checkpointing_enable()
+    assert model.performer.layers[0].gradient_checkpointing
+    torch.testing.assert_close(gradients(), reference)
+
+
+def test_rotary_model_runs_past_max_position_embeddings(tiny_performer_config) -> None:
+    model = protconv.PerformerModel(
+        protconv.PerformerConfig(**{**tiny_performer_config.to_diff_dict(), "max_position_embeddings": 16})
+    )
+    out = model(torch.randint(5, 25, (1, 64)))
+    assert out.last_hidden_state.shape == (1, 64, 32)
+
+
+def test_bad_inputs_raise_clear_errors(tiny_performer_config) -> None:
+    model = protconv.PerformerForMaskedLM(tiny_performer_config)
+    with pytest.raises(ValueError, match="empty batch"):
+        model(torch.zeros(0, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="attention_mask shape"):
+        model(torch.randint(5, 25, (2, 8)), attention_mask=torch.ones(2, 7))
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        model(torch.tensor([[5, 99]]))
+    absolute = protconv.PerformerForMaskedLM(
+        protconv.PerformerConfig(
+            **{
+                **tiny_performer_config.to_diff_dict(),
+                "position_embedding_type": "absolute",
+                "max_position_embeddings": 16,
+            }
+        )
+    )
+    absolute(torch.randint(5, 25, (1, 16)))
+    with pytest.raises(ValueError, match="exceeds max_position_embeddings=16"):
+        absolute(torch.randint(5, 25, (1, 17)))
+
+
+# --- random features: model state, eval, redraw schedule ------------------------------------------------------
+
+
+def test_projection_never_changes_in_eval(tiny_performer_config, tokenizer, real_proteins) -> None:
+    config = protconv.PerformerConfig(**{**tiny_performer_config.to_diff_dict(), "feature_redraw_interval": 1})
+    model = protconv.PerformerForMaskedLM(config).eval()
+    before = _projections(model.performer)
+    batch = _batch(tokenizer, real_proteins[:2])
+    first = model(**batch).logits
+    for _ in range(5):
+        assert torch.equal(model(**batch).logits, first)
+    assert _all_equal(before, _projections(model.performer))
+    assert int(model.performer.feature_redraw_step) == 0
+
+
+def test_redraw_schedule_in_training_is_deterministic(tiny_performer_config, tokenizer, real_proteins) -> None:
+    config = protconv.PerformerConfig(**{**tiny_performer_config.to_diff_dict(), "feature_redraw_interval": 3})
+    batch = _batch(tokenizer, real_proteins[:2])
+
+    def run(seed: int) -> list[list[torch.Tensor]]:
+        torch.manual_seed(seed)  # different weights and dropout streams must not change the draws
+        model = protconv.PerformerModel(config).train()
+        history = [_projections(model)]
+        for _ in range(7):
+            model(**batch)
+            history.append(_projections(model))
+        assert int(model.feature_redraw_step) == 7
+        return history
+
+    history = run(0)
+    changed_at = [step for step in range(1, 8) if not torch.equal(history[step][0], history[step - 1][0])]
+    assert changed_at == [3, 6]
+    for layer in range(config.num_hidden_layers):
+        assert torch.equal(history[0][layer], draw_projection(config, layer, 0))
+        assert torch.equal(history[3][layer], draw_projection(config, layer, 1))
+        assert torch.equal(history[7][layer], draw_projection(config, layer, 2))
+    assert not torch.equal(history[0][0], history[0][1])  # layers draw independently
+    other_run = run(1)
+    assert all(_all_equal(history[step], other_run[step]) for step in range(8))
+
+    reseeded = protconv.PerformerConfig(**{**config.to_diff_dict(), "projection_seed": 1})
+    assert not torch.equal(draw_projection(reseeded, 0, 0), history[0][0])
+    never = protconv.PerformerModel(
+        protconv.PerformerConfig(**{**config.to_diff_dict(), "feature_redraw_interval": 0})
+    ).train()
+    initial = _projections(never)
+    for _ in range(4):
+        never(**batch)
+    assert _all_equal(initial, _projections(never))
+
+
+def test_redraw_between_forwards_keeps_the_graph_valid(tiny_performer_config, tokenizer, real_proteins) -> None:
+    """Two forwards then one backward (gradient accumulation by summing losses) across a redraw."""
+    config = protconv.PerformerConfig(**{**tiny_performer_config.to_diff_dict(), "feature_redraw_interval": 1})
+    model = protconv.PerformerForMaskedLM(config).train()
+    batch = _batch(tokenizer, real_proteins[:2])
+    loss = model(**batch).logits.mean() + model(**batch).logits.mean()
+    loss.backward()
+    assert int(model.performer.feature_redraw_step) == 2
+
+
+# --- save / load ----------------------------------------------------------------------------------------------
+
+
+def test_save_and_load_reproduce_outputs_and_schedule(tiny_performer_config, tokenizer, real_proteins, tmp_path):
+    config = protconv.PerformerConfig(**{**tiny_performer_config.to_diff_dict(), "feature_redraw_interval": 2})
+    model = protconv.PerformerForMaskedLM(config).train()
+    batch = _batch(tokenizer, real_proteins[:3])
+    for _ in range(5):  # two redraws: the saved projection is draw 2, not the one __init__ would make
+        model(**batch)
+    model.eval()
+    expected = model(**batch).logits
+    model.save_pretrained(tmp_path)
+
+    loaded = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    assert type(loaded) is protconv.PerformerForMaskedLM
+    assert torch.equal(loaded(**batch).logits, expected)
+    assert int(loaded.performer.feature_redraw_step) == 5
+    for layer, (ours, theirs) in enumerate(
+        zip(_projections(model.performer), _projections(loaded.performer), strict=True)
+    ):
+        assert torch.equal(ours, theirs) and torch.equal(theirs, draw_projection(config, layer, 2))
+    encoder = AutoModel.from_pretrained(tmp_path)
+    assert torch.equal(encoder.layers[1].attention.projection, model.performer.layers[1].attention.projection)
+
+
+def test_missing_projection_is_drawn_from_the_seed(tiny_performer_config, tokenizer, real_proteins, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = protconv.PerformerForMaskedLM(tiny_performer_config).eval()
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["performer.layers.0.attention.projection"]
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded = protconv.PerformerForMaskedLM.from_pretrained(tmp_path).eval()
+    batch = _batch(tokenizer, real_proteins[:2])
+    assert torch.equal(loaded(**batch).logits, model(**batch).logits)
+
+
+CHILD_SCRIPT = """
+import sys
+src = sys.argv[1]
+sys.path[:] = [p for p in sys.path if not p.startswith(src)]
+try:
+    import protconv
+except ImportError:
+    pass
+else:
+    raise SystemExit("protconv is importable in the child: the test would prove nothing")
+import torch
+from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
+
+folder = sys.argv[2]
+tokenizer = AutoTokenizer.from_pretrained(folder)
+batch = tokenizer(sys.argv[3].split(","), padding=True, return_tensors="pt")
+model = AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True).eval()
+assert not type(model).__module__.startswith("protconv"), type(model).__module__
+expected = torch.load(folder + "/expected.pt")
+assert torch.equal(batch["input_ids"], expected["input_ids"])
+with torch.no_grad():
+    logits = model(**batch).logits
+assert torch.equal(logits, expected["logits"]), float((logits - expected["logits"]).abs().max())
+classifier = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True, num_labels=3)
+assert type(classifier).__name__ == "PerformerForSequenceClassification"
+print("REMOTE-OK", type(model).__module__)
+"""
+
+
+def test_hub_folder_loads_with_remote_code_without_protconv(tiny_performer_config, tokenizer, real_proteins, tmp_path):
+    model = protconv.PerformerForMaskedLM(tiny_performer_config).eval()
+    folder = save_hub_folder(model, tokenizer, tmp_path / "performer")
+    for name in ("modeling_performer.py", "configuration_performer.py", "favor.py", "heads.py", "model_inputs.py"):
+        assert (folder / name).is_file(), name
+    sequences = [real_proteins[0][:50], real_proteins[1][:80]]
+    batch = _batch(tokenizer, sequences)
+    with torch.no_grad():
+        logits = model(**batch).logits
+    torch.save({"input_ids": batch["input_ids"], "logits": logits}, folder / "expected.pt")
+
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD_SCRIPT, str(SRC), str(folder), ",".join(sequences)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "REMOTE-OK" in result.stdout
+    assert AutoTokenizer.from_pretrained(folder)(sequences[0])["input_ids"] == tokenizer(sequences[0])["input_ids"]
+
+
+# --- long context ---------------------------------------------------------------------------------------------
+
+
+class _LargestTensor(TorchDispatchMode):
+    """Records the largest tensor any operation produces: an L x L attention matrix would dominate it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(tensor, torch.Tensor):
+                self.largest = max(self.largest, tensor.numel())
+        return out
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_memory_grows_linearly_with_length(causal: bool, tiny_performer_config) -> None:
+    config = protconv.PerformerConfig(**{**tiny_performer_config.to_diff_dict(), "causal": causal})
+    model = protconv.PerformerModel(config).eval()
+    largest = {}
+    for length in (1024, 4096):
+        recorder = _LargestTensor()
+        with torch.no_grad(), recorder:
+            model(torch.randint(5, 25, (1, length)))
+        largest[length] = recorder.largest
+    assert largest[4096] <= 4.2 * largest[1024]
+    assert largest[4096] < 4096 * 4096 / 8  # far below one head's exact attention matrix
+
+
+def test_forward_over_32k_tokens_with_the_small_preset(real_proteins, tokenizer) -> None:
+    """Concatenated proteins separated by <eos> (as in the Performer protein paper), 32,768 tokens, on CPU."""
+    model = protconv.PerformerForMaskedLM(protconv.PerformerConfig.from_preset("performer-small")).eval()
+    ids: list[int] = []
+    while len(ids) < 32_768:
+        for protein in real_proteins:
+            ids += tokenizer(protein, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    input_ids = torch.tensor([ids[:32_768]])
+    with torch.no_grad():
+        logits = model(input_ids).logits
+    assert logits.shape == (1, 32_768, model.config.vocab_size)
+    assert torch.isfinite(logits).all()
