@@ -18,6 +18,14 @@ def _push(args: argparse.Namespace) -> None:
     print(push_folder(args.folder, args.repo_id, private=args.private))
 
 
+def _pretrain(args: argparse.Namespace) -> None:
+    # Imported here: the training stack (accelerate, matplotlib) is not needed by the other subcommands.
+    from .training import parse_arguments, pretrain
+
+    result = pretrain(*parse_arguments(args.arguments))
+    print(f"stopped at step {result.step}" + (f"; model saved to {result.model_dir}" if result.model_dir else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="protconv", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -31,17 +39,35 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("repo_id", help="e.g. my-org/carp-38m")
     push.add_argument("--private", action="store_true")
     push.set_defaults(run=_push)
+    pretrain = commands.add_parser(
+        "pretrain",
+        add_help=False,
+        help="pretrain a masked LM (under `accelerate launch` for several processes); `pretrain --help` lists options",
+    )
+    pretrain.set_defaults(run=_pretrain)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command != "pretrain" and extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.arguments = extra  # pretrain's own parser (HfArgumentParser dataclasses + YAML) reads these
     try:
         args.run(args)
-    except (CarpCheckpointError, FileExistsError, FileNotFoundError) as error:
+    except (CarpCheckpointError, FileExistsError, FileNotFoundError, *_pretraining_errors()) as error:
         print(f"protconv {args.command}: error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _pretraining_errors() -> tuple[type[Exception], ...]:
+    """User-facing failures of a pretraining run: reported in one line, without a traceback."""
+    from .tokenization import InvalidSequenceError
+    from .training import CheckpointError, NonFiniteLossError
+
+    return CheckpointError, NonFiniteLossError, InvalidSequenceError
 
 
 if __name__ == "__main__":

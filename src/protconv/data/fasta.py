@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -31,33 +31,79 @@ def _open_text(path: Path) -> IO[str]:
     return gzip.open(path, "rt", encoding="utf-8") if is_gzip else open(path, encoding="utf-8")
 
 
-def read_fasta(path: str | Path, unknown: UnknownPolicy = "error") -> Iterator[FastaRecord]:
+def read_fasta(
+    path: str | Path,
+    unknown: UnknownPolicy = "error",
+    on_invalid: Callable[[InvalidSequenceError], None] | None = None,
+) -> Iterator[FastaRecord]:
     """Yield records one at a time, so a corpus never needs to fit in memory.
 
     Sequences are upper-cased and checked against the vocabulary; a bad character raises
     ``InvalidSequenceError`` naming the file, the record's line, its header and the residue position
     (``unknown="X"`` maps such characters to X instead). Text before the first header, or a record with no
     residues, is an error: nothing is silently dropped.
+
+    ``on_invalid``, when given, receives each bad record's error and the record is skipped instead of raising:
+    a corpus of millions of proteins should not stop at one odd record, but the caller still counts and reports
+    what was skipped. Structural errors (text before the first header) always raise.
     """
     path = Path(path)
     header: str | None = None
     header_line = 0
     chunks: list[str] = []
 
-    def finish() -> FastaRecord:
+    def finish() -> FastaRecord | None:
         record = f"{path}:{header_line} (>{header})"
-        return FastaRecord(header or "", clean_sequence("".join(chunks), record=record, unknown=unknown), header_line)
+        try:
+            sequence = clean_sequence("".join(chunks), record=record, unknown=unknown)
+        except InvalidSequenceError as error:
+            if on_invalid is None:
+                raise
+            on_invalid(error)
+            return None
+        return FastaRecord(header or "", sequence, header_line)
 
     with _open_text(path) as handle:
         for number, raw in enumerate(handle, start=1):
             line = raw.strip()
             if line.startswith(">"):
-                if header is not None:
-                    yield finish()
+                if header is not None and (finished := finish()) is not None:
+                    yield finished
                 header, header_line, chunks = line[1:].strip(), number, []
             elif line:
                 if header is None:
                     raise InvalidSequenceError(f"{path}:{number}: sequence data before the first '>' header")
                 chunks.append(line)
+    if header is not None and (finished := finish()) is not None:
+        yield finished
+
+
+@dataclass(frozen=True)
+class FastaEntry:
+    """A FASTA record's raw text (lines joined, whitespace removed), for files that hold labels or masks
+    rather than residues (e.g. FLIP's per-residue label files)."""
+
+    header: str
+    text: str
+    line: int
+
+
+def read_fasta_entries(path: str | Path) -> Iterator[FastaEntry]:
+    """Yield records without interpreting their characters; structure errors name the file and line."""
+    path = Path(path)
+    header: str | None = None
+    header_line = 0
+    chunks: list[str] = []
+    with _open_text(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.strip()
+            if line.startswith(">"):
+                if header is not None:
+                    yield FastaEntry(header, "".join(chunks), header_line)
+                header, header_line, chunks = line[1:].strip(), number, []
+            elif line:
+                if header is None:
+                    raise InvalidSequenceError(f"{path}:{number}: data before the first '>' header")
+                chunks.append("".join(line.split()))
     if header is not None:
-        yield finish()
+        yield FastaEntry(header, "".join(chunks), header_line)

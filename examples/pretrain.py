@@ -1,0 +1,15 @@
+"""Pretrain a protconv masked language model.
+
+    accelerate launch examples/pretrain.py --config examples/configs/carp-600k.yaml [--flag value ...]
+
+Thin on purpose: the loop lives in ``protconv.training``; ``protconv pretrain`` runs the same thing.
+"""
+
+from __future__ import annotations
+
+from protconv.training import parse_arguments, pretrain
+
+if __name__ == "__main__":
+    result = pretrain(*parse_arguments())
+    if result.model_dir is not None:
+        print(f"model saved to {result.model_dir}")

@@ -1,0 +1,110 @@
+"""BERT-style masked-language-model batches for proteins.
+
+transformers' ``DataCollatorForLanguageModeling`` draws its random replacements from the whole vocabulary,
+special tokens included; here they come from the 20 standard amino acids only, and special tokens, padding and
+``<unk>`` are never chosen. Encoding goes through a lookup table built from the tokenizer's own vocabulary and
+framing (so the tokenizer stays the one source of truth), because the Rust tokenizer costs tens of milliseconds
+per batch of residues the FASTA reader has already validated, which would be a visible share of a training step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from ..modeling.vocabulary import STANDARD_AMINO_ACIDS
+from .batching import Batch
+
+IGNORE_INDEX = -100
+
+
+class MaskedLMCollator:
+    """Turns a ``Batch`` into ``input_ids``, ``attention_mask`` and ``labels`` (-100 where no loss is taken).
+
+    Of the residues, ``mlm_probability`` are selected; of those, ``mask_fraction`` become ``<mask>``,
+    ``random_fraction`` a random amino acid, the rest stay unchanged (BERT: 15%, 80/10/10).
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        mlm_probability: float = 0.15,
+        mask_fraction: float = 0.8,
+        random_fraction: float = 0.1,
+    ) -> None:
+        if not 0 < mlm_probability < 1:
+            raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
+        if mask_fraction < 0 or random_fraction < 0 or mask_fraction + random_fraction > 1:
+            raise ValueError(
+                f"mask_fraction + random_fraction must be within [0, 1], got {mask_fraction}, {random_fraction}"
+            )
+        self.mlm_probability = mlm_probability
+        self.mask_fraction = mask_fraction
+        self.random_fraction = random_fraction
+        self.pad_token_id = int(tokenizer.pad_token_id)
+        self.mask_token_id = int(tokenizer.mask_token_id)
+        self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
+        self.amino_acid_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(STANDARD_AMINO_ACIDS)))
+        self._lookup = _character_lookup(tokenizer)
+        self.prefix, self.suffix = _framing(tokenizer)
+
+    @property
+    def special_tokens_per_sequence(self) -> int:
+        """How many tokens the tokenizer adds around each sequence (``<cls>``/``<eos>``)."""
+        return len(self.prefix) + len(self.suffix)
+
+    def encode(self, sequences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ``input_ids`` and ``attention_mask``, framed exactly as the tokenizer frames them."""
+        rows = [
+            np.concatenate([self.prefix, self._lookup[np.frombuffer(s.encode(), np.uint8)], self.suffix])
+            for s in sequences
+        ]
+        width = max(len(row) for row in rows)
+        input_ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = row
+        if (input_ids < 0).any():
+            raise ValueError("sequence holds a character outside the vocabulary; read it through read_fasta first")
+        ids = torch.from_numpy(input_ids)
+        return ids, (ids != self.pad_token_id).long()
+
+    def mask(self, input_ids: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked inputs and labels; the original ``input_ids`` are left untouched."""
+        maskable = ~torch.isin(input_ids, self.special_ids)
+        selected = (torch.rand(input_ids.shape, generator=generator) < self.mlm_probability) & maskable
+        labels = torch.where(selected, input_ids, IGNORE_INDEX)
+        action = torch.rand(input_ids.shape, generator=generator)
+        to_mask = selected & (action < self.mask_fraction)
+        to_random = selected & (action >= self.mask_fraction) & (action < self.mask_fraction + self.random_fraction)
+        choices = torch.randint(len(self.amino_acid_ids), input_ids.shape, generator=generator)
+        masked = torch.where(to_mask, self.mask_token_id, input_ids)
+        masked = torch.where(to_random, self.amino_acid_ids[choices], masked)
+        return masked, labels
+
+    def __call__(self, batch: Batch, seed: int) -> dict[str, torch.Tensor]:
+        """Encode and mask ``batch`` with randomness fixed by ``seed`` (so a resumed run masks identically)."""
+        input_ids, attention_mask = self.encode(batch.sequences)
+        masked, labels = self.mask(input_ids, torch.Generator().manual_seed(seed))
+        if batch.filler:
+            labels.fill_(IGNORE_INDEX)
+        return {"input_ids": masked, "attention_mask": attention_mask, "labels": labels}
+
+
+def _character_lookup(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
+    """Byte -> token id for every one-character token of the tokenizer's vocabulary (-1 elsewhere)."""
+    lookup = np.full(256, -1, dtype=np.int64)
+    for token, index in tokenizer.get_vocab().items():
+        if len(token) == 1 and ord(token) < 256:
+            lookup[ord(token)] = index
+    return lookup
+
+
+def _framing(tokenizer: PreTrainedTokenizerBase) -> tuple[np.ndarray, np.ndarray]:
+    """The ids the tokenizer puts before and after a sequence, read off its encoding of one residue."""
+    probe = tokenizer.convert_tokens_to_ids("A")
+    ids = tokenizer("A")["input_ids"]
+    at = ids.index(probe)
+    return np.array(ids[:at], dtype=np.int64), np.array(ids[at + 1 :], dtype=np.int64)

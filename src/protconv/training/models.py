@@ -1,0 +1,65 @@
+"""Resolve ``--model`` to a masked-LM model through the Auto classes, for every registered model family.
+
+Nothing here names a family: presets are discovered from the config classes registered in
+``protconv.registration.MODEL_FAMILIES`` (each family's config module defines a ``*_PRESETS`` mapping and a
+``from_preset`` class method), so a new family is pretrainable as soon as it is registered.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+from .. import registration
+
+
+def available_presets() -> dict[str, type[PretrainedConfig]]:
+    """Preset name -> the config class that defines it, over every registered family."""
+    presets: dict[str, type[PretrainedConfig]] = {}
+    for config_class, _ in registration.MODEL_FAMILIES:
+        for name in _family_presets(config_class):
+            presets[name] = config_class
+    return presets
+
+
+def _family_presets(config_class: type[PretrainedConfig]) -> Mapping[str, Any]:
+    module = sys.modules[config_class.__module__]
+    if not hasattr(config_class, "from_preset"):
+        return {}
+    found: dict[str, Any] = {}
+    for name, value in vars(module).items():
+        if name.endswith("_PRESETS") and isinstance(value, Mapping):
+            found.update(value)
+    return found
+
+
+def resolve_config(model: str, overrides: Mapping[str, Any] | None = None) -> PretrainedConfig:
+    """A config from a preset name, a registered model type, a config.json or a model folder (in that order)."""
+    overrides = dict(overrides or {})
+    presets = available_presets()
+    if model in presets:
+        return presets[model].from_preset(model, **overrides)
+    if model in CONFIG_MAPPING:
+        return AutoConfig.for_model(model, **overrides)
+    path = Path(model)
+    if path.is_file() or (path / "config.json").is_file():
+        return AutoConfig.from_pretrained(path, **overrides)
+    protconv_types = sorted(c.model_type for c, _ in registration.MODEL_FAMILIES)
+    raise ValueError(
+        f"--model {model!r} is neither a preset ({', '.join(sorted(presets))}), a model type "
+        f"({', '.join(protconv_types)}), nor a config.json / saved model folder"
+    )
+
+
+def build_model(model: str, overrides: Mapping[str, Any] | None = None) -> PreTrainedModel:
+    """A masked-LM model: the weights of a saved folder (continued pretraining), else freshly initialised."""
+    path = Path(model)
+    has_weights = path.is_dir() and any(path.glob("model*.safetensors*"))
+    if has_weights:
+        return AutoModelForMaskedLM.from_pretrained(path, **dict(overrides or {}))
+    return AutoModelForMaskedLM.from_config(resolve_config(model, overrides))

@@ -1,0 +1,61 @@
+"""BERT masking for proteins: rates, never special tokens, replacements from amino acids only, exact framing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import protconv
+from protconv.data import Batch, MaskedLMCollator
+from protconv.data.masking import IGNORE_INDEX
+from protconv.modeling.vocabulary import STANDARD_AMINO_ACIDS
+
+
+@pytest.mark.parametrize(("add_cls", "add_eos"), [(True, True), (False, False), (True, False)])
+def test_encoding_matches_the_tokenizer(real_proteins, add_cls, add_eos) -> None:
+    tokenizer = protconv.build_tokenizer(add_cls=add_cls, add_eos=add_eos)
+    collator = MaskedLMCollator(tokenizer)
+    input_ids, attention_mask = collator.encode(real_proteins)
+    expected = tokenizer(real_proteins, padding=True, return_tensors="pt")
+    assert torch.equal(input_ids, expected["input_ids"])
+    assert torch.equal(attention_mask, expected["attention_mask"])
+    assert collator.special_tokens_per_sequence == add_cls + add_eos
+
+
+def test_masking_rates_and_what_is_never_masked(tokenizer, real_proteins) -> None:
+    collator = MaskedLMCollator(tokenizer)
+    batch = collator(Batch(tuple(real_proteins * 20), ()), seed=0)
+    original, _ = collator.encode(real_proteins * 20)
+    labels, masked = batch["labels"], batch["input_ids"]
+    selected = labels != IGNORE_INDEX
+    residues = ~torch.isin(original, torch.tensor(tokenizer.all_special_ids))
+    assert not (selected & ~residues).any(), "a special or padding token was selected"
+    assert torch.equal(labels[selected], original[selected])
+    assert selected.sum() / residues.sum() == pytest.approx(0.15, abs=0.01)
+    as_mask = masked[selected] == tokenizer.mask_token_id
+    unchanged = masked[selected] == original[selected]
+    replaced = ~as_mask & ~unchanged
+    assert as_mask.float().mean() == pytest.approx(0.8, abs=0.02)
+    # A random draw equal to the original residue counts as unchanged: about 10% + 10%/20.
+    assert replaced.float().mean() == pytest.approx(0.1 * 19 / 20, abs=0.015)
+    amino_acids = torch.tensor(tokenizer.convert_tokens_to_ids(list(STANDARD_AMINO_ACIDS)))
+    assert torch.isin(masked[selected][replaced], amino_acids).all()
+    assert torch.equal(masked[~selected], original[~selected]), "unselected positions must be untouched"
+    assert torch.equal(batch["attention_mask"], (original != tokenizer.pad_token_id).long())
+
+
+def test_same_seed_same_masks_and_filler_carries_no_loss(tokenizer, real_proteins) -> None:
+    collator = MaskedLMCollator(tokenizer)
+    batch = Batch(tuple(real_proteins), tuple(range(len(real_proteins))))
+    first, again, other = collator(batch, 7), collator(batch, 7), collator(batch, 8)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["labels"], other["labels"])
+    filler = collator(Batch(tuple(real_proteins[:1]), (), filler=True), 7)
+    assert (filler["labels"] == IGNORE_INDEX).all()
+
+
+def test_bad_rates_are_rejected(tokenizer) -> None:
+    with pytest.raises(ValueError, match="mlm_probability"):
+        MaskedLMCollator(tokenizer, mlm_probability=0)
+    with pytest.raises(ValueError, match="mask_fraction"):
+        MaskedLMCollator(tokenizer, mask_fraction=0.9, random_fraction=0.2)
