@@ -7,9 +7,11 @@ Thin on purpose: the loop lives in ``protconv.training``; ``protconv pretrain`` 
 
 from __future__ import annotations
 
+from accelerate import PartialState
+
 from protconv.training import parse_arguments, pretrain
 
 if __name__ == "__main__":
     result = pretrain(*parse_arguments())
-    if result.model_dir is not None:
+    if result.model_dir is not None and PartialState().is_main_process:
         print(f"model saved to {result.model_dir}")

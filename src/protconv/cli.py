@@ -20,10 +20,13 @@ def _push(args: argparse.Namespace) -> None:
 
 def _pretrain(args: argparse.Namespace) -> None:
     # Imported here: the training stack (accelerate, matplotlib) is not needed by the other subcommands.
+    from accelerate import PartialState
+
     from .training import parse_arguments, pretrain
 
     result = pretrain(*parse_arguments(args.arguments))
-    print(f"stopped at step {result.step}" + (f"; model saved to {result.model_dir}" if result.model_dir else ""))
+    if PartialState().is_main_process:
+        print(f"stopped at step {result.step}" + (f"; model saved to {result.model_dir}" if result.model_dir else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:

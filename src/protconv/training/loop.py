@@ -145,9 +145,12 @@ class _Run:
 
     def _resume(self, path: Path) -> None:
         self.state = load_checkpoint(self.accelerator, path)
-        changed = {k: (v, self.arguments.get(k)) for k, v in self.state.arguments.items() if self.arguments.get(k) != v}
-        changed.pop("resume", None), changed.pop("resume_from", None), changed.pop("stop_after_steps", None)
-        if changed:
+        changed = {
+            key: (saved, self.arguments.get(key))
+            for key, saved in self.state.arguments.items()
+            if self.arguments.get(key) != saved and key not in _RUN_CONTROL_ARGUMENTS
+        }
+        if changed and self.accelerator.is_main_process:
             logger.warning("resuming with arguments that differ from the checkpoint's: %s", changed)
         self.state.arguments = self.arguments
         self.metrics.truncate_after(self.state.step)
@@ -359,6 +362,11 @@ class _Run:
         card = model_card(model, f"{self.arguments['model']} pretrained with protconv", _SUMMARY, details)
         return f"{card}\n## Pretraining configuration\n\n```yaml\n{config}\n```\n"
 
+
+#: Arguments that steer how a run is started or shown, not what it computes: changing them on resume is expected.
+_RUN_CONTROL_ARGUMENTS = frozenset(
+    {"resume", "resume_from", "stop_after_steps", "overwrite_output_dir", "disable_tqdm"}
+)
 
 _SUMMARY = (
     "A protein masked language model pretrained with `protconv pretrain` (the protconv accelerate loop). "
