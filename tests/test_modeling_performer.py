@@ -156,7 +156,9 @@ def test_zeroing_only_values_breaks_padding_invariance(
     def zero_only_values(q, k, v, projection, key_mask=None, causal=False, kernel="softmax", eps=None):
         q_features = favor.softmax_kernel_features(q, projection, is_query=True)
         k_features = favor.softmax_kernel_features(k, projection, is_query=False)
-        return favor.linear_attention(q_features, k_features, v * key_mask[:, None, :, None])
+        if key_mask is not None:
+            v = v * key_mask[:, None, :, None]
+        return favor.linear_attention(q_features, k_features, v)
 
     model = protconv.PerformerModel(tiny_performer_config).eval()
     short, long = real_proteins[0][:40], real_proteins[1][:120]

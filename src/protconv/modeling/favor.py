@@ -6,9 +6,9 @@ the exact reference the Performer is compared against on identical weights.
 
 Two deliberate differences from ``performer-pytorch``:
 
-* padded keys are removed from both the numerator ``K'ᵀV`` and the normaliser ``K'ᵀ1`` (their features are
-  zeroed), and the key stabiliser is a maximum over real keys only, so a sequence's outputs do not depend on how
-  much padding its batch carries;
+* padded keys are removed from both the numerator ``K'ᵀV`` and the normaliser ``K'ᵀ1`` (their rows of
+  ``[V, 1]`` are zeroed), and the key stabiliser is a maximum over real keys only, so a sequence's outputs do
+  not depend on how much padding its batch carries;
 * the feature maps are evaluated in at least float32, because ``exp`` of the random projections overflows half
   precision long before the attention itself is inaccurate.
 """
@@ -72,6 +72,11 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def _scaled_projection(projection: torch.Tensor, dtype: torch.dtype, dim: int) -> torch.Tensor:
+    """``W d^-1/4``: scaling the (small) projection instead of every query and key saves a pass over them."""
+    return projection.to(dtype) * dim**-0.25
+
+
 def softmax_kernel_features(
     x: torch.Tensor,
     projection: torch.Tensor,
@@ -85,32 +90,50 @@ def softmax_kernel_features(
     row maximum for queries and one maximum over all real keys (per batch row and head) for keys; both cancel
     in the normalisation, so they are detached from the graph. ``key_mask`` (``(batch, length)``, True at real
     keys) keeps padded keys out of the key maximum.
+
+    The ``length x features`` tensor dominates FAVOR+'s cost, so it is touched as few times as possible: one
+    matmul of ``[x, ‖x'‖²/2]`` with ``[W d^-1/4, −1]`` gives the exponent directly, and without autograd the
+    shift, ``exp`` and ``+ eps`` run in place.
     """
     dim, nb_features = x.shape[-1], projection.shape[0]
-    x = x * dim**-0.25
-    logits = x @ projection.to(x.dtype).t() - (x * x).sum(dim=-1, keepdim=True) / 2
+    half_square_norm = (x * x).sum(dim=-1, keepdim=True) * (dim**-0.5 / 2)
+    weights = torch.cat([_scaled_projection(projection, x.dtype, dim), -x.new_ones(nb_features, 1)], dim=1)
+    logits = torch.cat([x, half_square_norm], dim=-1) @ weights.t()
+    row_max = logits.detach().amax(dim=-1, keepdim=True)
     if is_query:
-        stabiliser = logits.detach().amax(dim=-1, keepdim=True)
+        stabiliser = row_max
     else:
-        scores = logits.detach()
         if key_mask is not None:
-            scores = scores.masked_fill(~key_mask[:, None, :, None], float("-inf"))
-        stabiliser = scores.amax(dim=(-1, -2), keepdim=True)
-        # A row without any real key has a -inf maximum; its features are zeroed later anyway.
+            row_max = row_max.masked_fill(~key_mask[:, None, :, None], float("-inf"))
+        stabiliser = row_max.amax(dim=-2, keepdim=True)
+        # A row without any real key has a -inf maximum; its keys are removed later anyway.
         stabiliser = torch.where(torch.isfinite(stabiliser), stabiliser, torch.zeros_like(stabiliser))
-    # m^-1/2 folded into the exponent saves one full-size temporary.
-    return torch.exp(logits - (stabiliser + 0.5 * math.log(nb_features))) + eps * nb_features**-0.5
+    # m^-1/2 folded into the exponent: exp(a - c - log(m)/2) = m^-1/2 exp(a - c).
+    shift, floor = stabiliser + 0.5 * math.log(nb_features), eps * nb_features**-0.5
+    if logits.requires_grad:
+        return torch.exp(logits - shift) + floor
+    return logits.sub_(shift).exp_().add_(floor)
 
 
 def relu_kernel_features(x: torch.Tensor, projection: torch.Tensor, eps: float = RELU_KERNEL_EPSILON) -> torch.Tensor:
     """The "generalized" kernel ``φ(x) = ReLU(W x') + eps``: no exponentials, no stabiliser, no overflow."""
-    x = x * x.shape[-1] ** -0.25
-    return F.relu(x @ projection.to(x.dtype).t()) + eps
+    logits = x @ _scaled_projection(projection, x.dtype, x.shape[-1]).t()
+    if logits.requires_grad:
+        return F.relu(logits) + eps
+    return logits.relu_().add_(eps)
 
 
-def _append_ones(v: torch.Tensor) -> torch.Tensor:
-    """``[v, 1]``: one matmul then yields the numerator (``V`` columns) and the normaliser (the ones column)."""
-    return torch.cat([v, v.new_ones(*v.shape[:-1], 1)], dim=-1)
+def _values_and_ones(v: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """``[v, 1]`` with the rows of padded keys zeroed.
+
+    Keys enter linear attention only through ``K'ᵀ[V, 1]``, so a zero row removes a padded key from the
+    numerator (``V`` columns) and from the normaliser (the ones column) at once, as zeroing its features would,
+    at a quarter of the cost. Zeroing only ``V`` (performer-pytorch) leaves the key in the normaliser.
+    """
+    v1 = torch.cat([v, v.new_ones(*v.shape[:-1], 1)], dim=-1)
+    if key_mask is not None:
+        v1 = v1 * key_mask[:, None, :, None].to(v1.dtype)
+    return v1
 
 
 def _normalise(numerator_and_normaliser: torch.Tensor) -> torch.Tensor:
@@ -122,14 +145,20 @@ def _normalise(numerator_and_normaliser: torch.Tensor) -> torch.Tensor:
     return numerator / normaliser.clamp_min(torch.finfo(normaliser.dtype).tiny)
 
 
-def linear_attention(q_features: torch.Tensor, k_features: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def linear_attention(
+    q_features: torch.Tensor, k_features: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Non-causal ``D⁻¹ Q'(K'ᵀ V)`` with ``D = diag(Q'(K'ᵀ 1))``: time and memory linear in length."""
-    v1 = _append_ones(v)
+    v1 = _values_and_ones(v, key_mask)
     return _normalise(q_features @ (k_features.transpose(-1, -2) @ v1))
 
 
 def causal_linear_attention(
-    q_features: torch.Tensor, k_features: torch.Tensor, v: torch.Tensor, chunk_size: int = CAUSAL_CHUNK_SIZE
+    q_features: torch.Tensor,
+    k_features: torch.Tensor,
+    v: torch.Tensor,
+    key_mask: torch.Tensor | None = None,
+    chunk_size: int = CAUSAL_CHUNK_SIZE,
 ) -> torch.Tensor:
     """Causal linear attention by prefix sums, vectorised over blocks of ``chunk_size`` positions.
 
@@ -138,7 +167,7 @@ def causal_linear_attention(
     earlier blocks, an exclusive ``cumsum`` over per-block ``K'ᵀV``: no Python loop, memory linear in length.
     """
     batch, heads, length, nb_features = q_features.shape
-    v1 = _append_ones(v)
+    v1 = _values_and_ones(v, key_mask)
     chunk = min(chunk_size, length)
     n_chunks = math.ceil(length / chunk)
     extra = n_chunks * chunk - length
@@ -183,11 +212,8 @@ def favor_attention(
         k_features = relu_kernel_features(k, projection, eps=eps)
     else:
         raise ValueError(f"kernel must be 'softmax' or 'relu', got {kernel!r}")
-    if key_mask is not None:
-        # Zeroing the key features (not only V) removes padded keys from the normaliser as well.
-        k_features = k_features * key_mask[:, None, :, None].to(dtype)
     attend = causal_linear_attention if causal else linear_attention
-    return attend(q_features, k_features, v).to(out_dtype)
+    return attend(q_features, k_features, v, key_mask).to(out_dtype)
 
 
 def softmax_attention(

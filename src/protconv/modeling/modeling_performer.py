@@ -47,21 +47,22 @@ def draw_projection(config: PerformerConfig, layer_idx: int, draw: int) -> torch
 def rotary_tables(
     length: int, dim: int, base: float, device: torch.device, dtype: torch.dtype
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cos``/``sin`` of shape ``(length, dim)`` for rotary embeddings (rotate-half layout).
+    """``cos`` and signed ``sin`` of shape ``(length, dim)`` for rotary embeddings (rotate-half layout).
 
-    Computed per call rather than cached in a buffer: it is cheap, has no length limit and cannot come back
-    wrong from meta-device loading.
+    The sine's first half is negated so that ``apply_rotary`` needs a swap of halves but no negation. Computed
+    per call rather than cached in a buffer: it is cheap, has no length limit and cannot come back wrong from
+    meta-device loading.
     """
     inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim))
     angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)
-    return angles.cos().to(dtype), angles.sin().to(dtype)
+    sin = angles.sin()
+    return torch.cat([angles, angles], dim=-1).cos().to(dtype), torch.cat([-sin, sin], dim=-1).to(dtype)
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
     """Rotate pairs ``(x_i, x_{i+d/2})`` by position-dependent angles: q·k then depends on relative position."""
     first, second = x.chunk(2, dim=-1)
-    return x * cos + torch.cat([-second, first], dim=-1) * sin
+    return x * cos + torch.cat([second, first], dim=-1) * signed_sin
 
 
 class PerformerEmbeddings(nn.Module):
@@ -121,15 +122,18 @@ class PerformerSelfAttention(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        key_mask: torch.Tensor,
+        key_mask: torch.Tensor | None,
         rotary_cos: torch.Tensor | None,
         rotary_sin: torch.Tensor | None,
     ) -> torch.Tensor:
+        """``key_mask``: ``(batch, length)``, True at real tokens; None when nothing is padded."""
         batch, length, hidden = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         if rotary_cos is not None:
-            q, k = apply_rotary(q, rotary_cos, rotary_sin), apply_rotary(k, rotary_cos, rotary_sin)
+            # Queries and keys rotated together; tables broadcast over (batch, q/k, head).
+            cos, sin = rotary_cos[:, None, None], rotary_sin[:, None, None]
+            qkv = torch.cat([apply_rotary(qkv[:, :, :2], cos, sin), qkv[:, :, 2:]], dim=2)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         if self.config.attention == "softmax":
             context = softmax_attention(q, k, v, key_mask, causal=self.config.causal)
         else:
@@ -166,7 +170,7 @@ class PerformerLayer(GradientCheckpointingLayer):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        key_mask: torch.Tensor,
+        key_mask: torch.Tensor | None,
         rotary_cos: torch.Tensor | None = None,
         rotary_sin: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -273,9 +277,11 @@ class PerformerModel(PerformerPreTrainedModel):
             rotary_cos, rotary_sin = rotary_tables(
                 input_ids.shape[1], head_dim, self.config.rotary_base, hidden.device, hidden.dtype
             )
+        # Without padding the attention kernels skip masking altogether.
+        key_mask = None if bool(attention_mask.all()) else attention_mask
         all_hidden = [hidden] if output_hidden_states else None
         for layer in self.layers:
-            hidden = layer(hidden, attention_mask, rotary_cos, rotary_sin)
+            hidden = layer(hidden, key_mask, rotary_cos, rotary_sin)
             if all_hidden is not None:
                 all_hidden.append(hidden)
         last = self.final_layer_norm(hidden)
