@@ -47,35 +47,16 @@ def read_fasta(
     a corpus of millions of proteins should not stop at one odd record, but the caller still counts and reports
     what was skipped. Structural errors (text before the first header) always raise.
     """
-    path = Path(path)
-    header: str | None = None
-    header_line = 0
-    chunks: list[str] = []
-
-    def finish() -> FastaRecord | None:
-        record = f"{path}:{header_line} (>{header})"
+    for entry in read_fasta_entries(path):
+        record = f"{path}:{entry.line} (>{entry.header})"
         try:
-            sequence = clean_sequence("".join(chunks), record=record, unknown=unknown)
+            sequence = clean_sequence(entry.text, record=record, unknown=unknown)
         except InvalidSequenceError as error:
             if on_invalid is None:
                 raise
             on_invalid(error)
-            return None
-        return FastaRecord(header or "", sequence, header_line)
-
-    with _open_text(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            line = raw.strip()
-            if line.startswith(">"):
-                if header is not None and (finished := finish()) is not None:
-                    yield finished
-                header, header_line, chunks = line[1:].strip(), number, []
-            elif line:
-                if header is None:
-                    raise InvalidSequenceError(f"{path}:{number}: sequence data before the first '>' header")
-                chunks.append(line)
-    if header is not None and (finished := finish()) is not None:
-        yield finished
+            continue
+        yield FastaRecord(entry.header, sequence, entry.line)
 
 
 @dataclass(frozen=True)
@@ -103,7 +84,7 @@ def read_fasta_entries(path: str | Path) -> Iterator[FastaEntry]:
                 header, header_line, chunks = line[1:].strip(), number, []
             elif line:
                 if header is None:
-                    raise InvalidSequenceError(f"{path}:{number}: data before the first '>' header")
+                    raise InvalidSequenceError(f"{path}:{number}: sequence data before the first '>' header")
                 chunks.append("".join(line.split()))
     if header is not None:
         yield FastaEntry(header, "".join(chunks), header_line)

@@ -84,6 +84,7 @@ class ConvConfig(PretrainedConfig):
         self.mask_token_id = mask_token_id
         self.cls_token_id = cls_token_id
         kwargs.setdefault("auto_map", dict(CONV_AUTO_MAP))
+        kwargs.setdefault("bos_token_id", cls_token_id)  # <cls> opens sequences; Trainer checks it matches
         super().__init__(pad_token_id=pad_token_id, eos_token_id=eos_token_id, **kwargs)
 
     @property

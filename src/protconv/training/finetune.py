@@ -1,0 +1,249 @@
+"""Fine-tuning with ``transformers.Trainer`` on downstream tasks: full, frozen backbone, or LoRA (peft).
+
+Users get Trainer's own features unchanged (eval/save strategy, best-model selection, bf16, accumulation,
+activation checkpointing, resume): protconv supplies the data, the collator, the metrics and the model, and
+writes a Hub-ready folder at the end. Regression targets are normalised for training and the normalisation is
+folded back into the head's last layer before saving, so the saved model predicts in the assay's units.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    HfArgumentParser,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+)
+
+from ..data.task_dataset import TaskCollator, TaskDataset, TaskType
+from ..data.tasks import LabelledSequences, read_csv_task, read_residue_task
+from ..hub import model_card, save_hub_folder
+from ..tokenization import build_tokenizer
+from .downstream_metrics import metrics_for
+from .models import resolve_config
+
+Mode = Literal["full", "frozen", "lora"]
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class FinetuneArguments:
+    """What to fine-tune on what. Trainer's own options come from ``TrainingArguments`` beside these."""
+
+    model: str = field(metadata={"help": "a saved protconv model folder, or a preset name to train from scratch"})
+    task: TaskType = field(metadata={"help": "regression | classification | token-classification"})
+    train_file: str = field(metadata={"help": "CSV (TAPE seq,label or FLIP) or, for token tasks, sequences FASTA"})
+    validation_file: str | None = field(default=None, metadata={"help": "CSV of the validation split (TAPE)"})
+    test_file: str | None = field(default=None, metadata={"help": "CSV of the test split (TAPE)"})
+    labels_file: str | None = field(default=None, metadata={"help": "token tasks: per-residue labels FASTA"})
+    mask_file: str | None = field(default=None, metadata={"help": "token tasks: 0/1 mask FASTA (0 = ignored)"})
+    classes: str | None = field(default=None, metadata={"help": "token tasks: label characters in id order"})
+    sequence_column: str | None = None
+    label_column: str | None = None
+    num_labels: int | None = field(default=None, metadata={"help": "classification: default max label + 1"})
+    mode: Mode = field(default="full", metadata={"help": "full | frozen (head only) | lora"})
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    normalize_labels: bool = field(default=True, metadata={"help": "regression: train on z-scored targets"})
+    max_length: int | None = field(default=1024, metadata={"help": "truncate longer sequences (tokens)"})
+    on_bad_row: Literal["skip", "error"] = "skip"
+    max_train_samples: int | None = field(default=None, metadata={"help": "subsample training rows (seeded)"})
+
+
+def load_task_splits(args: FinetuneArguments) -> tuple[dict[str, LabelledSequences], str | None]:
+    """train/valid/test data (absent splits omitted) and, for token tasks, the class characters."""
+    if args.task == "token-classification":
+        if not args.labels_file:
+            raise ValueError("token-classification needs --labels_file (and usually --mask_file)")
+        splits, classes = {}, args.classes
+        for split in SPLITS:
+            data, classes = read_residue_task(
+                args.train_file, args.labels_file, args.mask_file, classes, split, on_bad_row=args.on_bad_row
+            )
+            if len(data):
+                splits[split] = data
+        return splits, classes
+    kind = "float" if args.task == "regression" else "int"
+    options = {
+        "label_kind": kind,
+        "sequence_column": args.sequence_column,
+        "label_column": args.label_column,
+        "on_bad_row": args.on_bad_row,
+    }
+    if _is_flip_csv(args.train_file):
+        splits = {split: read_csv_task(args.train_file, split=split, **options) for split in SPLITS}
+    else:
+        files = {"train": args.train_file, "valid": args.validation_file, "test": args.test_file}
+        splits = {split: read_csv_task(path, **options) for split, path in files.items() if path}
+    return {split: data for split, data in splits.items() if len(data)}, None
+
+
+def _is_flip_csv(path: str) -> bool:
+    with open(path, encoding="utf-8") as handle:
+        return "set" in handle.readline().strip().split(",")
+
+
+def subsample(data: LabelledSequences, count: int, seed: int) -> LabelledSequences:
+    keep = sorted(np.random.default_rng(seed).choice(len(data), size=min(count, len(data)), replace=False))
+    return LabelledSequences(
+        [data.sequences[i] for i in keep], [data.labels[i] for i in keep], [data.names[i] for i in keep], data.skipped
+    )
+
+
+def num_labels_for(args: FinetuneArguments, splits: dict[str, LabelledSequences], classes: str | None) -> int:
+    if args.task == "regression":
+        return 1
+    if args.task == "token-classification":
+        return len(classes or "")
+    return args.num_labels or 1 + max(max(data.labels) for data in splits.values())
+
+
+def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
+    """The folder's own tokenizer when it has one (e.g. CARP conversions add no <cls>/<eos>), else protconv's."""
+    if (Path(model) / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(model)
+    return build_tokenizer()
+
+
+def build_task_model(model: str, task: TaskType, num_labels: int) -> PreTrainedModel:
+    """A task model from a saved folder's backbone (its LM head is dropped), or freshly initialised from a preset."""
+    auto = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
+    overrides = {"num_labels": num_labels}
+    if task == "regression":
+        overrides["problem_type"] = "regression"
+    elif task == "classification":
+        overrides["problem_type"] = "single_label_classification"
+    path = Path(model)
+    if path.is_dir() and any(path.glob("model*.safetensors*")):
+        return auto.from_pretrained(path, **overrides)
+    return auto.from_config(resolve_config(model, overrides))
+
+
+def prepare_mode(model: PreTrainedModel, args: FinetuneArguments) -> PreTrainedModel:
+    """Freeze the backbone (``frozen``) or wrap in LoRA adapters on every backbone Linear (``lora``)."""
+    if args.mode == "full":
+        return model
+    if args.mode == "frozen":
+        for param in model.base_model.parameters():
+            param.requires_grad_(False)
+        return model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as error:
+        raise ImportError("mode='lora' needs peft: pip install 'protconv[lora]'") from error
+    config = LoraConfig(
+        r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=_backbone_linear_names(model),
+        modules_to_save=["classifier"],
+    )
+    return get_peft_model(model, config)
+
+
+def _backbone_linear_names(model: PreTrainedModel) -> list[str]:
+    """Suffix names of the backbone's Linear layers, the LoRA targets (the head is trained in full instead)."""
+    prefix = model.base_model_prefix + "."
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and name.startswith(prefix)
+        }
+    )
+
+
+def fold_label_scale(model: PreTrainedModel, mean: float, std: float) -> None:
+    """Make the regression head predict raw units: out * std + mean, folded into the last Linear layer."""
+    out_proj = model.classifier.out_proj
+    with torch.no_grad():
+        out_proj.weight.mul_(std)
+        out_proj.bias.mul_(std).add_(mean)
+
+
+def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[str, dict[str, float]]:
+    """Fine-tune, evaluate on valid/test, save a Hub-ready folder to ``<output_dir>/model``; returns metrics."""
+    splits, classes = load_task_splits(args)
+    if "train" not in splits:
+        raise ValueError(f"no training rows in {args.train_file}")
+    if args.max_train_samples:
+        splits["train"] = subsample(splits["train"], args.max_train_samples, training_args.seed)
+    label_scale = (0.0, 1.0)
+    if args.task == "regression" and args.normalize_labels:
+        train_labels = np.asarray(splits["train"].labels, dtype=np.float64)
+        label_scale = (float(train_labels.mean()), float(train_labels.std()) or 1.0)
+    tokenizer = load_tokenizer(args.model)
+    model = build_task_model(args.model, args.task, num_labels_for(args, splits, classes))
+    model = prepare_mode(model, args)
+    datasets = {
+        split: TaskDataset(data, tokenizer, args.task, args.max_length, label_scale) for split, data in splits.items()
+    }
+    if training_args.label_names is None:
+        training_args.label_names = ["labels"]
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets.get("valid"),
+        data_collator=TaskCollator(tokenizer, args.task),
+        processing_class=tokenizer,
+        compute_metrics=metrics_for(args.task, label_scale),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    results = {
+        split: _strip_prefix(trainer.evaluate(datasets[split], metric_key_prefix=split), split)
+        for split in ("valid", "test")
+        if split in datasets
+    }
+    output = Path(training_args.output_dir)
+    final = _finalise(trainer.model, args, label_scale, output)
+    details = {"task": args.task, "mode": args.mode, "train file": Path(args.train_file).name}
+    details.update({f"{split} {k}": f"{v:.4f}" for split, metrics in results.items() for k, v in metrics.items()})
+    card = model_card(final, f"protconv fine-tuned ({args.task})", "Fine-tuned with `protconv finetune`.", details)
+    save_hub_folder(final, tokenizer, output / "model", card=card, overwrite=True)
+    summary = {"results": results, "skipped_rows": {s: len(d.skipped) for s, d in splits.items()}, "args": asdict(args)}
+    (output / "finetune_results.json").write_text(json.dumps(summary, indent=2, default=str))
+    return results
+
+
+def _finalise(
+    model: PreTrainedModel, args: FinetuneArguments, label_scale: tuple[float, float], output: Path
+) -> PreTrainedModel:
+    """Save LoRA adapters on their own (``<output>/lora_adapter``), then merge them and fold the label scale,
+    giving a plain model that loads anywhere without peft."""
+    if args.mode == "lora":
+        model.save_pretrained(output / "lora_adapter")
+        model = model.merge_and_unload()
+    if args.task == "regression" and label_scale != (0.0, 1.0):
+        fold_label_scale(model, *label_scale)
+    return model
+
+
+def _strip_prefix(metrics: dict[str, float], split: str) -> dict[str, float]:
+    cleaned = {key.removeprefix(f"{split}_"): value for key, value in metrics.items()}
+    return {
+        k: v
+        for k, v in cleaned.items()
+        if isinstance(v, int | float) and not math.isnan(v) and "runtime" not in k and "per_second" not in k
+    }
+
+
+def parse_finetune_arguments(argv: list[str] | None = None) -> tuple[FinetuneArguments, TrainingArguments]:
+    """``--config file.yaml`` is not needed here: TrainingArguments already reads JSON via HfArgumentParser."""
+    parser = HfArgumentParser((FinetuneArguments, TrainingArguments))
+    if argv and len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(argv[0])
+    return parser.parse_args_into_dataclasses(args=argv)
