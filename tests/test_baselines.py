@@ -55,3 +55,16 @@ def test_cnn_and_linear_baselines_run_on_every_task_type(gb1_splits) -> None:
         assert "valid" in result.metrics and result.chosen.startswith("epoch=")
     ss_linear = linear_baseline("token-classification", ss, alphas=(1.0,))
     assert ss_linear.metrics["test"]["accuracy"] > 0.4  # helix/strand/coil from a 15-residue window
+
+
+def test_baseline_command_writes_results(tmp_path, capsys) -> None:
+    import json
+
+    from protconv.cli import main
+
+    out = tmp_path / "baselines.json"
+    argv = ["baseline", "--task", "regression", "--train_file", str(DATA / "gb1_three_vs_rest_slice.csv"),
+            "--baselines", "linear", "--output_file", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert "linear (alpha=" in capsys.readouterr().out
+    assert set(json.loads(out.read_text())["linear"]["metrics"]) == {"valid", "test"}

@@ -104,3 +104,15 @@ def test_lora_adapters_save_load_and_merge(base_folder, tmp_path) -> None:
         torch.testing.assert_close(with_adapter(**batch).logits, merged(**batch).logits, rtol=1e-4, atol=1e-5)
         untouched = AutoModelForSequenceClassification.from_pretrained(base_folder, num_labels=1).eval()
         assert not torch.allclose(untouched.conv(**batch).last_hidden_state, merged.conv(**batch).last_hidden_state)
+
+
+def test_finetune_command_line(base_folder, tmp_path, capsys) -> None:
+    from protconv.cli import main
+
+    argv = ["finetune", "--model", str(base_folder), "--task", "regression", "--train_file",
+            TASKS["regression"]["train_file"], "--output_dir", str(tmp_path), "--max_steps", "2", "--use_cpu",
+            "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "\nvalid loss=" in out and "spearman=" in out
+    assert (tmp_path / "model" / "model.safetensors").is_file()

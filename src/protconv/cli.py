@@ -29,6 +29,41 @@ def _pretrain(args: argparse.Namespace) -> None:
         print(f"stopped at step {result.step}" + (f"; model saved to {result.model_dir}" if result.model_dir else ""))
 
 
+def _finetune(args: argparse.Namespace) -> None:
+    from .training.finetune import finetune, parse_finetune_arguments
+
+    results = finetune(*parse_finetune_arguments(args.arguments))
+    for split, metrics in results.items():
+        print(split, " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+
+
+def _baseline(args: argparse.Namespace) -> None:
+    import json
+
+    from transformers import HfArgumentParser
+
+    from .training.baselines import BaselineArguments, run_baselines
+    from .training.finetune import TaskDataArguments, load_task_splits
+
+    data_args, options = HfArgumentParser((TaskDataArguments, BaselineArguments)).parse_args_into_dataclasses(
+        args=args.arguments
+    )
+    splits, _ = load_task_splits(data_args, options.seed)
+    results = run_baselines(data_args.task, splits, options)
+    for name, result in results.items():
+        for split, metrics in result.metrics.items():
+            scores = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+            print(f"{name} ({result.chosen}, {result.seconds:.0f}s) {split} {scores}")
+    if options.output_file:
+        payload = {name: vars(result) for name, result in results.items()}
+        with open(options.output_file, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2)
+
+
+#: Subcommands whose options are dataclasses read by HfArgumentParser (``--help`` lists them).
+_PASS_THROUGH = {"pretrain", "finetune", "baseline"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="protconv", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -48,15 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="pretrain a masked LM (under `accelerate launch` for several processes); `pretrain --help` lists options",
     )
     pretrain.set_defaults(run=_pretrain)
+    finetune = commands.add_parser(
+        "finetune", add_help=False, help="fine-tune with transformers.Trainer; `finetune --help` lists options"
+    )
+    finetune.set_defaults(run=_finetune)
+    baseline = commands.add_parser(
+        "baseline",
+        add_help=False,
+        help="one-hot linear model and small CNN from scratch on a task's splits; `baseline --help` lists options",
+    )
+    baseline.set_defaults(run=_baseline)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if args.command != "pretrain" and extra:
+    if args.command not in _PASS_THROUGH and extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.arguments = extra  # pretrain's own parser (HfArgumentParser dataclasses + YAML) reads these
+    args.arguments = extra  # the subcommand's own parser (HfArgumentParser dataclasses) reads these
     try:
         args.run(args)
     except (CarpCheckpointError, FileExistsError, FileNotFoundError, *_pretraining_errors()) as error:
@@ -67,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _pretraining_errors() -> tuple[type[Exception], ...]:
     """User-facing failures of a pretraining run: reported in one line, without a traceback."""
+    from .data.tasks import TaskDataError
     from .tokenization import InvalidSequenceError
     from .training import CheckpointError, NonFiniteLossError
 
-    return CheckpointError, NonFiniteLossError, InvalidSequenceError
+    return CheckpointError, NonFiniteLossError, InvalidSequenceError, TaskDataError
 
 
 if __name__ == "__main__":

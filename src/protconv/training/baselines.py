@@ -14,7 +14,7 @@ means little without them beside it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -272,3 +272,33 @@ def _max_label(data: LabelledSequences, task: TaskType) -> int:
     if task == "token-classification":
         return max(max(labels) for labels in data.labels)
     return max(data.labels)
+
+
+@dataclass
+class BaselineArguments:
+    """Options of ``protconv baseline`` (the task and files come from ``TaskDataArguments``)."""
+
+    baselines: str = field(default="linear,cnn", metadata={"help": "comma-separated: linear, cnn"})
+    cnn_epochs: int = 10
+    cnn_layers: int = 2
+    cnn_channels: int = 128
+    cnn_pooling: str = field(default="max", metadata={"help": "max | mean"})
+    seed: int = 0
+    output_file: str | None = field(default=None, metadata={"help": "write the results as JSON here"})
+
+
+def run_baselines(
+    task: TaskType, splits: dict[str, LabelledSequences], args: BaselineArguments
+) -> dict[str, BaselineResult]:
+    results = {}
+    for name in [b.strip() for b in args.baselines.split(",") if b.strip()]:
+        if name == "linear":
+            results[name] = linear_baseline(task, splits)
+        elif name == "cnn":
+            results[name] = cnn_baseline(
+                task, splits, epochs=args.cnn_epochs, layers=args.cnn_layers, channels=args.cnn_channels,
+                pooling=args.cnn_pooling, seed=args.seed,
+            )  # fmt: skip
+        else:
+            raise ValueError(f"unknown baseline {name!r}; choose linear and/or cnn")
+    return results

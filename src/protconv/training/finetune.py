@@ -39,10 +39,9 @@ SPLITS = ("train", "valid", "test")
 
 
 @dataclass
-class FinetuneArguments:
-    """What to fine-tune on what. Trainer's own options come from ``TrainingArguments`` beside these."""
+class TaskDataArguments:
+    """Which task and which files: shared by fine-tuning and the supervised baselines, so both see one split."""
 
-    model: str = field(metadata={"help": "a saved protconv model folder, or a preset name to train from scratch"})
     task: TaskType = field(metadata={"help": "regression | classification | token-classification"})
     train_file: str = field(metadata={"help": "CSV (TAPE seq,label or FLIP) or, for token tasks, sequences FASTA"})
     validation_file: str | None = field(default=None, metadata={"help": "CSV of the validation split (TAPE)"})
@@ -52,6 +51,17 @@ class FinetuneArguments:
     classes: str | None = field(default=None, metadata={"help": "token tasks: label characters in id order"})
     sequence_column: str | None = None
     label_column: str | None = None
+    on_bad_row: Literal["skip", "error"] = "skip"
+    max_train_samples: int | None = field(default=None, metadata={"help": "subsample training rows (seeded)"})
+
+
+@dataclass
+class FinetuneArguments(TaskDataArguments):
+    """The model and how to adapt it. Trainer's own options come from ``TrainingArguments`` beside these."""
+
+    model: str = field(
+        default="carp-600k", metadata={"help": "a saved protconv model folder, or a preset name to train from scratch"}
+    )
     num_labels: int | None = field(default=None, metadata={"help": "classification: default max label + 1"})
     mode: Mode = field(default="full", metadata={"help": "full | frozen (head only) | lora"})
     lora_r: int = 8
@@ -59,12 +69,17 @@ class FinetuneArguments:
     lora_dropout: float = 0.05
     normalize_labels: bool = field(default=True, metadata={"help": "regression: train on z-scored targets"})
     max_length: int | None = field(default=1024, metadata={"help": "truncate longer sequences (tokens)"})
-    on_bad_row: Literal["skip", "error"] = "skip"
-    max_train_samples: int | None = field(default=None, metadata={"help": "subsample training rows (seeded)"})
 
 
-def load_task_splits(args: FinetuneArguments) -> tuple[dict[str, LabelledSequences], str | None]:
+def load_task_splits(args: TaskDataArguments, seed: int = 0) -> tuple[dict[str, LabelledSequences], str | None]:
     """train/valid/test data (absent splits omitted) and, for token tasks, the class characters."""
+    splits, classes = _read_splits(args)
+    if args.max_train_samples and "train" in splits:
+        splits["train"] = subsample(splits["train"], args.max_train_samples, seed)
+    return splits, classes
+
+
+def _read_splits(args: TaskDataArguments) -> tuple[dict[str, LabelledSequences], str | None]:
     if args.task == "token-classification":
         if not args.labels_file:
             raise ValueError("token-classification needs --labels_file (and usually --mask_file)")
@@ -176,11 +191,9 @@ def fold_label_scale(model: PreTrainedModel, mean: float, std: float) -> None:
 
 def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[str, dict[str, float]]:
     """Fine-tune, evaluate on valid/test, save a Hub-ready folder to ``<output_dir>/model``; returns metrics."""
-    splits, classes = load_task_splits(args)
+    splits, classes = load_task_splits(args, training_args.seed)
     if "train" not in splits:
         raise ValueError(f"no training rows in {args.train_file}")
-    if args.max_train_samples:
-        splits["train"] = subsample(splits["train"], args.max_train_samples, training_args.seed)
     label_scale = (0.0, 1.0)
     if args.task == "regression" and args.normalize_labels:
         train_labels = np.asarray(splits["train"].labels, dtype=np.float64)

@@ -1,0 +1,17 @@
+"""Fine-tune a protconv model with transformers.Trainer (the same as `protconv finetune`).
+
+    python examples/finetune.py --model carp-600k --task regression \
+        --train_file ../shared/data/tasks/gb1/three_vs_rest.csv --output_dir runs/gb1 \
+        --num_train_epochs 3 --per_device_train_batch_size 32 --learning_rate 1e-3 --eval_strategy epoch
+
+Every `TrainingArguments` option works (bf16, gradient_accumulation_steps, load_best_model_at_end, ...).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from protconv.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["finetune", *sys.argv[1:]]))
