@@ -1,0 +1,176 @@
+"""Downstream table: supervised baselines beside fine-tuned protconv models, same splits, same metrics.
+
+Rows are task/split, columns are: one-hot linear model (ridge / logistic), small CNN from scratch, Conv
+(carp-600k) from scratch, Conv pretrained (``--pretrained FOLDER``, if given), Performer (performer-small) from
+scratch. Tasks without a test split (TAPE stability, remote homology) report their official validation set and
+select hyper-parameters on 10% of train instead, so no reported number was used for model selection.
+Large training sets are subsampled (``--max-train``, seeded) and the table says so.
+
+    .venv/bin/python benchmarks/downstream.py --data ../shared/data/tasks --out benchmarks/results/downstream
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from transformers import TrainingArguments
+
+from protconv.data.tasks import LabelledSequences
+from protconv.training.baselines import PRIMARY_METRIC, cnn_baseline, linear_baseline
+from protconv.training.finetune import FinetuneArguments, TaskDataArguments, finetune, load_task_splits, subsample
+
+
+def task_rows(data: Path) -> dict[str, TaskDataArguments]:
+    ss = data / "secondary_structure"
+    return {
+        "stability (valid)": TaskDataArguments(
+            "regression", str(data / "stability/train.csv"), validation_file=str(data / "stability/valid.csv")
+        ),
+        "GB1 three_vs_rest (test)": TaskDataArguments("regression", str(data / "gb1/three_vs_rest.csv")),
+        "GB1 low_vs_high (test)": TaskDataArguments("regression", str(data / "gb1/low_vs_high.csv")),
+        "secondary structure (test)": TaskDataArguments(
+            "token-classification",
+            str(ss / "sequences.fasta"),
+            labels_file=str(ss / "sampled.fasta"),
+            mask_file=str(ss / "mask.fasta"),
+            classes="CHE",
+        ),
+        "remote homology (valid)": TaskDataArguments(
+            "classification",
+            str(data / "remote_homology/train.csv"),
+            validation_file=str(data / "remote_homology/valid.csv"),
+        ),
+    }
+
+
+def prepare_splits(args: TaskDataArguments, max_train: int, seed: int) -> tuple[dict[str, LabelledSequences], str]:
+    """Splits with a held-out selection set; returns them and a note on subsampling."""
+    splits, _ = load_task_splits(args, seed)
+    if "test" not in splits:  # report the official validation set; select on 10% of train
+        splits["test"] = splits.pop("valid")
+        train = splits["train"]
+        order = np.random.default_rng(seed).permutation(len(train))
+        cut = len(train) // 10
+        splits["valid"] = _take(train, order[:cut])
+        splits["train"] = _take(train, order[cut:])
+    note = f"{len(splits['train'])} train"
+    if len(splits["train"]) > max_train:
+        note = f"{max_train} of {len(splits['train'])} train (subsampled)"
+        splits["train"] = subsample(splits["train"], max_train, seed)
+    return splits, note
+
+
+def _take(data: LabelledSequences, index: np.ndarray) -> LabelledSequences:
+    return LabelledSequences(
+        [data.sequences[i] for i in index], [data.labels[i] for i in index], [data.names[i] for i in index]
+    )
+
+
+def write_splits_as_files(splits: dict[str, LabelledSequences], task: str, folder: Path) -> TaskDataArguments:
+    """The neural columns go through ``protconv.training.finetune`` exactly as a user would: via files."""
+    if task == "token-classification":
+        classes = "CHE"
+        with (
+            open(folder / "seq.fasta", "w") as seqs,
+            open(folder / "lab.fasta", "w") as labs,
+            open(folder / "mask.fasta", "w") as masks,
+        ):
+            for split, data in splits.items():
+                flags = {"train": "SET=train VALIDATION=False", "valid": "SET=train VALIDATION=True"}
+                header = flags.get(split, "SET=test VALIDATION=False")
+                for i, (sequence, labels) in enumerate(zip(data.sequences, data.labels, strict=True)):
+                    name = f"{split}{i}"
+                    seqs.write(f">{name}\n{sequence}\n")
+                    labs.write(f">{name} {header}\n{''.join(classes[y] if y >= 0 else 'C' for y in labels)}\n")
+                    masks.write(f">{name}\n{''.join('0' if y < 0 else '1' for y in labels)}\n")
+        return TaskDataArguments(task, str(folder / "seq.fasta"), labels_file=str(folder / "lab.fasta"),
+                                 mask_file=str(folder / "mask.fasta"), classes=classes)  # fmt: skip
+    paths = {}
+    for split, data in splits.items():
+        paths[split] = folder / f"{split}.csv"
+        with open(paths[split], "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["seq", "label"])
+            writer.writerows(zip(data.sequences, data.labels, strict=True))
+    return TaskDataArguments(task, str(paths["train"]), str(paths["valid"]), str(paths["test"]))
+
+
+def neural_column(model: str, data_args: TaskDataArguments, epochs: float, seed: int, workdir: Path) -> tuple:
+    start = time.perf_counter()
+    args = FinetuneArguments(**dataclasses.asdict(data_args), model=model, max_length=1024)
+    training = TrainingArguments(
+        output_dir=str(workdir), num_train_epochs=epochs, per_device_train_batch_size=16,
+        per_device_eval_batch_size=32, learning_rate=1e-3, warmup_steps=0.05, weight_decay=0.01, use_cpu=True,
+        report_to=[], save_strategy="no", eval_strategy="epoch", load_best_model_at_end=False,
+        disable_tqdm=True, seed=seed, logging_strategy="no",
+    )  # fmt: skip
+    results = finetune(args, training)
+    return results["test"][PRIMARY_METRIC[data_args.task]], time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/tasks")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/downstream"))
+    parser.add_argument("--max-train", type=int, default=2000)
+    parser.add_argument("--epochs", type=float, default=3.0, help="epochs of the neural columns")
+    parser.add_argument("--cnn-epochs", type=int, default=10)
+    parser.add_argument("--pretrained", default=None, help="a pretrained protconv folder for its own column")
+    parser.add_argument("--rows", default=None, help="comma-separated substrings selecting rows")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    columns = ["linear (one-hot)", "CNN (scratch)", "Conv carp-600k (scratch)"]
+    models = {"Conv carp-600k (scratch)": "carp-600k", "Performer small (scratch)": "performer-small"}
+    if args.pretrained:
+        columns.append("Conv (pretrained)")
+        models["Conv (pretrained)"] = args.pretrained
+    columns.append("Performer small (scratch)")
+    rows = task_rows(args.data)
+    if args.rows:
+        rows = {k: v for k, v in rows.items() if any(s.strip() in k for s in args.rows.split(","))}
+    table: list[dict[str, str]] = []
+    for row, task_args in rows.items():
+        splits, note = prepare_splits(task_args, args.max_train, args.seed)
+        task = task_args.task
+        metric = PRIMARY_METRIC[task]
+        cells: dict[str, str] = {"task / split": row, "metric": metric, "data": note}
+        linear = linear_baseline(task, splits)
+        cells["linear (one-hot)"] = f"{linear.metrics['test'][metric]:.3f} ({linear.seconds:.0f}s)"
+        cnn = cnn_baseline(task, splits, epochs=args.cnn_epochs, seed=args.seed)
+        cells["CNN (scratch)"] = f"{cnn.metrics['test'][metric]:.3f} ({cnn.seconds:.0f}s)"
+        with tempfile.TemporaryDirectory() as tmp:
+            data_args = write_splits_as_files(splits, task, Path(tmp))
+            for column, model in models.items():
+                score, seconds = neural_column(model, data_args, args.epochs, args.seed, Path(tmp) / column)
+                cells[column] = f"{score:.3f} ({seconds:.0f}s)"
+        table.append(cells)
+        print(" | ".join(cells.values()), flush=True)
+    write_table(table, ["task / split", "metric", "data", *columns], args)
+
+
+def write_table(table: list[dict[str, str]], header: list[str], args: argparse.Namespace) -> None:
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out.with_suffix(".csv"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(table)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row.get(h, "") for h in header) + " |" for row in table]
+    lines.append(
+        f"\nseed {args.seed}; neural columns {args.epochs:g} epochs (lr 1e-3, batch 16), CNN up to "
+        f"{args.cnn_epochs} epochs (best on selection split); cells: score (train+eval seconds); CPU."
+    )
+    markdown = "\n".join(lines) + "\n"
+    args.out.with_suffix(".md").write_text(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()
