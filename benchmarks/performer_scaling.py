@@ -5,9 +5,9 @@
 
 For every length the three models run back to back, each once per round, so that the ratios compare
 measurements taken under the same machine load; the reported time is the minimum over rounds (the least
-disturbed run). Peak memory is the growth of the process's resident set during one forward pass (Linux
-``VmHWM``, reset through ``/proc/self/clear_refs`` before each pass), so it includes everything the forward pass
-allocates, whichever allocator it uses.
+disturbed run: the machine this was written on is shared, 2 cores). Peak memory is the growth of the process's
+resident set during one forward pass (Linux ``VmHWM``, reset through ``/proc/self/clear_refs`` before the
+pass), so it includes everything the forward pass allocates, whichever allocator it uses.
 
 Reported: the crossover length from which FAVOR+ is faster than exact attention, the speed ratio at 16,384
 tokens, the ratio against performer-pytorch, and how memory grows with length.
@@ -40,9 +40,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--nb-features", type=int, default=256)
     parser.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS))
     parser.add_argument(
-        "--repeats", type=int, default=3, help="rounds up to 8k tokens; fewer beyond (the runs are long)"
+        "--repeats", type=int, default=2, help="timing rounds at 16k tokens; 2x up to 8k, 4x up to 2k, 1 at 32k"
     )
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="intra-op threads (default 1: on a loaded shared machine, multi-threaded runs wait on each other's "
+        "barriers and their times vary tenfold)",
+    )
     parser.add_argument("--no-peer", action="store_true", help="skip performer-pytorch")
     parser.add_argument("--json", type=Path, help="also write the measurements here")
     return parser.parse_args()
@@ -124,16 +130,24 @@ def forwards(
 
 
 def rounds_for(length: int, repeats: int) -> int:
-    """More rounds for short inputs (cheap, and the most disturbed by other load), fewer for long ones: exact
-    attention at 32k takes tens of seconds on two cores."""
-    if length <= 4096:
-        return max(repeats, 5)
+    """Timing rounds: many for short inputs (cheap, and the most disturbed by other load on a shared machine),
+    fewer for long ones (exact attention at 32k takes tens of seconds on two cores)."""
+    if length <= 2048:
+        return 4 * repeats
     if length <= 8192:
-        return repeats
-    return max(1, repeats - 1) if length <= 16384 else 1
+        return 2 * repeats
+    return repeats if length <= 16384 else 1
+
+
+def time_once(forward: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    forward()
+    return time.perf_counter() - start
 
 
 def run(args: argparse.Namespace) -> list[dict]:
+    """Timing rounds first (plain calls), then one memory pass per contender, which also counts as a timing
+    sample. The memory pass returns freed pages to the OS first, so its page faults can only make it slower."""
     ours, peer = build_models(args)
     rows = []
     with torch.no_grad():
@@ -144,15 +158,16 @@ def run(args: argparse.Namespace) -> list[dict]:
         for length in args.lengths:
             input_ids = torch.randint(5, 25, (1, length))
             contenders = forwards(ours, peer, input_ids)
-            seconds = {name: float("inf") for name in contenders}
-            memory = {name: float("inf") for name in contenders}
+            samples: dict[str, list[float]] = {name: [] for name in contenders}
             for _ in range(rounds_for(length, args.repeats)):
                 for name, forward in contenders.items():
-                    elapsed, mib = measure(forward)
-                    seconds[name] = min(seconds[name], elapsed)
-                    memory[name] = min(memory[name], mib)
-            row = {"length": length, "seconds": seconds, "peak_mib": memory}
-            rows.append(row)
+                    samples[name].append(time_once(forward))
+            memory = {}
+            for name, forward in contenders.items():
+                elapsed, memory[name] = measure(forward)
+                samples[name].append(elapsed)
+            seconds = {name: min(values) for name, values in samples.items()}
+            rows.append({"length": length, "seconds": seconds, "peak_mib": memory, "samples": samples})
             print(
                 f"  L={length:>6}: "
                 + ", ".join(f"{name} {seconds[name]:.3f}s {memory[name]:.0f}MiB" for name in contenders),
