@@ -173,3 +173,20 @@ def test_models_resolve_by_preset_type_or_folder(tmp_path) -> None:
         resolve_config("carp-6k")
     for name, config_class in available_presets().items():  # every registered family's presets build
         assert isinstance(resolve_config(name), config_class)
+
+
+def test_protconv_pretrain_command(tmp_path, capsys) -> None:
+    from protconv.cli import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        f"model: protconv_conv\nconfig_overrides: {{hidden_size: 16, intermediate_size: 8, num_hidden_layers: 2}}\n"
+        f"train_files: [{DATA / 'some_proteins.fasta'}]\nmax_length: 128\nmax_tokens_per_batch: 512\n"
+        f"max_steps: 2\neval_steps: 2\ndisable_tqdm: true\noutput_dir: {tmp_path / 'run'}\n"
+    )
+    assert main(["pretrain", "--config", str(config), "--max_steps", "1", "--warmup_steps", "0"]) == 0
+    assert "stopped at step 1; model saved to" in capsys.readouterr().out
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    assert main(["pretrain", "--config", str(config), "--resume_from", str(tmp_path / "nowhere")]) == 1
+    assert "does not exist" in capsys.readouterr().err

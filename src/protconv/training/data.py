@@ -86,7 +86,10 @@ class PretrainingData:
 def build_data(
     data_args: DataArguments, tokenizer: PreTrainedTokenizerBase, world_size: int, rank: int, seed: int
 ) -> PretrainingData:
-    """Wire the corpus, batcher and collator described by ``data_args``."""
+    """Wire the corpus, batcher and collator described by ``data_args``.
+
+    The held-out split does not depend on ``seed``: runs with different seeds are validated on the same proteins.
+    """
     collator = MaskedLMCollator(
         tokenizer, data_args.mlm_probability, data_args.mask_fraction, data_args.random_fraction
     )
@@ -96,14 +99,13 @@ def build_data(
         data_args.invalid_sequences,
         data_args.validation_fraction if split else 0.0,
         "train" if split else "all",
-        seed,
     )
     validation = None
     if data_args.validation_files:
         validation = FastaCorpus(data_args.validation_files, data_args.invalid_sequences)
     elif split:
         validation = FastaCorpus(
-            data_args.train_files, data_args.invalid_sequences, data_args.validation_fraction, "validation", seed
+            data_args.train_files, data_args.invalid_sequences, data_args.validation_fraction, "validation"
         )
     batcher = TokenBudgetBatcher(
         data_args.max_tokens_per_batch,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -170,6 +171,7 @@ class _Run:
             disable=args.disable_tqdm or not self.accelerator.is_local_main_process,
             unit="step",
             dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not every step
         )
         window = torch.zeros(len(SUM_FIELDS), dtype=torch.float64)
         window_start, window_bad = time.perf_counter(), False
