@@ -169,6 +169,28 @@ def test_zeroing_only_values_breaks_padding_invariance(
     assert float((padded - alone).abs().max()) > 1e-2
 
 
+@pytest.mark.parametrize("attention", ["favor", "softmax"])
+def test_causal_model_does_not_look_ahead(attention: str, tiny_performer_config) -> None:
+    """Changing later tokens leaves earlier outputs unchanged with ``causal=True`` and changes them without.
+
+    FAVOR+'s key stabiliser is one maximum over all keys (as in Google's code); it cancels exactly except through
+    the 1e-6 feature epsilon, hence the tolerance rather than bitwise equality."""
+    prefix = torch.randint(5, 25, (1, 30))
+    first = torch.cat([prefix, torch.randint(5, 25, (1, 20))], dim=1)
+    second = torch.cat([prefix, torch.randint(5, 25, (1, 20))], dim=1)
+    for causal in (True, False):
+        config = protconv.PerformerConfig(
+            **{**tiny_performer_config.to_diff_dict(), "causal": causal, "attention": attention}
+        )
+        model = protconv.PerformerModel(config).eval()
+        with torch.no_grad():
+            difference = (model(first).last_hidden_state - model(second).last_hidden_state)[:, :30].abs().max()
+        if causal:
+            assert float(difference) < 1e-5
+        else:
+            assert float(difference) > 1e-3
+
+
 def test_softmax_switch_uses_the_same_weights(tiny_performer_config, tokenizer, real_proteins) -> None:
     """With many features FAVOR+ approaches the exact model that the switch selects; with the switch the
     outputs are exactly those of softmax attention on identical parameters."""
