@@ -145,6 +145,7 @@ class PerformerConfig(PretrainedConfig):
         self.mask_token_id = mask_token_id
         self.cls_token_id = cls_token_id
         kwargs.setdefault("auto_map", dict(PERFORMER_AUTO_MAP))
+        kwargs.setdefault("bos_token_id", cls_token_id)  # <cls> opens sequences; Trainer checks it matches
         kwargs.setdefault("tie_word_embeddings", False)
         super().__init__(pad_token_id=pad_token_id, eos_token_id=eos_token_id, **kwargs)
 
