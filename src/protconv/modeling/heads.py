@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import PretrainedConfig
+from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
 
 IGNORE_INDEX = -100
 
@@ -93,3 +94,96 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
 def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over positions whose label is not -100 (padding, special tokens, masked residues)."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+class MaskedLMModelMixin:
+    """A family's masked-LM model: its backbone (stored under ``base_model_prefix``) and an untied linear decoder.
+
+    Every family shares these task models; a family names its backbone in ``backbone_class`` and mixes this in
+    before its ``PreTrainedModel`` base, e.g. ``class ConvForMaskedLM(MaskedLMModelMixin, ConvPreTrainedModel)``.
+    """
+
+    backbone_class: type[nn.Module]
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__(config)
+        setattr(self, self.base_model_prefix, self.backbone_class(config))
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> MaskedLMOutput | tuple:
+        """``labels``: target token ids at masked positions, -100 elsewhere (loss is over masked positions only)."""
+        base = self.base_model(input_ids, attention_mask, output_hidden_states=output_hidden_states, pool_output=False)
+        logits = self.lm_head(base.last_hidden_state)
+        loss = token_loss(logits, labels) if labels is not None else None
+        output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=base.hidden_states)
+        return output if return_dict is not False else output.to_tuple()
+
+
+class SequenceClassificationModelMixin:
+    """One prediction per protein from the pooled residues: regression when ``num_labels == 1``, otherwise
+    single-label (integer labels) or multi-label (multi-hot float labels) classification."""
+
+    backbone_class: type[nn.Module]
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__(config)
+        setattr(self, self.base_model_prefix, self.backbone_class(config))
+        self.classifier = SequenceClassificationHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        base = self.base_model(input_ids, attention_mask, output_hidden_states=output_hidden_states)
+        logits = self.classifier(base.pooler_output)
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        output = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=base.hidden_states)
+        return output if return_dict is not False else output.to_tuple()
+
+
+class TokenClassificationModelMixin:
+    """One prediction per position (per-residue labels; -100 marks positions without a label)."""
+
+    backbone_class: type[nn.Module]
+
+    def __init__(self, config: PretrainedConfig) -> None:
+        super().__init__(config)
+        setattr(self, self.base_model_prefix, self.backbone_class(config))
+        self.classifier = TokenClassificationHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput | tuple:
+        base = self.base_model(input_ids, attention_mask, output_hidden_states=output_hidden_states, pool_output=False)
+        logits = self.classifier(base.last_hidden_state)
+        loss = token_loss(logits, labels) if labels is not None else None
+        output = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=base.hidden_states)
+        return output if return_dict is not False else output.to_tuple()

@@ -13,21 +13,10 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import (
-    BaseModelOutputWithPooling,
-    MaskedLMOutput,
-    SequenceClassifierOutput,
-    TokenClassifierOutput,
-)
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .configuration_conv import ConvConfig
-from .heads import (
-    SequenceClassificationHead,
-    TokenClassificationHead,
-    pool,
-    sequence_classification_loss,
-    token_loss,
-)
+from .heads import MaskedLMModelMixin, SequenceClassificationModelMixin, TokenClassificationModelMixin, pool
 from .model_inputs import prepare_inputs
 
 
@@ -158,87 +147,20 @@ class ConvModel(ConvPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-class ConvForMaskedLM(ConvPreTrainedModel):
+class ConvForMaskedLM(MaskedLMModelMixin, ConvPreTrainedModel):
     """ConvModel with CARP's untied linear decoder to the vocabulary."""
 
-    def __init__(self, config: ConvConfig) -> None:
-        super().__init__(config)
-        self.conv = ConvModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
-        self.post_init()
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> MaskedLMOutput | tuple:
-        """``labels``: target token ids at masked positions, -100 elsewhere (loss is over masked positions only)."""
-        base = self.conv(input_ids, attention_mask, output_hidden_states=output_hidden_states, pool_output=False)
-        logits = self.lm_head(base.last_hidden_state)
-        loss = token_loss(logits, labels) if labels is not None else None
-        output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=base.hidden_states)
-        return output if return_dict is not False else output.to_tuple()
+    backbone_class = ConvModel
 
 
-class ConvForSequenceClassification(ConvPreTrainedModel):
-    """One prediction per protein from the pooled residues: regression when ``num_labels == 1``, otherwise
-    single-label (integer labels) or multi-label (multi-hot float labels) classification."""
-
-    def __init__(self, config: ConvConfig) -> None:
-        super().__init__(config)
-        self.conv = ConvModel(config)
-        self.classifier = SequenceClassificationHead(config)
-        self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
-        base = self.conv(input_ids, attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.classifier(base.pooler_output)
-        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        output = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=base.hidden_states)
-        return output if return_dict is not False else output.to_tuple()
+class ConvForSequenceClassification(SequenceClassificationModelMixin, ConvPreTrainedModel):
+    __doc__ = SequenceClassificationModelMixin.__doc__
+    backbone_class = ConvModel
 
 
-class ConvForTokenClassification(ConvPreTrainedModel):
-    """One prediction per position (per-residue labels; -100 marks positions without a label)."""
-
-    def __init__(self, config: ConvConfig) -> None:
-        super().__init__(config)
-        self.conv = ConvModel(config)
-        self.classifier = TokenClassificationHead(config)
-        self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> TokenClassifierOutput | tuple:
-        base = self.conv(input_ids, attention_mask, output_hidden_states=output_hidden_states, pool_output=False)
-        logits = self.classifier(base.last_hidden_state)
-        loss = token_loss(logits, labels) if labels is not None else None
-        output = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=base.hidden_states)
-        return output if return_dict is not False else output.to_tuple()
+class ConvForTokenClassification(TokenClassificationModelMixin, ConvPreTrainedModel):
+    __doc__ = TokenClassificationModelMixin.__doc__
+    backbone_class = ConvModel
 
 
 # Saving any of these classes copies this file and its siblings next to the weights (trust_remote_code).
