@@ -6,7 +6,9 @@ bar; the bare loop runs the same optimizer update on batches prepared in memory 
 
     .venv/bin/python benchmarks/training_overhead.py [--model carp-600k] [--steps 40] [--repeats 2]
 
-Timings on a shared CPU are noisy: the two loops alternate ``--repeats`` times and the medians are compared.
+Timings on a shared CPU are noisy: the two loops alternate ``--repeats`` times and the medians are compared, with one
+torch thread by default (with more threads than free cores, OpenMP barriers wait on descheduled threads and a
+step's time can jump several-fold).
 """
 
 from __future__ import annotations
@@ -91,8 +93,10 @@ def main() -> None:
     parser.add_argument("--model", default="carp-600k")
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--max_tokens", type=int, default=8192)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadiest on a shared CPU)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     loops, bares, paddings = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):

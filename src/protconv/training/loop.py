@@ -117,6 +117,7 @@ class _Run:
         self.skipped_steps = 0
         self.nonfinite_streak = 0
         self.last_validation: dict[str, float] = {}
+        self.started = time.perf_counter()  # wall clock of this process's part of the run (restarts on resume)
 
     # ----------------------------------------------------------------------------------------------- set-up
     def _prepare_output_dir(self) -> Path | None:
@@ -305,7 +306,8 @@ class _Run:
         return metrics
 
     def _record(self, split: str, metrics: dict[str, float]) -> None:
-        self.metrics.write({"step": self.state.step, "split": split, **metrics})
+        elapsed = round(time.perf_counter() - self.started, 2)
+        self.metrics.write({"step": self.state.step, "split": split, "elapsed_seconds": elapsed, **metrics})
         if self.args.report_to:
             self.accelerator.log({f"{split}/{key}": value for key, value in metrics.items()}, step=self.state.step)
         if split == "validation":
