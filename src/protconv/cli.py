@@ -24,7 +24,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 
     from .training import parse_arguments, pretrain
 
-    result = pretrain(*parse_arguments(args.arguments))
+    result = pretrain(*parse_arguments(args.arguments, prog="protconv pretrain"))
     if PartialState().is_main_process:
         print(f"stopped at step {result.step}" + (f"; model saved to {result.model_dir}" if result.model_dir else ""))
 

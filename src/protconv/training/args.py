@@ -101,12 +101,13 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, PretrainingArguments)
 AllArguments = tuple[ModelArguments, DataArguments, PretrainingArguments]
 
 
-def parse_arguments(argv: Sequence[str] | None = None) -> AllArguments:
-    """``--config FILE.yaml`` supplies defaults; every other flag overrides them."""
+def parse_arguments(argv: Sequence[str] | None = None, prog: str | None = None) -> AllArguments:
+    """``--config FILE.yaml`` supplies defaults; every other flag overrides them. ``prog`` names the command in
+    ``--help`` (default: the script's name)."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser(ARGUMENT_CLASSES, description="Pretrain a protconv masked language model")
+    parser = HfArgumentParser(ARGUMENT_CLASSES, prog=prog, description="Pretrain a protconv masked language model")
     parser.add_argument("--config", help="YAML file of arguments (flags given on the command line win)")
     if known.config:
         parser.set_defaults(**load_config(known.config))
