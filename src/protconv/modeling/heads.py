@@ -10,7 +10,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import PretrainedConfig
-from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 
 IGNORE_INDEX = -100
 
@@ -96,11 +101,32 @@ def token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
-class MaskedLMModelMixin:
-    """A family's masked-LM model: its backbone (stored under ``base_model_prefix``) and an untied linear decoder.
+def backbone_output(
+    final_norm: nn.Module,
+    hidden: torch.Tensor,
+    all_hidden: list[torch.Tensor] | None,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    config: PretrainedConfig,
+    pool_output: bool,
+    return_dict: bool | None,
+) -> BaseModelOutputWithPooling | tuple:
+    """The common end of every backbone: final LayerNorm, optional pooling, the standard output dataclass."""
+    last = final_norm(hidden)
+    output = BaseModelOutputWithPooling(
+        last_hidden_state=last,
+        pooler_output=pool(last, input_ids, attention_mask, config) if pool_output else None,
+        hidden_states=tuple(all_hidden) if all_hidden is not None else None,
+    )
+    return output if return_dict is not False else output.to_tuple()
 
-    Every family shares these task models; a family names its backbone in ``backbone_class`` and mixes this in
-    before its ``PreTrainedModel`` base, e.g. ``class ConvForMaskedLM(MaskedLMModelMixin, ConvPreTrainedModel)``.
+
+class _TaskModelMixin:
+    """Builds a family's backbone (stored under ``base_model_prefix``) plus the head a task mixin adds.
+
+    Every family shares these task models; a family names its backbone in ``backbone_class`` and mixes a task
+    mixin in before its ``PreTrainedModel`` base, e.g. ``class ConvForMaskedLM(MaskedLMModelMixin,
+    ConvPreTrainedModel)``.
     """
 
     backbone_class: type[nn.Module]
@@ -108,8 +134,18 @@ class MaskedLMModelMixin:
     def __init__(self, config: PretrainedConfig) -> None:
         super().__init__(config)
         setattr(self, self.base_model_prefix, self.backbone_class(config))
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
+        self._add_head(config)
         self.post_init()
+
+    def _add_head(self, config: PretrainedConfig) -> None:
+        raise NotImplementedError
+
+
+class MaskedLMModelMixin(_TaskModelMixin):
+    """A family's masked-LM model: its backbone and an untied linear decoder."""
+
+    def _add_head(self, config: PretrainedConfig) -> None:
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head
@@ -134,17 +170,12 @@ class MaskedLMModelMixin:
         return output if return_dict is not False else output.to_tuple()
 
 
-class SequenceClassificationModelMixin:
+class SequenceClassificationModelMixin(_TaskModelMixin):
     """One prediction per protein from the pooled residues: regression when ``num_labels == 1``, otherwise
     single-label (integer labels) or multi-label (multi-hot float labels) classification."""
 
-    backbone_class: type[nn.Module]
-
-    def __init__(self, config: PretrainedConfig) -> None:
-        super().__init__(config)
-        setattr(self, self.base_model_prefix, self.backbone_class(config))
+    def _add_head(self, config: PretrainedConfig) -> None:
         self.classifier = SequenceClassificationHead(config)
-        self.post_init()
 
     def forward(
         self,
@@ -162,16 +193,11 @@ class SequenceClassificationModelMixin:
         return output if return_dict is not False else output.to_tuple()
 
 
-class TokenClassificationModelMixin:
+class TokenClassificationModelMixin(_TaskModelMixin):
     """One prediction per position (per-residue labels; -100 marks positions without a label)."""
 
-    backbone_class: type[nn.Module]
-
-    def __init__(self, config: PretrainedConfig) -> None:
-        super().__init__(config)
-        setattr(self, self.base_model_prefix, self.backbone_class(config))
+    def _add_head(self, config: PretrainedConfig) -> None:
         self.classifier = TokenClassificationHead(config)
-        self.post_init()
 
     def forward(
         self,

@@ -22,7 +22,12 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .configuration_performer import PerformerConfig
 from .favor import derived_seed, favor_attention, orthogonal_random_features, softmax_attention
-from .heads import MaskedLMModelMixin, SequenceClassificationModelMixin, TokenClassificationModelMixin, pool
+from .heads import (
+    MaskedLMModelMixin,
+    SequenceClassificationModelMixin,
+    TokenClassificationModelMixin,
+    backbone_output,
+)
 from .model_inputs import prepare_inputs
 
 
@@ -273,13 +278,9 @@ class PerformerModel(PerformerPreTrainedModel):
             hidden = layer(hidden, key_mask, rotary_cos, rotary_sin)
             if all_hidden is not None:
                 all_hidden.append(hidden)
-        last = self.final_layer_norm(hidden)
-        output = BaseModelOutputWithPooling(
-            last_hidden_state=last,
-            pooler_output=pool(last, input_ids, attention_mask, self.config) if pool_output else None,
-            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
+        return backbone_output(
+            self.final_layer_norm, hidden, all_hidden, input_ids, attention_mask, self.config, pool_output, return_dict
         )
-        return output if return_dict is not False else output.to_tuple()
 
 
 class PerformerForMaskedLM(MaskedLMModelMixin, PerformerPreTrainedModel):
