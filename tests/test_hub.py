@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import site
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
+from helpers import python_without_protconv
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
 
 import protconv
 from protconv.hub import model_card, push_folder, save_hub_folder
@@ -31,7 +33,14 @@ def test_folder_holds_weights_complete_auto_map_code_tokenizer_and_card(saved_fo
     _, folder = saved_folder
     files = {path.name for path in folder.iterdir()}
     expected = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md"}
-    code = {"configuration_conv.py", "modeling_conv.py", "heads.py", "model_inputs.py", "vocabulary.py"}
+    code = {
+        "configuration_conv.py",
+        "modeling_conv.py",
+        "heads.py",
+        "model_inputs.py",
+        "vocabulary.py",
+        "objectives.py",
+    }
     assert expected | code <= files
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
     config = json.loads((folder / "config.json").read_text())
@@ -44,6 +53,7 @@ def test_folder_holds_weights_complete_auto_map_code_tokenizer_and_card(saved_fo
     ("auto_class", "model_class"),
     [
         (AutoModel, protconv.ConvModel),
+        (AutoModelForPreTraining, protconv.ConvForPreTraining),
         (AutoModelForSequenceClassification, protconv.ConvForSequenceClassification),
         (AutoModelForTokenClassification, protconv.ConvForTokenClassification),
     ],
@@ -52,24 +62,6 @@ def test_every_auto_class_resolves_to_protconv(saved_folder, auto_class, model_c
     _, folder = saved_folder
     assert isinstance(AutoConfig.from_pretrained(folder), protconv.ConvConfig)
     assert type(auto_class.from_pretrained(folder)) is model_class
-
-
-def _python_without_protconv(script: str, cwd) -> subprocess.CompletedProcess:
-    """Run ``script`` in a fresh interpreter that cannot import protconv.
-
-    ``-S`` skips site initialisation, so the editable install's path hook (.pth) never runs; site-packages is
-    then appended by hand so that torch and transformers stay importable.
-    """
-    prelude = f"import sys; sys.path.extend({site.getsitepackages()!r})\n"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(cwd / "modules"), "PYTHONPATH": ""}
-    return subprocess.run(
-        [sys.executable, "-S", "-c", prelude + textwrap.dedent(script)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_loads_with_trust_remote_code_where_protconv_is_absent(saved_folder, tmp_path, tokenizer) -> None:
@@ -99,7 +91,7 @@ def test_loads_with_trust_remote_code_where_protconv_is_absent(saved_folder, tmp
         assert type(encoder).__name__ == "ConvModel"
         print("REMOTE-OK")
     """
-    result = _python_without_protconv(script, tmp_path)
+    result = python_without_protconv(script, tmp_path)
     assert result.returncode == 0 and "REMOTE-OK" in result.stdout, result.stderr[-3000:]
 
 

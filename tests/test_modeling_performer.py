@@ -14,6 +14,7 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForMaskedLM,
+    AutoModelForPreTraining,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -49,6 +50,7 @@ def test_auto_classes_build_performer_models(tiny_performer_config) -> None:
     for auto_class, expected in (
         (AutoModel, protconv.PerformerModel),
         (AutoModelForMaskedLM, protconv.PerformerForMaskedLM),
+        (AutoModelForPreTraining, protconv.PerformerForPreTraining),
         (AutoModelForSequenceClassification, protconv.PerformerForSequenceClassification),
         (AutoModelForTokenClassification, protconv.PerformerForTokenClassification),
     ):
@@ -57,6 +59,7 @@ def test_auto_classes_build_performer_models(tiny_performer_config) -> None:
         "AutoConfig",
         "AutoModel",
         "AutoModelForMaskedLM",
+        "AutoModelForPreTraining",
         "AutoModelForSequenceClassification",
         "AutoModelForTokenClassification",
     }

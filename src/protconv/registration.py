@@ -6,6 +6,7 @@ from transformers import (
     AutoConfig,
     AutoModel,
     AutoModelForMaskedLM,
+    AutoModelForPreTraining,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -15,11 +16,13 @@ from transformers import (
 from .modeling import (
     ConvConfig,
     ConvForMaskedLM,
+    ConvForPreTraining,
     ConvForSequenceClassification,
     ConvForTokenClassification,
     ConvModel,
     PerformerConfig,
     PerformerForMaskedLM,
+    PerformerForPreTraining,
     PerformerForSequenceClassification,
     PerformerForTokenClassification,
     PerformerModel,
@@ -32,6 +35,7 @@ MODEL_FAMILIES = [
         {
             AutoModel: ConvModel,
             AutoModelForMaskedLM: ConvForMaskedLM,
+            AutoModelForPreTraining: ConvForPreTraining,
             AutoModelForSequenceClassification: ConvForSequenceClassification,
             AutoModelForTokenClassification: ConvForTokenClassification,
         },
@@ -41,6 +45,7 @@ MODEL_FAMILIES = [
         {
             AutoModel: PerformerModel,
             AutoModelForMaskedLM: PerformerForMaskedLM,
+            AutoModelForPreTraining: PerformerForPreTraining,
             AutoModelForSequenceClassification: PerformerForSequenceClassification,
             AutoModelForTokenClassification: PerformerForTokenClassification,
         },

@@ -3,8 +3,10 @@ transformers copies them flat next to the weights for ``trust_remote_code``."""
 
 from .configuration_conv import CONV_PRESETS, ConvConfig
 from .configuration_performer import PERFORMER_PRESETS, PerformerConfig
+from .heads import ProteinPreTrainingOutput, profile_kl_loss
 from .modeling_conv import (
     ConvForMaskedLM,
+    ConvForPreTraining,
     ConvForSequenceClassification,
     ConvForTokenClassification,
     ConvModel,
@@ -12,6 +14,7 @@ from .modeling_conv import (
 )
 from .modeling_performer import (
     PerformerForMaskedLM,
+    PerformerForPreTraining,
     PerformerForSequenceClassification,
     PerformerForTokenClassification,
     PerformerModel,
@@ -23,14 +26,18 @@ __all__ = [
     "PERFORMER_PRESETS",
     "ConvConfig",
     "ConvForMaskedLM",
+    "ConvForPreTraining",
     "ConvForSequenceClassification",
     "ConvForTokenClassification",
     "ConvModel",
     "ConvPreTrainedModel",
     "PerformerConfig",
     "PerformerForMaskedLM",
+    "PerformerForPreTraining",
     "PerformerForSequenceClassification",
     "PerformerForTokenClassification",
     "PerformerModel",
     "PerformerPreTrainedModel",
+    "ProteinPreTrainingOutput",
+    "profile_kl_loss",
 ]

@@ -6,6 +6,12 @@ from typing import Any
 
 from transformers import PretrainedConfig
 
+from .objectives import (
+    DEFAULT_NUM_PROFILE_CLASSES,
+    DEFAULT_PROFILE_LOSS_SCALE,
+    DEFAULT_PROFILE_TASK_WEIGHT,
+    validate_pretraining_fields,
+)
 from .vocabulary import CLS_TOKEN_ID, EOS_TOKEN_ID, MASK_TOKEN_ID, PAD_TOKEN_ID, VOCAB_SIZE
 
 #: Every Auto class a Conv checkpoint answers to. Written into each saved config so that a folder loads with
@@ -14,6 +20,7 @@ CONV_AUTO_MAP: dict[str, str] = {
     "AutoConfig": "configuration_conv.ConvConfig",
     "AutoModel": "modeling_conv.ConvModel",
     "AutoModelForMaskedLM": "modeling_conv.ConvForMaskedLM",
+    "AutoModelForPreTraining": "modeling_conv.ConvForPreTraining",
     "AutoModelForSequenceClassification": "modeling_conv.ConvForSequenceClassification",
     "AutoModelForTokenClassification": "modeling_conv.ConvForTokenClassification",
 }
@@ -37,6 +44,11 @@ class ConvConfig(PretrainedConfig):
 
     ``pooling`` is how sequence-level heads summarise residues: ``"mean"`` over real residues (never padding or
     special tokens) or ``"cls"`` (the ``<cls>`` token; needs a tokenizer that adds it).
+
+    Pretraining (``*ForPreTraining``): ``pretraining_objective`` is ``"mlm"``, ``"profile"`` (predict each residue's
+    MSA-column amino-acid distribution, ``num_profile_classes`` = 20 in the order ``ACDEFGHIKLMNPQRSTVWY``) or
+    ``"mlm+profile"``, trained on ``(1 - a) * MLM + a * profile_loss_scale * KL`` with
+    ``a = profile_task_weight / (profile_task_weight + 1)`` (Sturmfels et al. 2020: weight 3, scale 10).
     """
 
     model_type = "protconv_conv"
@@ -60,6 +72,10 @@ class ConvConfig(PretrainedConfig):
         mask_token_id: int = MASK_TOKEN_ID,
         cls_token_id: int = CLS_TOKEN_ID,
         eos_token_id: int = EOS_TOKEN_ID,
+        pretraining_objective: str = "mlm",
+        profile_task_weight: float = DEFAULT_PROFILE_TASK_WEIGHT,
+        profile_loss_scale: float = DEFAULT_PROFILE_LOSS_SCALE,
+        num_profile_classes: int = DEFAULT_NUM_PROFILE_CLASSES,
         **kwargs: Any,
     ) -> None:
         if kernel_size % 2 != 1:
@@ -68,6 +84,7 @@ class ConvConfig(PretrainedConfig):
             raise ValueError(f"max_dilation must be a power of two, got {max_dilation}")
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
+        validate_pretraining_fields(pretraining_objective, profile_task_weight, profile_loss_scale, num_profile_classes)
         self.vocab_size = vocab_size
         self.embedding_size = embedding_size
         self.hidden_size = hidden_size
@@ -81,6 +98,10 @@ class ConvConfig(PretrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.initializer_range = initializer_range
         self.pooling = pooling
+        self.pretraining_objective = pretraining_objective
+        self.profile_task_weight = profile_task_weight
+        self.profile_loss_scale = profile_loss_scale
+        self.num_profile_classes = num_profile_classes
         self.mask_token_id = mask_token_id
         self.cls_token_id = cls_token_id
         kwargs.setdefault("auto_map", dict(CONV_AUTO_MAP))

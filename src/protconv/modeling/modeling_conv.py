@@ -18,6 +18,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from .configuration_conv import ConvConfig
 from .heads import (
     MaskedLMModelMixin,
+    PreTrainingModelMixin,
     SequenceClassificationModelMixin,
     TokenClassificationModelMixin,
     backbone_output,
@@ -105,7 +106,7 @@ class ConvModel(ConvPreTrainedModel):
     """
 
     # Loading the encoder alone from a checkpoint with a head is expected: don't report the head as unexpected.
-    _keys_to_ignore_on_load_unexpected = [r"^lm_head\.", r"^classifier\."]
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\.", r"^profile_head\.", r"^classifier\."]
 
     def __init__(self, config: ConvConfig) -> None:
         super().__init__(config)
@@ -154,6 +155,11 @@ class ConvForMaskedLM(MaskedLMModelMixin, ConvPreTrainedModel):
     backbone_class = ConvModel
 
 
+class ConvForPreTraining(PreTrainingModelMixin, ConvPreTrainedModel):
+    __doc__ = PreTrainingModelMixin.__doc__
+    backbone_class = ConvModel
+
+
 class ConvForSequenceClassification(SequenceClassificationModelMixin, ConvPreTrainedModel):
     __doc__ = SequenceClassificationModelMixin.__doc__
     backbone_class = ConvModel
@@ -168,5 +174,6 @@ class ConvForTokenClassification(TokenClassificationModelMixin, ConvPreTrainedMo
 ConvConfig.register_for_auto_class("AutoConfig")
 ConvModel.register_for_auto_class("AutoModel")
 ConvForMaskedLM.register_for_auto_class("AutoModelForMaskedLM")
+ConvForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 ConvForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 ConvForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")

@@ -24,6 +24,7 @@ from .configuration_performer import PerformerConfig
 from .favor import derived_seed, favor_attention, orthogonal_random_features, softmax_attention
 from .heads import (
     MaskedLMModelMixin,
+    PreTrainingModelMixin,
     SequenceClassificationModelMixin,
     TokenClassificationModelMixin,
     backbone_output,
@@ -215,7 +216,7 @@ class PerformerModel(PerformerPreTrainedModel):
     """
 
     # Loading the encoder alone from a checkpoint with a head is expected: don't report the head as unexpected.
-    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^lm_head\.", r"^classifier\."]
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^lm_head\.", r"^profile_head\.", r"^classifier\."]
 
     def __init__(self, config: PerformerConfig) -> None:
         super().__init__(config)
@@ -289,6 +290,11 @@ class PerformerForMaskedLM(MaskedLMModelMixin, PerformerPreTrainedModel):
     backbone_class = PerformerModel
 
 
+class PerformerForPreTraining(PreTrainingModelMixin, PerformerPreTrainedModel):
+    __doc__ = PreTrainingModelMixin.__doc__
+    backbone_class = PerformerModel
+
+
 class PerformerForSequenceClassification(SequenceClassificationModelMixin, PerformerPreTrainedModel):
     __doc__ = SequenceClassificationModelMixin.__doc__
     backbone_class = PerformerModel
@@ -303,5 +309,6 @@ class PerformerForTokenClassification(TokenClassificationModelMixin, PerformerPr
 PerformerConfig.register_for_auto_class("AutoConfig")
 PerformerModel.register_for_auto_class("AutoModel")
 PerformerForMaskedLM.register_for_auto_class("AutoModelForMaskedLM")
+PerformerForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 PerformerForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 PerformerForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
