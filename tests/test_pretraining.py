@@ -190,3 +190,50 @@ def test_protconv_pretrain_command(tmp_path, capsys) -> None:
     GradientState._reset_state()
     assert main(["pretrain", "--config", str(config), "--resume_from", str(tmp_path / "nowhere")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def profile_arguments(output_dir: Path, objective: str, **train) -> tuple:
+    model_args, data_args, train_args = arguments(output_dir, **train)
+    model_args = replace(model_args, pretraining_objective=objective)
+    data_args = replace(
+        data_args, train_files=[], msa_files=[str(DATA / "msa")], max_length=160, max_tokens_per_batch=1280
+    )
+    return model_args, data_args, train_args
+
+
+def test_multitask_pretraining_on_msas_lowers_the_profile_kl(tmp_path) -> None:
+    result = pretrain(*profile_arguments(tmp_path / "run", "mlm+profile", max_steps=24, eval_steps=12))
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    validation = [r for r in records if r["split"] == "validation"]
+    assert [r["step"] for r in validation] == [0, 12, 24]
+    assert validation[-1]["profile_kl"] < 0.8 * validation[0]["profile_kl"]
+    for r in validation:  # the logged objective is the paper's weighting of the logged terms
+        assert r["loss"] == pytest.approx(0.25 * r["mlm_loss"] + 0.75 * 10 * r["profile_kl"])
+    assert list((tmp_path / "run" / "profile_cache").glob("*.npz")), "profiles are cached next to the run"
+    model = protconv.ConvForPreTraining.from_pretrained(result.model_dir)
+    assert model.config.pretraining_objective == "mlm+profile" and model.profile_head is not None
+    assert "MSA profile prediction" in (result.model_dir / "README.md").read_text()
+    masked_lm = AutoModelForMaskedLM.from_pretrained(result.model_dir)  # the MLM half keeps working on its own
+    assert torch.equal(masked_lm.lm_head.weight, model.lm_head.weight)
+
+
+def test_profile_only_pretraining_resumes_exactly(tmp_path) -> None:
+    straight = pretrain(*profile_arguments(tmp_path / "straight", "profile"))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    model_args, data_args, train_args = profile_arguments(tmp_path / "split", "profile", stop_after_steps=3)
+    pretrain(model_args, data_args, train_args)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    resumed = pretrain(model_args, data_args, replace(train_args, stop_after_steps=None, resume=True))
+    expected = load_file(straight.model_dir / "model.safetensors")
+    actual = load_file(resumed.model_dir / "model.safetensors")
+    assert not any(name.startswith("lm_head") for name in expected), "profile-only models have no MLM head"
+    assert all(torch.equal(expected[name], actual[name]) for name in expected)
+    assert "perplexity" not in straight.validation and straight.validation["loss"] == straight.validation["profile_kl"]
+
+
+def test_profile_objective_without_msas_is_refused(tmp_path) -> None:
+    model_args, data_args, train_args = arguments(tmp_path / "run")
+    with pytest.raises(ValueError, match="needs profile targets: pass --msa_files"):
+        pretrain(replace(model_args, pretraining_objective="mlm+profile"), data_args, train_args)

@@ -1,4 +1,4 @@
-"""BERT-style masked-language-model batches for proteins.
+"""BERT-style masked-language-model batches for proteins, with per-residue profile targets when pretraining on MSAs.
 
 transformers' ``DataCollatorForLanguageModeling`` draws its random replacements from the whole vocabulary,
 special tokens included; here they come from the 20 standard amino acids only, and special tokens, padding and
@@ -17,8 +17,10 @@ from transformers import PreTrainedTokenizerBase
 
 from ..modeling.vocabulary import STANDARD_AMINO_ACIDS
 from .batching import Batch
+from .profile_corpus import ProfiledSequence
 
 IGNORE_INDEX = -100
+N_PROFILE_CLASSES = len(STANDARD_AMINO_ACIDS)
 
 
 class MaskedLMCollator:
@@ -59,7 +61,7 @@ class MaskedLMCollator:
     def encode(self, sequences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded ``input_ids`` and ``attention_mask``, framed exactly as the tokenizer frames them."""
         rows = [
-            np.concatenate([self.prefix, self._lookup[np.frombuffer(s.encode(), np.uint8)], self.suffix])
+            np.concatenate([self.prefix, self._lookup[np.frombuffer(str(s).encode(), np.uint8)], self.suffix])
             for s in sequences
         ]
         width = max(len(row) for row in rows)
@@ -91,6 +93,43 @@ class MaskedLMCollator:
         if batch.filler:
             labels.fill_(IGNORE_INDEX)
         return {"input_ids": masked, "attention_mask": attention_mask, "labels": labels}
+
+
+class PretrainingCollator(MaskedLMCollator):
+    """Batches for any pretraining objective: masked-LM inputs/labels and/or per-residue profile targets.
+
+    ``mlm=False`` (profile-only pretraining) leaves the input unmasked and produces no ``labels``.
+    ``profile=True`` adds ``profile_targets`` (batch, width, 20) aligned with ``input_ids``: each residue of a
+    ``ProfiledSequence`` carries its column's distribution; special tokens, padding, plain-string sequences
+    (proteins without an alignment) and filler batches get all-zero rows, which the loss ignores. Dynamic
+    masking applies on top: a masked residue keeps its profile target.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, mlm: bool = True, profile: bool = False, **masking) -> None:
+        if not (mlm or profile):
+            raise ValueError("a pretraining collator needs at least one of mlm and profile")
+        super().__init__(tokenizer, **masking)
+        self.mlm = mlm
+        self.profile = profile
+
+    def __call__(self, batch: Batch, seed: int) -> dict[str, torch.Tensor]:
+        if self.mlm:
+            tensors = super().__call__(batch, seed)
+        else:
+            input_ids, attention_mask = self.encode(batch.sequences)
+            tensors = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self.profile:
+            tensors["profile_targets"] = self.profile_targets(batch, tensors["input_ids"].shape[1])
+        return tensors
+
+    def profile_targets(self, batch: Batch, width: int) -> torch.Tensor:
+        targets = np.zeros((len(batch.sequences), width, N_PROFILE_CLASSES), dtype=np.float32)
+        if not batch.filler:
+            start = len(self.prefix)
+            for row, sequence in enumerate(batch.sequences):
+                if isinstance(sequence, ProfiledSequence):
+                    targets[row, start : start + len(sequence)] = sequence.targets()
+        return torch.from_numpy(targets)
 
 
 def _character_lookup(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:

@@ -155,6 +155,24 @@ def profile_kl_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return total / valid.sum().clamp(min=1)
 
 
+def multitask_loss(
+    config: PretrainedConfig, mlm_loss: torch.Tensor | None, profile_loss: torch.Tensor | None
+) -> torch.Tensor | None:
+    """``(1 - alpha) * mlm_loss + alpha * profile_loss_scale * profile_loss``, ``alpha = w / (w + 1)``; a missing
+    term is left out (not renormalised), so a batch weighs the same whichever targets it carries.
+
+    The one place the weighting lives: the pretraining models and the pretraining loop (which averages over
+    tokens of the whole accumulation window itself) both call it.
+    """
+    alpha = profile_task_alpha(config.profile_task_weight)
+    terms = []
+    if mlm_loss is not None:
+        terms.append((1.0 - alpha) * mlm_loss)
+    if profile_loss is not None:
+        terms.append(alpha * config.profile_loss_scale * profile_loss)
+    return torch.stack(terms).sum() if terms else None
+
+
 def backbone_output(
     final_norm: nn.Module,
     hidden: torch.Tensor,
@@ -331,13 +349,7 @@ class PreTrainingModelMixin(_TaskModelMixin):
         """The multi-task weighting when both heads exist; a single-task model's loss is its task's loss."""
         if self.lm_head is None or self.profile_head is None:
             return mlm_loss if mlm_loss is not None else profile_loss
-        alpha = profile_task_alpha(self.config.profile_task_weight)
-        terms = []
-        if mlm_loss is not None:
-            terms.append((1.0 - alpha) * mlm_loss)
-        if profile_loss is not None:
-            terms.append(alpha * self.config.profile_loss_scale * profile_loss)
-        return torch.stack(terms).sum() if terms else None
+        return multitask_loss(self.config, mlm_loss, profile_loss)
 
 
 class SequenceClassificationModelMixin(_TaskModelMixin):

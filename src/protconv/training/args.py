@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from ..modeling.objectives import PRETRAINING_OBJECTIVES
+
 
 @dataclass
 class ModelArguments:
@@ -29,6 +31,13 @@ class ModelArguments:
         default=None,
         metadata={"help": "comma-separated key=value config fields, e.g. 'hidden_size=64,num_hidden_layers=4'"},
     )
+    pretraining_objective: str | None = field(
+        default=None,
+        metadata={
+            "help": "mlm | mlm+profile | profile (profile targets need --msa_files); default: the config's own "
+            "(mlm for presets). Weights: --config_overrides profile_task_weight=3,profile_loss_scale=10"
+        },
+    )
 
 
 @dataclass
@@ -36,6 +45,27 @@ class DataArguments:
     """Where the proteins come from and how they become batches."""
 
     train_files: list[str] = field(default_factory=list, metadata={"help": "training FASTA files (plain or .gz)"})
+    msa_files: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "MSAs (.a3m, .sto, aligned .fasta/.a2m) and/or profiles (.hhm, .hmm), or directories of them: "
+            "every member sequence is a training example with per-residue profile targets"
+        },
+    )
+    validation_msa_files: list[str] = field(
+        default_factory=list,
+        metadata={"help": "held-out MSAs/profiles (whole families); if none, --validation_fraction of msa_files"},
+    )
+    profile_prior: str = field(default="background", metadata={"help": "pseudocounts: background | dirichlet"})
+    profile_pseudocount_weight: float = field(
+        default=1.5, metadata={"help": "weight of the background pseudocount (counts are scaled to Neff)"}
+    )
+    msa_inserts: str = field(
+        default="background", metadata={"help": "targets of insert residues: background | mask (no target)"}
+    )
+    profile_cache_dir: str | None = field(
+        default=None, metadata={"help": "where computed profiles are cached (default: OUTPUT_DIR/profile_cache)"}
+    )
     validation_files: list[str] = field(
         default_factory=list, metadata={"help": "held-out FASTA files; if none, --validation_fraction of train_files"}
     )
@@ -97,6 +127,7 @@ class PretrainingArguments:
     disable_tqdm: bool = False
 
 
+_DESCRIPTION = "Pretrain a protconv protein language model (masked LM and/or MSA profiles)"
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, PretrainingArguments)
 AllArguments = tuple[ModelArguments, DataArguments, PretrainingArguments]
 
@@ -107,7 +138,11 @@ def parse_arguments(argv: Sequence[str] | None = None, prog: str | None = None) 
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser(ARGUMENT_CLASSES, prog=prog, description="Pretrain a protconv masked language model")
+    parser = HfArgumentParser(
+        ARGUMENT_CLASSES,
+        prog=prog,
+        description=_DESCRIPTION,
+    )
     parser.add_argument("--config", help="YAML file of arguments (flags given on the command line win)")
     if known.config:
         parser.set_defaults(**load_config(known.config))
@@ -151,8 +186,19 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
 
 def validate(model_args: ModelArguments, data_args: DataArguments, train_args: PretrainingArguments) -> None:
     """Catch inconsistent arguments before any process starts reading data."""
-    if not data_args.train_files:
-        raise ValueError("no training data: pass --train_files FILE [FILE ...] (or train_files in the config)")
+    if not data_args.train_files and not data_args.msa_files:
+        raise ValueError(
+            "no training data: pass --train_files FASTA [...] and/or --msa_files MSA_OR_DIR [...] (or in the config)"
+        )
+    objective = model_args.pretraining_objective
+    if objective is not None and objective not in PRETRAINING_OBJECTIVES:
+        raise ValueError(f"pretraining_objective must be one of {', '.join(PRETRAINING_OBJECTIVES)}, got {objective!r}")
+    if objective is not None and "profile" in objective and not data_args.msa_files:
+        raise ValueError(f"pretraining_objective={objective!r} needs profile targets: pass --msa_files")
+    if data_args.profile_prior not in ("background", "dirichlet"):
+        raise ValueError(f"profile_prior must be background or dirichlet, got {data_args.profile_prior!r}")
+    if data_args.msa_inserts not in ("background", "mask"):
+        raise ValueError(f"msa_inserts must be background or mask, got {data_args.msa_inserts!r}")
     if data_args.invalid_sequences not in ("error", "skip", "X"):
         raise ValueError(f"invalid_sequences must be error, skip or X, got {data_args.invalid_sequences!r}")
     if train_args.mixed_precision not in (None, "no", "fp16", "bf16"):

@@ -1,5 +1,6 @@
-"""The pretraining data pipeline of one process: corpus -> token-budget batches -> this process's shard ->
-masked tensors, with a position (epoch, round) that a checkpoint records and a resumed run skips to."""
+"""The pretraining data pipeline of one process: corpora (FASTA, MSAs) -> token-budget batches -> this process's
+shard -> masked tensors (+ profile targets), with a position (epoch, round) that a checkpoint records and a
+resumed run skips to."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,7 +17,9 @@ from transformers import PreTrainedTokenizerBase
 
 from ..data.batching import Batch, TokenBudgetBatcher, shard
 from ..data.corpus import FastaCorpus
-from ..data.masking import MaskedLMCollator
+from ..data.masking import PretrainingCollator
+from ..data.profile_corpus import MSACorpus, ProfiledSequence
+from ..modeling.objectives import objective_parts
 from .args import DataArguments
 
 #: Stands in for the epoch in validation seeds, so validation masks never coincide with an epoch's.
@@ -39,10 +43,10 @@ class DataPosition:
 class PretrainingData:
     """Batches for one process of ``world_size``, reproducible from ``seed`` alone."""
 
-    train: FastaCorpus
-    validation: FastaCorpus | None
+    train: Corpora
+    validation: Corpora | None
     batcher: TokenBudgetBatcher
-    collator: MaskedLMCollator
+    collator: PretrainingCollator
     world_size: int = 1
     rank: int = 0
     seed: int = 0
@@ -84,29 +88,31 @@ class PretrainingData:
 
 
 def build_data(
-    data_args: DataArguments, tokenizer: PreTrainedTokenizerBase, world_size: int, rank: int, seed: int
+    data_args: DataArguments,
+    tokenizer: PreTrainedTokenizerBase,
+    world_size: int,
+    rank: int,
+    seed: int,
+    objective: str = "mlm",
+    cache_dir: str | Path | None = None,
 ) -> PretrainingData:
-    """Wire the corpus, batcher and collator described by ``data_args``.
+    """Wire the corpora, batcher and collator described by ``data_args`` for the model's ``objective``.
 
     The held-out split does not depend on ``seed``: runs with different seeds are validated on the same proteins.
+    Profiles of ``msa_files`` are computed (or read from ``cache_dir``) here, before the first step.
     """
-    collator = MaskedLMCollator(
-        tokenizer, data_args.mlm_probability, data_args.mask_fraction, data_args.random_fraction
+    parts = objective_parts(objective)
+    if "profile" in parts and not data_args.msa_files:
+        raise ValueError(f"pretraining_objective={objective!r} needs profile targets: pass --msa_files")
+    collator = PretrainingCollator(
+        tokenizer,
+        mlm="mlm" in parts,
+        profile="profile" in parts,
+        mlm_probability=data_args.mlm_probability,
+        mask_fraction=data_args.mask_fraction,
+        random_fraction=data_args.random_fraction,
     )
-    split = not data_args.validation_files and data_args.validation_fraction > 0
-    train = FastaCorpus(
-        data_args.train_files,
-        data_args.invalid_sequences,
-        data_args.validation_fraction if split else 0.0,
-        "train" if split else "all",
-    )
-    validation = None
-    if data_args.validation_files:
-        validation = FastaCorpus(data_args.validation_files, data_args.invalid_sequences)
-    elif split:
-        validation = FastaCorpus(
-            data_args.train_files, data_args.invalid_sequences, data_args.validation_fraction, "validation"
-        )
+    train, validation = _corpora(data_args, cache_dir)
     batcher = TokenBudgetBatcher(
         data_args.max_tokens_per_batch,
         data_args.max_length,
@@ -125,6 +131,56 @@ def build_data(
         data_args.prefetch_batches,
         data_args.max_validation_sequences,
     )
+
+
+def _corpora(data_args: DataArguments, cache_dir: str | Path | None) -> tuple[Corpora, Corpora | None]:
+    """Training and validation corpora: FASTA files and MSAs, each held out by its own files or by hash."""
+    fraction = data_args.validation_fraction
+    train, validation = Corpora([]), Corpora([])
+    if data_args.train_files:
+        split = not data_args.validation_files and fraction > 0
+
+        def fasta(paths: list[str], side: str, held_out: float) -> FastaCorpus:
+            return FastaCorpus(paths, data_args.invalid_sequences, held_out, side)
+
+        train.parts.append(fasta(data_args.train_files, "train" if split else "all", fraction if split else 0.0))
+        if data_args.validation_files:
+            validation.parts.append(fasta(data_args.validation_files, "all", 0.0))
+        elif split:
+            validation.parts.append(fasta(data_args.train_files, "validation", fraction))
+    if data_args.msa_files:
+        split = not data_args.validation_msa_files and fraction > 0
+
+        def msas(paths: list[str], side: str, held_out: float) -> MSACorpus:
+            corpus = MSACorpus(
+                paths, cache_dir, data_args.profile_prior, data_args.profile_pseudocount_weight,
+                data_args.msa_inserts, held_out, side,
+            )  # fmt: skip
+            corpus.prepare()
+            return corpus
+
+        train.parts.append(msas(data_args.msa_files, "train" if split else "all", fraction if split else 0.0))
+        if data_args.validation_msa_files:
+            validation.parts.append(msas(data_args.validation_msa_files, "all", 0.0))
+        elif split:
+            validation.parts.append(msas(data_args.msa_files, "validation", fraction))
+    return train, (validation if validation.parts else None)
+
+
+@dataclass
+class Corpora:
+    """Several corpora read one after the other (FASTA proteins, then MSA members)."""
+
+    parts: list[FastaCorpus | MSACorpus]
+
+    def __iter__(self) -> Iterator[str | ProfiledSequence]:
+        for part in self.parts:
+            yield from part
+
+    @property
+    def skipped(self) -> int:
+        """Invalid records skipped in the last pass (``invalid_sequences=skip``)."""
+        return sum(part.skipped for part in self.parts)
 
 
 _DONE = object()

@@ -20,9 +20,10 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
 from tqdm.auto import tqdm
-from transformers import AutoModelForMaskedLM, PreTrainedModel, get_scheduler
+from transformers import PretrainedConfig, PreTrainedModel, get_scheduler
 
 from ..hub import model_card, save_hub_folder
+from ..modeling.objectives import objective_parts, profile_task_alpha
 from ..tokenization import build_tokenizer
 from .args import DataArguments, ModelArguments, PretrainingArguments, as_flat_dict, parse_overrides
 from .checkpoints import (
@@ -34,11 +35,15 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .data import DataPosition, PretrainingData, build_data
-from .metrics import SUM_FIELDS, MetricsLog, masked_lm_sums, summary
-from .models import build_model
+from .metrics import SUM_FIELDS, MetricsLog, objective_sums, summary
+from .models import build_model, pretraining_auto_class
 from .plotting import plot_curves
 
 logger = logging.getLogger(__name__)
+
+
+#: Sums that a non-finite micro-batch must not add to its window.
+_LOSS_FIELDS = ("loss_sum", "masked", "correct", "profile_kl_sum", "profile_positions")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -90,10 +95,17 @@ class _Run:
         set_seed(train_args.seed)
         self.tokenizer = build_tokenizer(data_args.add_cls, data_args.add_eos)
         if model is None:
-            model = build_model(model_args.model, parse_overrides(model_args.config_overrides))
+            model = build_model(model_args.model, _config_overrides(model_args))
         _check_max_length(model, data_args.max_length)
+        self.config = model.config
         self.data: PretrainingData = build_data(
-            data_args, self.tokenizer, self.accelerator.num_processes, self.accelerator.process_index, train_args.seed
+            data_args,
+            self.tokenizer,
+            self.accelerator.num_processes,
+            self.accelerator.process_index,
+            train_args.seed,
+            objective=model.config.pretraining_objective,
+            cache_dir=data_args.profile_cache_dir or self.output_dir / "profile_cache",
         )
         optimizer = torch.optim.AdamW(
             _parameter_groups(model, train_args.weight_decay),
@@ -206,25 +218,17 @@ class _Run:
         """Forward and backward of one micro-batch; False (and no backward anywhere) if any process's loss is
         non-finite, so that all processes skip together instead of waiting for each other's gradients."""
         batch = {key: value.to(self.accelerator.device, non_blocking=True) for key, value in batch.items()}
-        labels = batch.pop("labels")
+        labels, targets = batch.pop("labels", None), batch.pop("profile_targets", None)
         with self.accelerator.accumulate(self.model):
-            logits = self.forward(**batch).logits
-            loss_sum, masked, correct = masked_lm_sums(logits, labels)
-            loss = loss_sum / masked.clamp(min=1)
+            output = self.forward(**batch)
+            loss, sums = objective_sums(self.config, output, labels, targets, batch["attention_mask"])
             bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=self.accelerator.device)
             finite = self.accelerator.reduce(bad, "sum").item() == 0
             if finite:
                 self.accelerator.backward(loss)
-        tokens = batch["attention_mask"].sum()
-        values = (
-            loss_sum.detach() if finite else 0.0,
-            masked if finite else 0,
-            correct,
-            tokens,
-            labels.numel() - tokens,
-            1,
-        )
-        window += torch.tensor([float(v) for v in values], dtype=torch.float64)
+        if not finite:  # keep the window's averages clean: count the tokens, not the poisoned loss terms
+            sums[[SUM_FIELDS.index(name) for name in _LOSS_FIELDS]] = 0.0
+        window += sums
         return finite
 
     def _finish_step(self, bad: bool) -> None:
@@ -255,7 +259,7 @@ class _Run:
     # ------------------------------------------------------------------------------------ logging, eval, save
     def _log_train(self, window: torch.Tensor, seconds: float, progress: tqdm) -> None:
         totals = self.accelerator.reduce(window.to(self.accelerator.device), "sum").cpu()
-        metrics = summary(totals)
+        metrics = summary(totals, self.config)
         self.state.tokens_seen += metrics["tokens"]
         metrics.update(
             tokens_per_second=metrics["tokens"] / max(seconds, 1e-9),
@@ -281,25 +285,15 @@ class _Run:
             return {}
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
-        sums = torch.zeros(len(SUM_FIELDS), dtype=torch.float64, device=self.accelerator.device)
+        sums = torch.zeros(len(SUM_FIELDS), dtype=torch.float64)
         for batch in batches:
             batch = {key: value.to(self.accelerator.device) for key, value in batch.items()}
-            labels = batch.pop("labels")
+            labels, targets = batch.pop("labels", None), batch.pop("profile_targets", None)
             with self.accelerator.autocast():
-                logits = model(**batch).logits
-            loss_sum, masked, correct = masked_lm_sums(logits, labels)
-            tokens = batch["attention_mask"].sum()
-            values = [
-                float(loss_sum),
-                float(masked),
-                float(correct),
-                float(tokens),
-                float(labels.numel() - tokens),
-                1.0,
-            ]
-            sums += torch.tensor(values, dtype=torch.float64, device=sums.device)
+                output = model(**batch)
+            sums += objective_sums(self.config, output, labels, targets, batch["attention_mask"])[1]
         model.train()
-        metrics = summary(self.accelerator.reduce(sums, "sum").cpu())
+        metrics = summary(self.accelerator.reduce(sums.to(self.accelerator.device), "sum").cpu(), self.config)
         metrics.pop("padding_fraction")
         self.last_validation = metrics
         self._record("validation", metrics)
@@ -311,10 +305,12 @@ class _Run:
         if self.args.report_to:
             self.accelerator.log({f"{split}/{key}": value for key, value in metrics.items()}, step=self.state.step)
         if split == "validation":
-            self._print(
-                f"step {self.state.step}: validation loss {metrics['loss']:.4f}, "
-                f"perplexity {metrics['perplexity']:.2f}, masked accuracy {metrics['accuracy']:.3f}"
-            )
+            shown = [f"loss {metrics['loss']:.4f}"]
+            if "perplexity" in metrics:
+                shown.append(f"perplexity {metrics['perplexity']:.2f}, masked accuracy {metrics['accuracy']:.3f}")
+            if "profile_kl" in metrics:
+                shown.append(f"profile KL {metrics['profile_kl']:.4f}")
+            self._print(f"step {self.state.step}: validation " + ", ".join(shown))
 
     def _print(self, message: str) -> None:
         if self.accelerator.is_main_process:
@@ -339,7 +335,7 @@ class _Run:
         if self.accelerator.is_main_process:
             model = self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
             if self.accelerator.distributed_type == DistributedType.FSDP:  # shards -> one full CPU model
-                model = AutoModelForMaskedLM.from_config(model.config)
+                model = pretraining_auto_class(model.config).from_config(model.config)
                 model.load_state_dict(state_dict)
             save_hub_folder(model, self.tokenizer, folder, card=self._card(model), overwrite=True)
             self._print(f"saved the pretrained model to {folder}")
@@ -348,20 +344,15 @@ class _Run:
 
     def _card(self, model: PreTrainedModel) -> str:
         validation = self.last_validation
+        sources = [*self.arguments["train_files"], *self.arguments["msa_files"]]
         details: dict[str, Any] = {
-            "pretraining objective": f"masked LM ({self.arguments['mlm_probability']:.0%} of residues, 80/10/10)",
-            "pretraining data": ", ".join(Path(p).name for p in self.arguments["train_files"]),
+            "pretraining objective": _objective_text(self.config, self.arguments),
+            "pretraining data": ", ".join(Path(p).name for p in sources),
             "optimizer steps": self.state.step,
             "tokens seen": f"{self.state.tokens_seen:,.0f}",
         }
-        if validation:
-            details.update(
-                {
-                    "validation loss": f"{validation['loss']:.4f}",
-                    "validation perplexity": f"{validation['perplexity']:.3f}",
-                    "validation masked accuracy": f"{validation['accuracy']:.4f}",
-                }
-            )
+        names = {"loss": "loss", "perplexity": "perplexity", "accuracy": "masked accuracy", "profile_kl": "profile KL"}
+        details.update({f"validation {names[k]}": f"{validation[k]:.4f}" for k in names if k in validation})
         config = "\n".join(f"{key}: {value!r}" for key, value in sorted(self.arguments.items()))
         card = model_card(model, f"{self.arguments['model']} pretrained with protconv", _SUMMARY, details)
         return f"{card}\n## Pretraining configuration\n\n```yaml\n{config}\n```\n"
@@ -373,9 +364,32 @@ _RUN_CONTROL_ARGUMENTS = frozenset(
 )
 
 _SUMMARY = (
-    "A protein masked language model pretrained with `protconv pretrain` (the protconv accelerate loop). "
-    "Validation metrics are over masked residues of the held-out sequences."
+    "A protein language model pretrained with `protconv pretrain` (the protconv accelerate loop). "
+    "Validation metrics are over the held-out sequences: masked residues for the MLM loss, residues with an "
+    "alignment column for the profile KL."
 )
+
+
+def _objective_text(config: PretrainedConfig, arguments: dict[str, Any]) -> str:
+    parts = objective_parts(config.pretraining_objective)
+    texts = []
+    if "mlm" in parts:
+        texts.append(f"masked LM ({arguments['mlm_probability']:.0%} of residues, 80/10/10)")
+    if "profile" in parts:
+        texts.append(
+            f"MSA profile prediction (KL; {arguments['profile_prior']} prior, inserts: {arguments['msa_inserts']})"
+        )
+    if len(parts) > 1:
+        alpha = profile_task_alpha(config.profile_task_weight)
+        texts.append(f"loss = {1 - alpha:.3g} x MLM + {alpha:.3g} x {config.profile_loss_scale:g} x KL")
+    return "; ".join(texts)
+
+
+def _config_overrides(model_args: ModelArguments) -> dict[str, Any]:
+    overrides = parse_overrides(model_args.config_overrides)
+    if model_args.pretraining_objective is not None:
+        overrides["pretraining_objective"] = model_args.pretraining_objective
+    return overrides
 
 
 def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

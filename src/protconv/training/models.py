@@ -1,4 +1,4 @@
-"""Resolve ``--model`` to a masked-LM model through the Auto classes, for every registered model family.
+"""Resolve ``--model`` to a pretraining model through the Auto classes, for every registered model family.
 
 Nothing here names a family: presets are discovered from the config classes registered in
 ``protconv.registration.MODEL_FAMILIES`` (each family's config module defines a ``*_PRESETS`` mapping and a
@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoModelForPreTraining, PretrainedConfig, PreTrainedModel
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .. import registration
@@ -56,10 +56,20 @@ def resolve_config(model: str, overrides: Mapping[str, Any] | None = None) -> Pr
     )
 
 
+def pretraining_auto_class(config: PretrainedConfig) -> type:
+    """``AutoModelForMaskedLM`` for masked-LM pretraining (so plain MLM runs export the familiar class), else
+    ``AutoModelForPreTraining`` (the family's model with a profile head, see ``config.pretraining_objective``)."""
+    objective = getattr(config, "pretraining_objective", "mlm")
+    return AutoModelForMaskedLM if objective == "mlm" else AutoModelForPreTraining
+
+
 def build_model(model: str, overrides: Mapping[str, Any] | None = None) -> PreTrainedModel:
-    """A masked-LM model: the weights of a saved folder (continued pretraining), else freshly initialised."""
+    """The pretraining model for ``model``'s config (with ``overrides``, e.g. ``pretraining_objective``): the
+    weights of a saved folder (continued pretraining; a head the new objective adds starts fresh), else freshly
+    initialised."""
     path = Path(model)
     has_weights = path.is_dir() and any(path.glob("model*.safetensors*"))
+    config = resolve_config(model, overrides)
     if has_weights:
-        return AutoModelForMaskedLM.from_pretrained(path, **dict(overrides or {}))
-    return AutoModelForMaskedLM.from_config(resolve_config(model, overrides))
+        return pretraining_auto_class(config).from_pretrained(path, config=config)
+    return pretraining_auto_class(config).from_config(config)
