@@ -23,3 +23,19 @@ def test_readme_example_runs(tmp_path, monkeypatch, capsys) -> None:
     exec(compile(example, str(README), "exec"), {"__name__": "__readme__"})
     out = capsys.readouterr().out
     assert "predicted residue:" in out and "torch.Size([2, 128])" in out
+
+
+def test_readme_profile_example_runs(monkeypatch, capsys) -> None:
+    monkeypatch.chdir(README.parent)
+    (example,) = [block for block in python_blocks() if "compute_profile" in block]
+    exec(compile(example, str(README), "exec"), {"__name__": "__readme__"})
+    assert "(431, 20) Neff" in capsys.readouterr().out
+
+
+def test_readme_profile_config_parses() -> None:
+    from protconv.training import parse_arguments
+
+    model_args, data_args, _ = parse_arguments(
+        ["--config", str(README.parent / "examples/configs/profile-multitask.yaml")]
+    )
+    assert model_args.pretraining_objective == "mlm+profile" and data_args.msa_files == ["../shared/data/msa"]
