@@ -120,3 +120,19 @@ def test_profile_only_collation_leaves_the_input_unmasked() -> None:
     assert tokenizer.decode(tensors["input_ids"][0]) == member.residues
     with pytest.raises(ValueError, match="at least one of mlm and profile"):
         PretrainingCollator(tokenizer, mlm=False, profile=False)
+
+
+def test_a_file_whose_only_member_is_held_out_is_not_an_error() -> None:
+    hhm = [MSA / "hhsuite_query.hhm"]
+    assert len(list(MSACorpus(hhm, held_out_fraction=0.999999, side="validation"))) == 1
+    assert list(MSACorpus(hhm, held_out_fraction=0.999999, side="train")) == []
+
+
+def test_an_unreadable_cache_file_is_recomputed(tmp_path) -> None:
+    source = [MSA / "UniRef50_E9K9Y4.a3m"]
+    expected = [m.targets() for m in MSACorpus(source, cache_dir=tmp_path)]
+    (cached,) = tmp_path.glob("*.npz")
+    cached.write_bytes(cached.read_bytes()[:100])  # truncated, as by a full disk
+    again = [m.targets() for m in MSACorpus(source, cache_dir=tmp_path)]
+    assert all(np.array_equal(a, b) for a, b in zip(expected, again, strict=True))
+    assert len(cached.read_bytes()) > 100, "the broken entry is rewritten"

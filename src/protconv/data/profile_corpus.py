@@ -21,19 +21,17 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from .corpus import Side, in_held_out_split
 from .msa import ALIGNMENT_SUFFIXES, read_alignment
 from .profile_files import read_profile_file
-from .profiles import BACKGROUND, DEFAULT_PSEUDOCOUNT_WEIGHT, N_AMINO_ACIDS, Prior, compute_profile
+from .profiles import DEFAULT_PSEUDOCOUNT_WEIGHT, InsertPolicy, Prior, compute_profile, target_table
 
 logger = logging.getLogger(__name__)
 
 PROFILE_FILE_SUFFIXES: tuple[str, ...] = (".hhm", ".hmm")
-InsertPolicy = Literal["background", "mask"]
 #: Bumped whenever the cached arrays change meaning, so that old caches are ignored rather than misread.
 _CACHE_VERSION = 1
 
@@ -155,19 +153,12 @@ class MSACorpus:
     def __iter__(self) -> Iterator[ProfiledSequence]:
         for path in self._files:
             family = self._family(path)
-            table = self._table(family.profiles)
-            yielded = 0
+            if not family.sequences:
+                raise ValueError(f"{path}: no member sequence with residues")
+            table = target_table(family.profiles, self.inserts)
             for residues, rows in zip(family.sequences, family.rows, strict=True):
                 if self._keeps(residues):
-                    yielded += 1
                     yield ProfiledSequence(residues, rows, table)
-            if yielded == 0 and self.side != "validation":
-                raise ValueError(f"{path}: no member sequence with residues")
-
-    def _table(self, profiles: np.ndarray) -> np.ndarray:
-        """Profile rows plus a last row for inserts (row -1): the background, or zeros for no target."""
-        insert = BACKGROUND if self.inserts == "background" else np.zeros(N_AMINO_ACIDS)
-        return np.concatenate([profiles, insert[None]]).astype(np.float32)
 
     def _keeps(self, residues: str) -> bool:
         if self.side == "all":
@@ -183,7 +174,10 @@ class MSACorpus:
             return self._memory[path]
         cached = Path(self.cache_dir) / f"{path.name}.{self._key(path)}.npz"
         if cached.is_file():
-            return _load(cached)
+            try:
+                return _load(cached)
+            except (OSError, ValueError, KeyError) as error:  # truncated by a full disk, or foreign: recompute
+                logger.warning("ignoring unreadable profile cache %s (%s); recomputing", cached, error)
         family = self._compute(path)
         _save(family, cached)
         logger.info("cached the profile of %s (%d sequences, Neff %.1f) in %s", path, len(family.sequences),

@@ -73,6 +73,13 @@ def _integer(path: Path, number: int, text: str) -> int:
         raise ProfileFormatError(path, number, f"LENG must be an integer, got {text!r}") from None
 
 
+def _number(path: Path, number: int, text: str, tag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ProfileFormatError(path, number, f"{tag} must be a number, got {text.strip()!r}") from None
+
+
 def _decode(path: Path, number: int, fields: list[str], scale: float) -> np.ndarray:
     """Probabilities from 20 score fields: p = exp(-value * scale), '*' = 0."""
     try:
@@ -118,7 +125,7 @@ def _hmmer_header(path: Path, lines: Iterator[tuple[int, str]], first: tuple[int
         elif tag == "CONS":
             header.consensus = value.lower() == "yes"
         elif tag == "EFFN":
-            header.neff = float(value)
+            header.neff = _number(path, number, value, "EFFN")
         elif tag == "ALPH" and value.lower() != "amino":
             raise ProfileFormatError(path, number, f"only amino-acid models are supported, ALPH is {value!r}")
         elif tag == "HMM":
@@ -207,7 +214,7 @@ def _hhm_model(path: Path, lines: Iterator[tuple[int, str]], first: tuple[int, s
         elif tag == "LENG":
             length = _integer(path, number, value.split()[0] if value.split() else "")
         elif tag == "NEFF":
-            neff = float(value)
+            neff = _number(path, number, value.split()[0] if value.split() else "", "NEFF")
         elif tag == "HMM":
             order = _column_order(path, number, line)
             break
@@ -268,13 +275,13 @@ def read_hhm_profile(path: str | Path, normalize: bool = True) -> ProfileFileRec
 def read_profile_file(path: str | Path, normalize: bool = True) -> list[ProfileFileRecord]:
     """All models of a ``.hmm`` or ``.hhm`` file, the format recognised from its first line (gzip allowed)."""
     path = Path(path)
-    for _, line in _lines(path):
+    for number, line in _lines(path):
         if line.strip():
             if line.startswith("HMMER3"):
                 return read_hmmer_profiles(path, normalize)
             if line.startswith("HH"):
                 return read_hhm_profiles(path, normalize)
-            raise ProfileFormatError(path, 1, "neither a HMMER3 ('HMMER3/...') nor an HH-suite ('HHsearch') file")
+            raise ProfileFormatError(path, number, "neither a HMMER3 ('HMMER3/...') nor an HH-suite ('HHsearch') file")
     raise ProfileFormatError(path, 1, "empty file")
 
 

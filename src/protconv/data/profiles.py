@@ -332,6 +332,20 @@ class ProfileExample:
     targets: np.ndarray
 
 
+def target_table(
+    probabilities: np.ndarray, inserts: InsertPolicy = "background", background: np.ndarray = BACKGROUND
+) -> np.ndarray:
+    """(columns + 1, 20) float32 lookup table of per-residue targets: the profile rows, then the row of insert
+    residues (index -1): ``background`` or all zeros (no target) for ``inserts="mask"``."""
+    if inserts not in ("background", "mask"):
+        raise ValueError(f"inserts must be 'background' or 'mask', got {inserts!r}")
+    table = np.zeros((len(probabilities) + 1, N_AMINO_ACIDS), dtype=np.float32)
+    table[:-1] = probabilities
+    if inserts == "background":
+        table[-1] = _checked_distribution(background, "background")
+    return table
+
+
 def sequence_targets(
     alignment: Alignment,
     profile: Profile,
@@ -350,12 +364,7 @@ def sequence_targets(
         raise ValueError(
             f"{alignment.source}: profile has {profile.n_columns} columns, the alignment {alignment.n_columns}"
         )
-    if inserts not in ("background", "mask"):
-        raise ValueError(f"inserts must be 'background' or 'mask', got {inserts!r}")
-    table = np.zeros((profile.n_columns + 1, N_AMINO_ACIDS), dtype=np.float32)
-    table[:-1] = profile.probabilities
-    if inserts == "background":
-        table[-1] = _checked_distribution(background, "background")
+    table = target_table(profile.probabilities, inserts, background)
     examples = []
     for name, sequence, columns in zip(alignment.names, alignment.sequences, alignment.match_columns, strict=True):
         if sequence:

@@ -161,8 +161,9 @@ def multitask_loss(
     """``(1 - alpha) * mlm_loss + alpha * profile_loss_scale * profile_loss``, ``alpha = w / (w + 1)``; a missing
     term is left out (not renormalised), so a batch weighs the same whichever targets it carries.
 
-    The one place the weighting lives: the pretraining models and the pretraining loop (which averages over
-    tokens of the whole accumulation window itself) both call it.
+    The one place the weighting lives: the pretraining models and the pretraining loop both call it with each
+    micro-batch's own token means (as transformers' models do); accumulation and data parallelism then average
+    micro-batches equally, so a micro-batch with few profile positions weighs as much as a full one.
     """
     alpha = profile_task_alpha(config.profile_task_weight)
     terms = []

@@ -70,7 +70,11 @@ class DataArguments:
         default_factory=list, metadata={"help": "held-out FASTA files; if none, --validation_fraction of train_files"}
     )
     validation_fraction: float = field(
-        default=0.02, metadata={"help": "share of train_files held out (by sequence hash) when no validation_files"}
+        default=0.02,
+        metadata={
+            "help": "share of train_files / msa_files held out (by sequence hash) when no validation_files / "
+            "validation_msa_files"
+        },
     )
     max_validation_sequences: int | None = field(default=None, metadata={"help": "cap on validation sequences"})
     max_length: int = field(

@@ -98,15 +98,16 @@ class _Run:
             model = build_model(model_args.model, _config_overrides(model_args))
         _check_max_length(model, data_args.max_length)
         self.config = model.config
-        self.data: PretrainingData = build_data(
-            data_args,
-            self.tokenizer,
-            self.accelerator.num_processes,
-            self.accelerator.process_index,
-            train_args.seed,
-            objective=model.config.pretraining_objective,
-            cache_dir=data_args.profile_cache_dir or self.output_dir / "profile_cache",
-        )
+        with self.accelerator.main_process_first():  # the main process fills the profile cache; the others read it
+            self.data: PretrainingData = build_data(
+                data_args,
+                self.tokenizer,
+                self.accelerator.num_processes,
+                self.accelerator.process_index,
+                train_args.seed,
+                objective=model.config.pretraining_objective,
+                cache_dir=data_args.profile_cache_dir or self.output_dir / "profile_cache",
+            )
         optimizer = torch.optim.AdamW(
             _parameter_groups(model, train_args.weight_decay),
             lr=train_args.learning_rate,

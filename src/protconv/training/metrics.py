@@ -77,6 +77,13 @@ def objective_sums(
     return loss, sums
 
 
+def _parts(config: PretrainedConfig | None, values: dict[str, float]) -> frozenset[str]:
+    """The objective's tasks; without a config, whatever the sums hold (MLM when nothing else)."""
+    if config is not None:
+        return objective_parts(config.pretraining_objective)
+    return frozenset({"profile"} if values["profile_positions"] > 0 else {"mlm"})
+
+
 def summary(sums: torch.Tensor, config: PretrainedConfig | None = None) -> dict[str, float]:
     """Metrics of a window (or a validation pass) from its ``SUM_FIELDS`` vector.
 
@@ -85,15 +92,15 @@ def summary(sums: torch.Tensor, config: PretrainedConfig | None = None) -> dict[
     ``mlm_loss`` and ``profile_kl`` separately.
     """
     values = dict(zip(SUM_FIELDS, sums.tolist(), strict=True))
+    parts = _parts(config, values)
     metrics: dict[str, float] = {}
-    mlm = profile = None
-    if values["masked"] > 0 or values["profile_positions"] == 0:
+    mlm, profile = None, 0.0
+    if "mlm" in parts:
         mlm = values["loss_sum"] / max(values["masked"], 1.0)
         metrics.update(perplexity=math.exp(min(mlm, 50.0)), accuracy=values["correct"] / max(values["masked"], 1.0))
-    if values["profile_positions"] > 0:
-        profile = values["profile_kl_sum"] / values["profile_positions"]
-        metrics["profile_kl"] = profile
-    if mlm is not None and profile is not None and config is not None:
+    if "profile" in parts and values["profile_positions"] > 0:
+        profile = metrics["profile_kl"] = values["profile_kl_sum"] / values["profile_positions"]
+    if len(parts) > 1:
         metrics["mlm_loss"] = mlm
         metrics["loss"] = float(multitask_loss(config, torch.tensor(mlm), torch.tensor(profile)))
     else:
