@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,7 +177,7 @@ class MSACorpus:
         if cached.is_file():
             try:
                 return _load(cached)
-            except (OSError, ValueError, KeyError) as error:  # truncated by a full disk, or foreign: recompute
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:  # truncated, or foreign: recompute
                 logger.warning("ignoring unreadable profile cache %s (%s); recomputing", cached, error)
         family = self._compute(path)
         _save(family, cached)
