@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tables import write_markdown
 from transformers import TrainingArguments
 
 from protconv.data.tasks import LabelledSequences
@@ -161,15 +162,11 @@ def write_table(table: list[dict[str, str]], header: list[str], args: argparse.N
         writer = csv.DictWriter(handle, fieldnames=header)
         writer.writeheader()
         writer.writerows(table)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row.get(h, "") for h in header) + " |" for row in table]
-    lines.append(
-        f"\nseed {args.seed}; neural columns {args.epochs:g} epochs (lr 1e-3, batch 16), CNN up to "
+    footnote = (
+        f"seed {args.seed}; neural columns {args.epochs:g} epochs (lr 1e-3, batch 16), CNN up to "
         f"{args.cnn_epochs} epochs (best on selection split); cells: score (train+eval seconds); CPU."
     )
-    markdown = "\n".join(lines) + "\n"
-    args.out.with_suffix(".md").write_text(markdown)
-    print(markdown)
+    write_markdown(table, header, footnote, args.out)
 
 
 if __name__ == "__main__":

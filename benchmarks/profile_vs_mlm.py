@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from accelerate.state import AcceleratorState, GradientState
+from tables import write_markdown
 from torch.nn import functional as F
 from transformers import AutoModel, PreTrainedModel
 
@@ -152,17 +153,12 @@ def main() -> None:
 
 
 def write_table(rows: list[dict], args: argparse.Namespace, sizes: dict[str, int]) -> None:
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in rows]
-    lines.append(
-        f"\n{args.preset}, seed {args.seed}, {args.steps} steps of <= {args.tokens_per_batch} tokens on "
+    footnote = (
+        f"{args.preset}, seed {args.seed}, {args.steps} steps of <= {args.tokens_per_batch} tokens on "
         f"{args.msa_dir} (.a3m/.sto; 5% of members held out for validation); probe: SS proteins "
         f"{sizes} (FLIP sampled split, subsampled), last-layer embeddings, test Q3 over labelled residues; CPU."
     )
-    markdown = "\n".join(lines) + "\n"
-    args.out.with_suffix(".md").write_text(markdown)
-    print(markdown)
+    write_markdown(rows, list(rows[0]), footnote, args.out)
 
 
 if __name__ == "__main__":

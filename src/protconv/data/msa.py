@@ -378,6 +378,14 @@ _READERS = {
 ALIGNMENT_SUFFIXES: tuple[str, ...] = tuple(_READERS)
 
 
+def format_suffix(path: str | Path) -> str:
+    """The lower-case extension that names a file's format, ignoring a trailing ``.gz`` ("" if none)."""
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
 def read_alignment(path: str | Path) -> Alignment:
     """Read an alignment, choosing the reader by extension (a trailing ``.gz`` is allowed and decompressed).
 
@@ -386,10 +394,7 @@ def read_alignment(path: str | Path) -> Alignment:
     FASTA here, not Clustal). Gzip is detected from the file's bytes, so any reader also takes compressed input.
     """
     path = Path(path)
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes.pop()
-    reader = _READERS.get(suffixes[-1] if suffixes else "")
+    reader = _READERS.get(format_suffix(path))
     if reader is None:
         raise ValueError(f"{path}: unknown alignment extension; expected one of {', '.join(ALIGNMENT_SUFFIXES)}")
     return reader(path)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .corpus import Side, in_held_out_split
-from .msa import ALIGNMENT_SUFFIXES, read_alignment
+from .msa import ALIGNMENT_SUFFIXES, format_suffix, read_alignment
 from .profile_files import read_profile_file
 from .profiles import DEFAULT_PSEUDOCOUNT_WEIGHT, InsertPolicy, Prior, compute_profile, target_table
 
@@ -100,10 +100,7 @@ def _all_suffixes() -> tuple[str, ...]:
 
 
 def _kind(path: Path) -> str | None:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes.pop()
-    last = suffixes[-1] if suffixes else ""
+    last = format_suffix(path)
     if last in PROFILE_FILE_SUFFIXES:
         return "profile"
     if last in ALIGNMENT_SUFFIXES:

@@ -174,20 +174,24 @@ def read_hmmer_profiles(path: str | Path, normalize: bool = True) -> list[Profil
     The sequence is the CONS annotation (upper-cased) when the header says ``CONS yes``, else the argmax
     residue of each state. Insert emissions and transitions are skipped.
     """
-    path = Path(path)
-    records = []
-    lines = _lines(path)
-    for number, line in lines:
-        if line.strip():
-            records.append(_hmmer_model(path, lines, (number, line), normalize))
-    if not records:
-        raise ProfileFormatError(path, 1, "the file holds no HMMER3 model")
-    return records
+    return _read_models(Path(path), _hmmer_model, normalize, "HMMER3")
 
 
 def read_hmmer_profile(path: str | Path, normalize: bool = True) -> ProfileFileRecord:
     """The single model of a HMMER3 ``.hmm`` file (see :func:`read_hmmer_profiles`; several models → error)."""
     return _single(path, read_hmmer_profiles(path, normalize), "read_hmmer_profiles")
+
+
+def _read_models(path: Path, read_model, normalize: bool, kind: str) -> list[ProfileFileRecord]:
+    """Every model of a file: ``read_model`` consumes one from its first non-blank line through its ``//``."""
+    records = []
+    lines = _lines(path)
+    for number, line in lines:
+        if line.strip():
+            records.append(read_model(path, lines, (number, line), normalize))
+    if not records:
+        raise ProfileFormatError(path, 1, f"the file holds no {kind} model")
+    return records
 
 
 def _single(path: str | Path, records: list[ProfileFileRecord], plural: str) -> ProfileFileRecord:
@@ -256,15 +260,7 @@ def read_hhm_profiles(path: str | Path, normalize: bool = True) -> list[ProfileF
     display sequences) is not needed and skipped. Probabilities are frequencies without pseudocounts (see the
     module docstring): add them (e.g. mix with the background) before using them as smooth targets.
     """
-    path = Path(path)
-    records = []
-    lines = _lines(path)
-    for number, line in lines:
-        if line.strip():
-            records.append(_hhm_model(path, lines, (number, line), normalize))
-    if not records:
-        raise ProfileFormatError(path, 1, "the file holds no HH-suite model")
-    return records
+    return _read_models(Path(path), _hhm_model, normalize, "HH-suite")
 
 
 def read_hhm_profile(path: str | Path, normalize: bool = True) -> ProfileFileRecord:

@@ -174,6 +174,16 @@ def multitask_loss(
     return torch.stack(terms).sum() if terms else None
 
 
+def objective_loss(
+    config: PretrainedConfig, mlm_loss: torch.Tensor | None, profile_loss: torch.Tensor | None
+) -> torch.Tensor | None:
+    """The loss of ``config.pretraining_objective``: ``multitask_loss`` for ``"mlm+profile"``, otherwise the one
+    task's own (unweighted) loss."""
+    if len(objective_parts(config.pretraining_objective)) > 1:
+        return multitask_loss(config, mlm_loss, profile_loss)
+    return mlm_loss if mlm_loss is not None else profile_loss
+
+
 def backbone_output(
     final_norm: nn.Module,
     hidden: torch.Tensor,
@@ -318,7 +328,7 @@ class PreTrainingModelMixin(_TaskModelMixin):
         mlm_loss = self._task_loss(logits, labels, token_loss, "labels", MLM)
         profile_loss = self._task_loss(profile_logits, profile_targets, profile_kl_loss, "profile_targets", PROFILE)
         output = ProteinPreTrainingOutput(
-            loss=self._weighted_loss(mlm_loss, profile_loss),
+            loss=objective_loss(self.config, mlm_loss, profile_loss),
             mlm_loss=mlm_loss,
             profile_loss=profile_loss,
             logits=logits,
@@ -345,12 +355,6 @@ class PreTrainingModelMixin(_TaskModelMixin):
             )
             return None
         return loss_fn(logits, targets)
-
-    def _weighted_loss(self, mlm_loss: torch.Tensor | None, profile_loss: torch.Tensor | None) -> torch.Tensor | None:
-        """The multi-task weighting when both heads exist; a single-task model's loss is its task's loss."""
-        if self.lm_head is None or self.profile_head is None:
-            return mlm_loss if mlm_loss is not None else profile_loss
-        return multitask_loss(self.config, mlm_loss, profile_loss)
 
 
 class SequenceClassificationModelMixin(_TaskModelMixin):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from transformers import PretrainedConfig
 
 from ..data.masking import IGNORE_INDEX
-from ..modeling.heads import multitask_loss, profile_kl_loss
+from ..modeling.heads import multitask_loss, objective_loss, profile_kl_loss
 from ..modeling.objectives import objective_parts
 
 #: Order of the entries of a window's sums vector (see ``objective_sums``).
@@ -50,7 +50,7 @@ def objective_sums(
     profile_targets: torch.Tensor | None,
     attention_mask: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The micro-batch's training loss (``multitask_loss`` of the token-averaged terms of the model's objective)
+    """The micro-batch's training loss (``objective_loss`` of the token-averaged terms of the model's objective)
     and its ``SUM_FIELDS`` vector (float64, detached) for logging and exact averages across batches."""
     device = attention_mask.device
     zero = torch.zeros((), device=device)
@@ -67,10 +67,7 @@ def objective_sums(
             f"the batch carries no target for pretraining_objective={config.pretraining_objective!r} "
             f"(labels given: {labels is not None}, profile_targets given: {profile_targets is not None})"
         )
-    if len(objective_parts(config.pretraining_objective)) > 1:
-        loss = multitask_loss(config, mlm_loss, profile_loss)
-    else:
-        loss = mlm_loss if mlm_loss is not None else profile_loss
+    loss = objective_loss(config, mlm_loss, profile_loss)
     tokens = attention_mask.sum()
     values = [mlm_sum, masked, correct, kl_sum, positions, tokens, attention_mask.numel() - tokens, 1]
     sums = torch.tensor([float(v.detach()) if torch.is_tensor(v) else float(v) for v in values], dtype=torch.float64)
