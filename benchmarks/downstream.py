@@ -7,6 +7,9 @@ select hyper-parameters on 10% of train instead, so no reported number was used 
 Large training sets are subsampled (``--max-train``, seeded) and the table says so.
 
     .venv/bin/python benchmarks/downstream.py --data ../shared/data/tasks --out benchmarks/results/downstream
+
+By default the neural columns train 3 epochs and report the last one (about 50 minutes on 2 CPU cores for all
+five rows); ``--epochs 10 --keep-best`` gives them the CNN column's budget and selection rule instead.
 """
 
 from __future__ import annotations

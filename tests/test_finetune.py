@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, TrainingArguments
 
 import protconv
@@ -39,11 +42,11 @@ def base_folder(tmp_path_factory) -> Path:
     return folder
 
 
-def training_args(output: Path, steps: int = 3) -> TrainingArguments:
+def training_args(output: Path, steps: int = 3, **extra) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(output), max_steps=steps, per_device_train_batch_size=8, per_device_eval_batch_size=16,
         learning_rate=1e-3, use_cpu=True, report_to=[], save_strategy="no", eval_strategy="no",
-        disable_tqdm=True, seed=0,
+        disable_tqdm=True, seed=0, **extra,
     )  # fmt: skip
 
 
@@ -104,6 +107,61 @@ def test_lora_adapters_save_load_and_merge(base_folder, tmp_path) -> None:
         torch.testing.assert_close(with_adapter(**batch).logits, merged(**batch).logits, rtol=1e-4, atol=1e-5)
         untouched = AutoModelForSequenceClassification.from_pretrained(base_folder, num_labels=1).eval()
         assert not torch.allclose(untouched.conv(**batch).last_hidden_state, merged.conv(**batch).last_hidden_state)
+
+
+def trainer_features(output: Path, resume: str | None = None) -> TrainingArguments:
+    """Accumulation, activation checkpointing, periodic eval/save and best-model selection, all at once."""
+    return TrainingArguments(
+        output_dir=str(output), max_steps=6, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+        activation_checkpointing=True, eval_strategy="steps", eval_steps=3, save_strategy="steps", save_steps=3,
+        load_best_model_at_end=True, metric_for_best_model="spearman", learning_rate=1e-3, use_cpu=True,
+        report_to=[], disable_tqdm=True, seed=0, resume_from_checkpoint=resume,
+    )  # fmt: skip
+
+
+def test_trainer_features_and_exact_resume(base_folder, tmp_path, monkeypatch) -> None:
+    enabled = []
+    original = protconv.modeling.ConvPreTrainedModel.activation_checkpointing_enable
+    monkeypatch.setattr(
+        protconv.modeling.ConvPreTrainedModel,
+        "activation_checkpointing_enable",
+        lambda self, *a, **k: enabled.append(True) or original(self, *a, **k),
+    )
+    args = FinetuneArguments(model=str(base_folder), task="regression", **TASKS["regression"])
+    full = finetune(args, trainer_features(tmp_path / "full"))
+    assert enabled, "TrainingArguments(activation_checkpointing=True) must reach the model"
+    state = json.loads((tmp_path / "full" / "checkpoint-6" / "trainer_state.json").read_text())
+    scores = {entry["step"]: entry["eval_spearman"] for entry in state["log_history"] if "eval_spearman" in entry}
+    assert sorted(scores) == [3, 6]
+    best_step = max(scores, key=scores.get)
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
+    assert math.isclose(full["valid"]["spearman"], scores[best_step], rel_tol=1e-6), "the best model is the one kept"
+
+    # Resume from a differently initialised base folder: only weights restored from checkpoint-3 can match.
+    other = tmp_path / "other_base"
+    torch.manual_seed(1)
+    protconv.ConvForMaskedLM(protconv.ConvConfig.from_pretrained(base_folder)).save_pretrained(other)
+    protconv.build_tokenizer().save_pretrained(other)
+    shutil.copytree(tmp_path / "full" / "checkpoint-3", tmp_path / "resumed" / "checkpoint-3")
+    resumed_args = FinetuneArguments(model=str(other), task="regression", **TASKS["regression"])
+    checkpoint = str(tmp_path / "resumed" / "checkpoint-3")
+    resumed = finetune(resumed_args, trainer_features(tmp_path / "resumed", checkpoint))
+    assert resumed == full
+    for name in ("full", "resumed"):
+        assert (tmp_path / name / "model" / "model.safetensors").is_file()
+    first = load_file(tmp_path / "full" / "model" / "model.safetensors")
+    second = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_bf16_mixed_precision_on_cpu(base_folder, tmp_path) -> None:
+    args = FinetuneArguments(model=str(base_folder), task="token-classification", **TASKS["token-classification"])
+    results = finetune(args, training_args(tmp_path, bf16=True))
+    assert math.isfinite(results["valid"]["loss"]) and 0.0 <= results["valid"]["accuracy"] <= 1.0
+    saved = load_file(tmp_path / "model" / "model.safetensors")
+    assert all(tensor.dtype == torch.float32 for tensor in saved.values()), "autocast must not store bf16 weights"
 
 
 def test_finetune_command_line(base_folder, tmp_path, capsys) -> None:
