@@ -25,9 +25,10 @@ import numpy as np
 from tables import write_markdown
 from transformers import TrainingArguments
 
-from protconv.data.tasks import LabelledSequences
-from protconv.training.baselines import PRIMARY_METRIC, cnn_baseline, linear_baseline
-from protconv.training.finetune import FinetuneArguments, TaskDataArguments, finetune, load_task_splits, subsample
+from protconv.data.task_files import LabelledSequences
+from protconv.downstream.baselines import PRIMARY_METRIC, cnn_baseline, linear_baseline
+from protconv.downstream.finetune import FinetuneArguments, finetune
+from protconv.downstream.task_data import TaskDataArguments, load_task_splits, subsample
 
 
 def task_rows(data: Path) -> dict[str, TaskDataArguments]:
@@ -77,7 +78,7 @@ def _take(data: LabelledSequences, index: np.ndarray) -> LabelledSequences:
 
 
 def write_splits_as_files(splits: dict[str, LabelledSequences], task: str, folder: Path) -> TaskDataArguments:
-    """The neural columns go through ``protconv.training.finetune`` exactly as a user would: via files."""
+    """The neural columns go through ``protconv.downstream.finetune`` exactly as a user would: via files."""
     if task == "token-classification":
         classes = "CHE"
         with (

@@ -23,12 +23,11 @@ from tables import write_markdown
 from torch.nn import functional as F
 from transformers import AutoModel, PreTrainedModel
 
-from protconv.data.tasks import LabelledSequences
-from protconv.modeling.heads import IGNORE_INDEX
+from protconv.data.task_files import LabelledSequences
+from protconv.downstream.task_data import TaskDataArguments, load_task_splits, subsample
+from protconv.modeling.vocabulary import IGNORE_INDEX
+from protconv.pretraining import DataArguments, ModelArguments, PretrainingArguments, build_pretraining_model, pretrain
 from protconv.tokenization import build_tokenizer
-from protconv.training import DataArguments, ModelArguments, PretrainingArguments, pretrain
-from protconv.training.finetune import TaskDataArguments, load_task_splits, subsample
-from protconv.training.models import build_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 OBJECTIVES = ("mlm", "profile", "mlm+profile")
@@ -129,7 +128,7 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rows = []
     backbones: dict[str, tuple[PreTrainedModel, dict, float]] = {
-        "none (random init)": (build_model(args.preset).base_model, {}, 0.0)
+        "none (random init)": (build_pretraining_model(args.preset).base_model, {}, 0.0)
     }
     for objective in OBJECTIVES:
         folder, validation, seconds = pretrain_objective(objective, args)

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 from accelerate.state import AcceleratorState, GradientState
 
+from protconv.modeling.losses import token_loss
+from protconv.pretraining import DataArguments, ModelArguments, PretrainingArguments, build_pretraining_model, pretrain
+from protconv.pretraining.pipeline import DataPosition, build_data
 from protconv.tokenization import build_tokenizer
-from protconv.training import DataArguments, ModelArguments, PretrainingArguments, build_model, pretrain
-from protconv.training.data import DataPosition, build_data
-from protconv.training.metrics import masked_lm_sums
 
 SLICE = Path(__file__).resolve().parents[1] / "examples" / "data" / "structural_proteins_4k.fasta.gz"
 WARMUP_STEPS = 5
@@ -59,7 +59,7 @@ def loop_tokens_per_second(model: str, steps: int, max_tokens: int, output: Path
 def bare_tokens_per_second(model_name: str, steps: int, max_tokens: int) -> float:
     """Real tokens/s of forward + masked-LM loss + backward + clip + AdamW on batches already in memory."""
     torch.manual_seed(0)
-    model = build_model(model_name).train()
+    model = build_pretraining_model(model_name).train()
     args = DataArguments(
         train_files=[str(SLICE)], validation_fraction=0.0, max_length=1024, max_tokens_per_batch=max_tokens
     )
@@ -71,8 +71,7 @@ def bare_tokens_per_second(model_name: str, steps: int, max_tokens: int) -> floa
     def step(batch: dict[str, torch.Tensor]) -> None:
         labels = batch["labels"]
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss_sum, masked, _ = masked_lm_sums(logits, labels)
-        (loss_sum / masked.clamp(min=1)).backward()
+        token_loss(logits, labels).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

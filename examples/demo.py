@@ -20,7 +20,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 import protconv  # noqa: F401  (registers the Auto classes)
 from protconv.data import read_fasta
-from protconv.training import parse_arguments, pretrain
+from protconv.pretraining import parse_arguments, pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "configs" / "demo.yaml"

@@ -2,14 +2,14 @@
 
     accelerate launch examples/pretrain.py --config examples/configs/carp-600k.yaml [--flag value ...]
 
-Thin on purpose: the loop lives in ``protconv.training``; ``protconv pretrain`` runs the same thing.
+Thin on purpose: the loop lives in ``protconv.pretraining``; ``protconv pretrain`` runs the same thing.
 """
 
 from __future__ import annotations
 
 from accelerate import PartialState
 
-from protconv.training import parse_arguments, pretrain
+from protconv.pretraining import parse_arguments, pretrain
 
 if __name__ == "__main__":
     result = pretrain(*parse_arguments())

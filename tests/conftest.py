@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 import protconv
 from protconv.data import read_fasta
-
-DATA = Path(__file__).parent / "data"
+from tests.helpers import DATA
 
 
 @pytest.fixture(autouse=True)

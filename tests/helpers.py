@@ -9,6 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+#: Real-data slices (tests/data/SOURCES.md) and their MSA subfolder.
+DATA = Path(__file__).parent / "data"
+MSA = DATA / "msa"
+
 
 def python_without_protconv(script: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run ``script`` in a fresh interpreter that cannot import protconv.

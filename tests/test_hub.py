@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from helpers import python_without_protconv
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -17,7 +16,8 @@ from transformers import (
 
 import protconv
 from protconv.hub import model_card, push_folder, save_hub_folder
-from protconv.modeling.configuration_conv import CONV_AUTO_MAP
+from protconv.modeling.auto_classes import family_auto_map
+from tests.helpers import python_without_protconv
 
 SEQUENCES = ["MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQ", "MSLLTEVETPIRNEWGCRCNDSSD"]
 
@@ -35,16 +35,21 @@ def test_folder_holds_weights_complete_auto_map_code_tokenizer_and_card(saved_fo
     expected = {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "README.md"}
     code = {
         "configuration_conv.py",
+        "configuration_base.py",
         "modeling_conv.py",
+        "auto_classes.py",
         "heads.py",
+        "losses.py",
         "model_inputs.py",
+        "outputs.py",
+        "pooling.py",
+        "task_models.py",
         "vocabulary.py",
-        "objectives.py",
     }
     assert expected | code <= files
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
     config = json.loads((folder / "config.json").read_text())
-    assert config["auto_map"] == CONV_AUTO_MAP and config["architectures"] == ["ConvForMaskedLM"]
+    assert config["auto_map"] == family_auto_map("Conv") and config["architectures"] == ["ConvForMaskedLM"]
     assert (folder / "README.md").read_text().startswith("---\nlibrary_name: transformers")
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".model.")], "staging folder left behind"
 

@@ -33,7 +33,7 @@ def test_readme_profile_example_runs(monkeypatch, capsys) -> None:
 
 
 def test_readme_profile_config_parses() -> None:
-    from protconv.training import parse_arguments
+    from protconv.pretraining import parse_arguments
 
     model_args, data_args, _ = parse_arguments(
         ["--config", str(README.parent / "examples/configs/profile-multitask.yaml")]

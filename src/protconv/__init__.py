@@ -3,45 +3,13 @@
 Importing the package registers every protconv model with the transformers Auto classes.
 """
 
-from .modeling import (
-    CONV_PRESETS,
-    PERFORMER_PRESETS,
-    ConvConfig,
-    ConvForMaskedLM,
-    ConvForPreTraining,
-    ConvForSequenceClassification,
-    ConvForTokenClassification,
-    ConvModel,
-    PerformerConfig,
-    PerformerForMaskedLM,
-    PerformerForPreTraining,
-    PerformerForSequenceClassification,
-    PerformerForTokenClassification,
-    PerformerModel,
-)
-from .registration import register_auto_classes
+from .modeling import *  # noqa: F403 (the model families' public names, listed once in modeling/__init__.py)
+from .modeling import __all__ as _model_names
+from .registry import register_auto_classes
 from .tokenization import InvalidSequenceError, build_tokenizer, clean_sequence
 
 register_auto_classes()
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CONV_PRESETS",
-    "PERFORMER_PRESETS",
-    "ConvConfig",
-    "ConvForMaskedLM",
-    "ConvForPreTraining",
-    "ConvForSequenceClassification",
-    "ConvForTokenClassification",
-    "ConvModel",
-    "InvalidSequenceError",
-    "PerformerConfig",
-    "PerformerForMaskedLM",
-    "PerformerForPreTraining",
-    "PerformerForSequenceClassification",
-    "PerformerForTokenClassification",
-    "PerformerModel",
-    "build_tokenizer",
-    "clean_sequence",
-]
+__all__ = [*_model_names, "InvalidSequenceError", "build_tokenizer", "clean_sequence"]

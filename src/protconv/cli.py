@@ -22,7 +22,7 @@ def _pretrain(args: argparse.Namespace) -> None:
     # Imported here: the training stack (accelerate, matplotlib) is not needed by the other subcommands.
     from accelerate import PartialState
 
-    from .training import parse_arguments, pretrain
+    from .pretraining import parse_arguments, pretrain
 
     result = pretrain(*parse_arguments(args.arguments, prog="protconv pretrain"))
     if PartialState().is_main_process:
@@ -30,7 +30,7 @@ def _pretrain(args: argparse.Namespace) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> None:
-    from .training.finetune import finetune, parse_finetune_arguments
+    from .downstream.finetune import finetune, parse_finetune_arguments
 
     results = finetune(*parse_finetune_arguments(args.arguments))
     for split, metrics in results.items():
@@ -42,8 +42,8 @@ def _baseline(args: argparse.Namespace) -> None:
 
     from transformers import HfArgumentParser
 
-    from .training.baselines import BaselineArguments, run_baselines
-    from .training.finetune import TaskDataArguments, load_task_splits
+    from .downstream.baselines import BaselineArguments, run_baselines
+    from .downstream.task_data import TaskDataArguments, load_task_splits
 
     data_args, options = HfArgumentParser((TaskDataArguments, BaselineArguments)).parse_args_into_dataclasses(
         args=args.arguments
@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _pretraining_errors() -> tuple[type[Exception], ...]:
     """User-facing failures of a pretraining run: reported in one line, without a traceback."""
-    from .data.tasks import TaskDataError
+    from .data.task_files import TaskDataError
+    from .pretraining import CheckpointError, NonFiniteLossError
     from .tokenization import InvalidSequenceError
-    from .training import CheckpointError, NonFiniteLossError
 
     return CheckpointError, NonFiniteLossError, InvalidSequenceError, TaskDataError
 

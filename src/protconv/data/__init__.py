@@ -1,11 +1,18 @@
-"""Readers for protein data formats. One reader per format; every reader reports bad input by file and line."""
+"""Protein data, from files to batches, shared by pretraining, fine-tuning and inference.
+
+Readers, one per format, each reporting bad input by file and line: ``fasta``, ``msa`` (A3M, aligned FASTA/A2M,
+Stockholm), ``profile_files`` (HMMER3 .hmm, HH-suite .hhm), ``task_files`` (TAPE/FLIP CSV, per-residue FASTA).
+Then ``profiles`` (MSA -> per-residue amino-acid distributions), the corpora ``fasta_corpus`` and ``msa_corpus``
+(streams with a held-out split), ``batching`` (token-budget batches, sharding) and ``masking`` (BERT masking and
+profile targets). Nothing here imports the model heads or losses: only ``modeling.vocabulary``.
+"""
 
 from .batching import Batch, TokenBudgetBatcher, shard
-from .corpus import FastaCorpus
 from .fasta import FastaRecord, read_fasta
+from .fasta_corpus import FastaCorpus
 from .masking import MaskedLMCollator, PretrainingCollator
 from .msa import Alignment, MSAFormatError, read_alignment
-from .profile_corpus import MSACorpus, ProfiledSequence
+from .msa_corpus import MSACorpus, ProfiledSequence
 from .profiles import Profile, compute_profile, sequence_targets
 
 __all__ = [

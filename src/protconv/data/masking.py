@@ -15,12 +15,9 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from ..modeling.vocabulary import STANDARD_AMINO_ACIDS
+from ..modeling.vocabulary import IGNORE_INDEX, NUM_AMINO_ACIDS, STANDARD_AMINO_ACIDS
 from .batching import Batch
-from .profile_corpus import ProfiledSequence
-
-IGNORE_INDEX = -100
-N_PROFILE_CLASSES = len(STANDARD_AMINO_ACIDS)
+from .msa_corpus import ProfiledSequence
 
 
 class MaskedLMCollator:
@@ -123,7 +120,7 @@ class PretrainingCollator(MaskedLMCollator):
         return tensors
 
     def profile_targets(self, batch: Batch, width: int) -> torch.Tensor:
-        targets = np.zeros((len(batch.sequences), width, N_PROFILE_CLASSES), dtype=np.float32)
+        targets = np.zeros((len(batch.sequences), width, NUM_AMINO_ACIDS), dtype=np.float32)
         if not batch.filler:
             start = len(self.prefix)
             for row, sequence in enumerate(batch.sequences):

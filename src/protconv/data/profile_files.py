@@ -203,9 +203,6 @@ def _single(path: str | Path, records: list[ProfileFileRecord], plural: str) -> 
 # ---------------------------------------------------------------- HH-suite
 
 
-_HHM_AUXILIARY = ("ss_", "sa_", "aa_", "Consensus")
-
-
 def _hhm_model(path: Path, lines: Iterator[tuple[int, str]], first: tuple[int, str], normalize: bool):
     number, line = first
     if not line.startswith("HH"):

@@ -20,10 +20,9 @@ from typing import Literal
 
 import numpy as np
 
-from ..modeling.vocabulary import EXTENDED_AMINO_ACIDS, STANDARD_AMINO_ACIDS
+from ..modeling.vocabulary import EXTENDED_AMINO_ACIDS, NUM_AMINO_ACIDS, STANDARD_AMINO_ACIDS
 from .msa import Alignment
 
-N_AMINO_ACIDS = len(STANDARD_AMINO_ACIDS)
 GAP_CODE = 20
 OTHER_CODE = 21
 _N_CODES = 22
@@ -105,10 +104,10 @@ def henikoff_weights(alignment: Alignment | np.ndarray) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.float64)
     counts = _column_sums(codes)
-    present = counts[:, :N_AMINO_ACIDS] > 0
+    present = counts[:, :NUM_AMINO_ACIDS] > 0
     distinct = present.sum(axis=1, keepdims=True)
     share = np.zeros((length, _N_CODES), dtype=np.float64)
-    np.divide(1.0, distinct * counts[:, :N_AMINO_ACIDS], out=share[:, :N_AMINO_ACIDS], where=present)
+    np.divide(1.0, distinct * counts[:, :NUM_AMINO_ACIDS], out=share[:, :NUM_AMINO_ACIDS], where=present)
     flat = share.ravel()
     offsets = np.arange(length, dtype=np.int64) * _N_CODES
     raw = np.empty(n, dtype=np.float64)
@@ -134,7 +133,7 @@ def weighted_frequencies(alignment: Alignment | np.ndarray, weights: np.ndarray 
     Rows of columns without any standard residue are all zero. ``weights`` default to Henikoff weights.
     """
     codes = _codes(alignment)
-    mass = _column_sums(codes, _normalised_weights(codes, weights))[:, :N_AMINO_ACIDS]
+    mass = _column_sums(codes, _normalised_weights(codes, weights))[:, :NUM_AMINO_ACIDS]
     totals = mass.sum(axis=1, keepdims=True)
     return np.divide(mass, totals, out=np.zeros_like(mass), where=totals > 0)
 
@@ -261,8 +260,8 @@ class Profile:
 
 def _checked_distribution(values: np.ndarray, what: str) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
-    if values.shape != (N_AMINO_ACIDS,) or (values < 0).any() or not np.isclose(values.sum(), 1.0, atol=1e-6):
-        raise ValueError(f"{what} must be {N_AMINO_ACIDS} non-negative frequencies summing to 1")
+    if values.shape != (NUM_AMINO_ACIDS,) or (values < 0).any() or not np.isclose(values.sum(), 1.0, atol=1e-6):
+        raise ValueError(f"{what} must be {NUM_AMINO_ACIDS} non-negative frequencies summing to 1")
     return values / values.sum()
 
 
@@ -295,7 +294,7 @@ def compute_profile(
     if codes.size == 0:
         raise ValueError(f"{alignment.source}: cannot compute a profile of an empty alignment")
     member_weights = _normalised_weights(codes, weights)
-    mass = _column_sums(codes, member_weights)[:, :N_AMINO_ACIDS]
+    mass = _column_sums(codes, member_weights)[:, :NUM_AMINO_ACIDS]
     totals = mass.sum(axis=1, keepdims=True)
     frequencies = np.divide(mass, totals, out=np.zeros_like(mass), where=totals > 0)
     column_neff = _column_neff(frequencies)
@@ -339,7 +338,7 @@ def target_table(
     residues (index -1): ``background`` or all zeros (no target) for ``inserts="mask"``."""
     if inserts not in ("background", "mask"):
         raise ValueError(f"inserts must be 'background' or 'mask', got {inserts!r}")
-    table = np.zeros((len(probabilities) + 1, N_AMINO_ACIDS), dtype=np.float32)
+    table = np.zeros((len(probabilities) + 1, NUM_AMINO_ACIDS), dtype=np.float32)
     table[:-1] = probabilities
     if inserts == "background":
         table[-1] = _checked_distribution(background, "background")

@@ -32,7 +32,7 @@ RELU_KERNEL_EPSILON = 1e-3
 CAUSAL_CHUNK_SIZE = 128
 
 
-def derived_seed(seed: int, *keys: int) -> int:
+def hashed_seed(seed: int, *keys: int) -> int:
     """A 63-bit seed from ``seed`` and ``keys`` that is stable across processes and platforms.
 
     Python's ``hash`` is salted per process, so it cannot make redraws reproducible; a cryptographic digest

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 
 
-def prepare_inputs(
+def checked_attention_mask(
     input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, vocab_size: int, pad_token_id: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate ``input_ids``/``attention_mask`` and return the mask (derived from padding when absent)."""
+) -> torch.Tensor:
+    """Validate ``input_ids``/``attention_mask``; return the boolean mask (derived from padding when absent)."""
     if input_ids is None:
         raise ValueError("input_ids is required")
     if input_ids.dim() != 2:
@@ -29,10 +29,10 @@ def prepare_inputs(
             f"token id {bad} at (row, position) {tuple(where)} is outside the vocabulary [0, {vocab_size})"
         )
     if attention_mask is None:
-        return input_ids, input_ids != pad_token_id
+        return input_ids != pad_token_id
     if attention_mask.shape != input_ids.shape:
         raise ValueError(
             f"attention_mask shape {tuple(attention_mask.shape)} does not match "
             f"input_ids shape {tuple(input_ids.shape)}"
         )
-    return input_ids, attention_mask.bool()
+    return attention_mask.bool()

@@ -15,15 +15,11 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from .auto_classes import register_family
 from .configuration_conv import ConvConfig
-from .heads import (
-    MaskedLMModelMixin,
-    PreTrainingModelMixin,
-    SequenceClassificationModelMixin,
-    TokenClassificationModelMixin,
-    backbone_output,
-)
-from .model_inputs import prepare_inputs
+from .model_inputs import checked_attention_mask
+from .pooling import pool
+from .task_models import MaskedLMMixin, PreTrainingMixin, SequenceClassificationMixin, TokenClassificationMixin
 
 
 class ConvEmbeddings(nn.Module):
@@ -102,14 +98,16 @@ class ConvModel(ConvPreTrainedModel):
     ``hidden_states`` (with ``output_hidden_states=True``) are the embedding output followed by every block's
     output: exactly CARP's ``representations[0..n_layers]``. ``last_hidden_state`` is the final LayerNorm of the
     last block's output, i.e. what the language-model decoder reads. ``pooler_output`` is the pooled protein
-    embedding (``config.pooling``).
+    embedding (``config.pooling``; ``None`` when built with ``add_pooling_layer=False``, as the task models whose
+    heads read every position are).
     """
 
     # Loading the encoder alone from a checkpoint with a head is expected: don't report the head as unexpected.
     _keys_to_ignore_on_load_unexpected = [r"^lm_head\.", r"^profile_head\.", r"^classifier\."]
 
-    def __init__(self, config: ConvConfig) -> None:
+    def __init__(self, config: ConvConfig, add_pooling_layer: bool = True) -> None:
         super().__init__(config)
+        self.add_pooling_layer = add_pooling_layer
         self.embeddings = ConvEmbeddings(config)
         self.layers = nn.ModuleList(ConvBlock(config, dilation) for dilation in config.dilations)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -128,11 +126,9 @@ class ConvModel(ConvPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        pool_output: bool = True,
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
-        """``pool_output=False`` skips pooling for heads that read every position."""
-        input_ids, attention_mask = prepare_inputs(
+        attention_mask = checked_attention_mask(
             input_ids, attention_mask, self.config.vocab_size, self.config.pad_token_id
         )
         if output_hidden_states is None:
@@ -144,36 +140,48 @@ class ConvModel(ConvPreTrainedModel):
             hidden = layer(hidden, conv_mask)
             if all_hidden is not None:
                 all_hidden.append(hidden)
-        return backbone_output(
-            self.final_layer_norm, hidden, all_hidden, input_ids, attention_mask, self.config, pool_output, return_dict
+        last_hidden_state = self.final_layer_norm(hidden)
+        pooled = pool(last_hidden_state, input_ids, attention_mask, self.config) if self.add_pooling_layer else None
+        output = BaseModelOutputWithPooling(
+            last_hidden_state=last_hidden_state,
+            pooler_output=pooled,
+            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
         )
+        return output if return_dict is not False else output.to_tuple()
 
 
-class ConvForMaskedLM(MaskedLMModelMixin, ConvPreTrainedModel):
-    """ConvModel with CARP's untied linear decoder to the vocabulary."""
+class ConvTaskModel(ConvPreTrainedModel):
+    """A ``ConvModel`` backbone (``self.conv``) under the head of a task mixin (``task_models.py``)."""
 
-    backbone_class = ConvModel
-
-
-class ConvForPreTraining(PreTrainingModelMixin, ConvPreTrainedModel):
-    __doc__ = PreTrainingModelMixin.__doc__
-    backbone_class = ConvModel
-
-
-class ConvForSequenceClassification(SequenceClassificationModelMixin, ConvPreTrainedModel):
-    __doc__ = SequenceClassificationModelMixin.__doc__
-    backbone_class = ConvModel
+    def __init__(self, config: ConvConfig) -> None:
+        super().__init__(config)
+        self.conv = ConvModel(config, add_pooling_layer=self.uses_pooled_output)
+        self._build_heads(config)
+        self.post_init()
 
 
-class ConvForTokenClassification(TokenClassificationModelMixin, ConvPreTrainedModel):
-    __doc__ = TokenClassificationModelMixin.__doc__
-    backbone_class = ConvModel
+class ConvForMaskedLM(MaskedLMMixin, ConvTaskModel):
+    """ConvModel with an untied linear decoder to the vocabulary (CARP's)."""
 
 
-# Saving any of these classes copies this file and its siblings next to the weights (trust_remote_code).
-ConvConfig.register_for_auto_class("AutoConfig")
-ConvModel.register_for_auto_class("AutoModel")
-ConvForMaskedLM.register_for_auto_class("AutoModelForMaskedLM")
-ConvForPreTraining.register_for_auto_class("AutoModelForPreTraining")
-ConvForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
-ConvForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
+class ConvForPreTraining(PreTrainingMixin, ConvTaskModel):
+    __doc__ = PreTrainingMixin.__doc__
+
+
+class ConvForSequenceClassification(SequenceClassificationMixin, ConvTaskModel):
+    __doc__ = SequenceClassificationMixin.__doc__
+
+
+class ConvForTokenClassification(TokenClassificationMixin, ConvTaskModel):
+    __doc__ = TokenClassificationMixin.__doc__
+
+
+#: The Conv registration table: Auto class name -> model class (``auto_classes.AUTO_MODEL_SUFFIXES``).
+CONV_MODEL_CLASSES = register_family(
+    ConvConfig,
+    ConvModel,
+    ConvForMaskedLM,
+    ConvForPreTraining,
+    ConvForSequenceClassification,
+    ConvForTokenClassification,
+)

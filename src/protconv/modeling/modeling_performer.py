@@ -20,22 +20,18 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from .auto_classes import register_family
 from .configuration_performer import PerformerConfig
-from .favor import derived_seed, favor_attention, orthogonal_random_features, softmax_attention
-from .heads import (
-    MaskedLMModelMixin,
-    PreTrainingModelMixin,
-    SequenceClassificationModelMixin,
-    TokenClassificationModelMixin,
-    backbone_output,
-)
-from .model_inputs import prepare_inputs
+from .favor import favor_attention, hashed_seed, orthogonal_random_features, softmax_attention
+from .model_inputs import checked_attention_mask
+from .pooling import pool
+from .task_models import MaskedLMMixin, PreTrainingMixin, SequenceClassificationMixin, TokenClassificationMixin
 
 
 def draw_projection(config: PerformerConfig, layer_idx: int, draw: int) -> torch.Tensor:
     """The projection of layer ``layer_idx`` after ``draw`` redraws: a function of the config's seed only."""
     head_dim = config.hidden_size // config.num_attention_heads
-    seed = derived_seed(config.projection_seed, layer_idx, draw)
+    seed = hashed_seed(config.projection_seed, layer_idx, draw)
     return orthogonal_random_features(config.nb_features, head_dim, seed, config.projection_scaling)
 
 
@@ -210,7 +206,8 @@ class PerformerModel(PerformerPreTrainedModel):
 
     ``hidden_states`` (with ``output_hidden_states=True``) are the embedding output followed by every block's
     output; ``last_hidden_state`` is the final LayerNorm of the last block's output, what the heads read;
-    ``pooler_output`` is the pooled protein embedding (``config.pooling``).
+    ``pooler_output`` is the pooled protein embedding (``config.pooling``; ``None`` when built with
+    ``add_pooling_layer=False``, as the task models whose heads read every position are).
 
     ``feature_redraw_step`` counts training forward passes (persistent, so a resumed run keeps its schedule).
     """
@@ -218,8 +215,9 @@ class PerformerModel(PerformerPreTrainedModel):
     # Loading the encoder alone from a checkpoint with a head is expected: don't report the head as unexpected.
     _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^lm_head\.", r"^profile_head\.", r"^classifier\."]
 
-    def __init__(self, config: PerformerConfig) -> None:
+    def __init__(self, config: PerformerConfig, add_pooling_layer: bool = True) -> None:
         super().__init__(config)
+        self.add_pooling_layer = add_pooling_layer
         self.embeddings = PerformerEmbeddings(config)
         self.layers = nn.ModuleList(PerformerLayer(config, index) for index in range(config.num_hidden_layers))
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -255,11 +253,9 @@ class PerformerModel(PerformerPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        pool_output: bool = True,
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
-        """``pool_output=False`` skips pooling for heads that read every position."""
-        input_ids, attention_mask = prepare_inputs(
+        attention_mask = checked_attention_mask(
             input_ids, attention_mask, self.config.vocab_size, self.config.pad_token_id
         )
         if output_hidden_states is None:
@@ -279,36 +275,48 @@ class PerformerModel(PerformerPreTrainedModel):
             hidden = layer(hidden, key_mask, rotary_cos, rotary_sin)
             if all_hidden is not None:
                 all_hidden.append(hidden)
-        return backbone_output(
-            self.final_layer_norm, hidden, all_hidden, input_ids, attention_mask, self.config, pool_output, return_dict
+        last_hidden_state = self.final_layer_norm(hidden)
+        pooled = pool(last_hidden_state, input_ids, attention_mask, self.config) if self.add_pooling_layer else None
+        output = BaseModelOutputWithPooling(
+            last_hidden_state=last_hidden_state,
+            pooler_output=pooled,
+            hidden_states=tuple(all_hidden) if all_hidden is not None else None,
         )
+        return output if return_dict is not False else output.to_tuple()
 
 
-class PerformerForMaskedLM(MaskedLMModelMixin, PerformerPreTrainedModel):
+class PerformerTaskModel(PerformerPreTrainedModel):
+    """A ``PerformerModel`` backbone (``self.performer``) under the head of a task mixin (``task_models.py``)."""
+
+    def __init__(self, config: PerformerConfig) -> None:
+        super().__init__(config)
+        self.performer = PerformerModel(config, add_pooling_layer=self.uses_pooled_output)
+        self._build_heads(config)
+        self.post_init()
+
+
+class PerformerForMaskedLM(MaskedLMMixin, PerformerTaskModel):
     """PerformerModel with an untied linear decoder to the vocabulary (as the Conv family)."""
 
-    backbone_class = PerformerModel
+
+class PerformerForPreTraining(PreTrainingMixin, PerformerTaskModel):
+    __doc__ = PreTrainingMixin.__doc__
 
 
-class PerformerForPreTraining(PreTrainingModelMixin, PerformerPreTrainedModel):
-    __doc__ = PreTrainingModelMixin.__doc__
-    backbone_class = PerformerModel
+class PerformerForSequenceClassification(SequenceClassificationMixin, PerformerTaskModel):
+    __doc__ = SequenceClassificationMixin.__doc__
 
 
-class PerformerForSequenceClassification(SequenceClassificationModelMixin, PerformerPreTrainedModel):
-    __doc__ = SequenceClassificationModelMixin.__doc__
-    backbone_class = PerformerModel
+class PerformerForTokenClassification(TokenClassificationMixin, PerformerTaskModel):
+    __doc__ = TokenClassificationMixin.__doc__
 
 
-class PerformerForTokenClassification(TokenClassificationModelMixin, PerformerPreTrainedModel):
-    __doc__ = TokenClassificationModelMixin.__doc__
-    backbone_class = PerformerModel
-
-
-# Saving any of these classes copies this file and its siblings next to the weights (trust_remote_code).
-PerformerConfig.register_for_auto_class("AutoConfig")
-PerformerModel.register_for_auto_class("AutoModel")
-PerformerForMaskedLM.register_for_auto_class("AutoModelForMaskedLM")
-PerformerForPreTraining.register_for_auto_class("AutoModelForPreTraining")
-PerformerForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
-PerformerForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
+#: The Performer registration table: Auto class name -> model class (``auto_classes.AUTO_MODEL_SUFFIXES``).
+PERFORMER_MODEL_CLASSES = register_family(
+    PerformerConfig,
+    PerformerModel,
+    PerformerForMaskedLM,
+    PerformerForPreTraining,
+    PerformerForSequenceClassification,
+    PerformerForTokenClassification,
+)

@@ -1,0 +1,223 @@
+"""Pretraining arguments: three dataclasses read by ``transformers.HfArgumentParser`` from a YAML file and the
+command line (the command line wins), so a run is described by a versionable config plus a few overrides."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+from ..modeling.configuration_base import PRETRAINING_OBJECTIVES
+
+
+@dataclass
+class ModelArguments:
+    """Which model to pretrain."""
+
+    model: str = field(
+        default="carp-600k",
+        metadata={
+            "help": "a preset of any registered family (e.g. carp-600k), a model type (e.g. protconv_conv) with "
+            "--config_overrides, a config.json, or a saved model folder (training continues from its weights)"
+        },
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "comma-separated key=value config fields, e.g. 'hidden_size=64,num_hidden_layers=4'"},
+    )
+    pretraining_objective: str | None = field(
+        default=None,
+        metadata={
+            "help": "mlm | mlm+profile | profile (profile targets need --msa_files); default: the config's own "
+            "(mlm for presets). Weights: --config_overrides profile_task_weight=3,profile_loss_scale=10"
+        },
+    )
+
+
+@dataclass
+class DataArguments:
+    """Where the proteins come from and how they become batches."""
+
+    train_files: list[str] = field(default_factory=list, metadata={"help": "training FASTA files (plain or .gz)"})
+    msa_files: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "MSAs (.a3m, .sto, aligned .fasta/.a2m) and/or profiles (.hhm, .hmm), or directories of them: "
+            "every member sequence is a training example with per-residue profile targets"
+        },
+    )
+    validation_msa_files: list[str] = field(
+        default_factory=list,
+        metadata={"help": "held-out MSAs/profiles (whole families); if none, --validation_fraction of msa_files"},
+    )
+    profile_prior: str = field(default="background", metadata={"help": "pseudocounts: background | dirichlet"})
+    profile_pseudocount_weight: float = field(
+        default=1.5, metadata={"help": "weight of the background pseudocount (counts are scaled to Neff)"}
+    )
+    msa_inserts: str = field(
+        default="background", metadata={"help": "targets of insert residues: background | mask (no target)"}
+    )
+    profile_cache_dir: str | None = field(
+        default=None, metadata={"help": "where computed profiles are cached (default: OUTPUT_DIR/profile_cache)"}
+    )
+    validation_files: list[str] = field(
+        default_factory=list, metadata={"help": "held-out FASTA files; if none, --validation_fraction of train_files"}
+    )
+    validation_fraction: float = field(
+        default=0.02,
+        metadata={
+            "help": "share of train_files / msa_files held out (by sequence hash) when no validation_files / "
+            "validation_msa_files"
+        },
+    )
+    max_validation_sequences: int | None = field(default=None, metadata={"help": "cap on validation sequences"})
+    max_length: int = field(
+        default=1024, metadata={"help": "tokens per sequence incl. special tokens; longer are cropped"}
+    )
+    max_tokens_per_batch: int = field(default=8192, metadata={"help": "padded tokens per micro-batch per process"})
+    pool_size: int = field(default=10_000, metadata={"help": "sequences sorted by length together (streaming window)"})
+    mlm_probability: float = 0.15
+    mask_fraction: float = field(default=0.8, metadata={"help": "share of selected residues replaced by <mask>"})
+    random_fraction: float = field(default=0.1, metadata={"help": "share of selected residues replaced at random"})
+    invalid_sequences: str = field(
+        default="error", metadata={"help": "records with characters outside the alphabet: error | skip | X"}
+    )
+    add_cls: bool = True
+    add_eos: bool = True
+    prefetch_batches: int = field(default=2, metadata={"help": "batches prepared ahead in a thread (0: inline)"})
+
+
+@dataclass
+class PretrainingArguments:
+    """How to optimise, checkpoint and log."""
+
+    output_dir: str = "pretrain-output"
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "start over even if checkpoints exist"})
+    resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint"})
+    resume_from: str | None = field(default=None, metadata={"help": "continue from this checkpoint folder"})
+    seed: int = 0
+    max_steps: int = field(default=1000, metadata={"help": "optimizer steps (the schedule spans them)"})
+    stop_after_steps: int | None = field(
+        default=None,
+        metadata={"help": "stop (after checkpointing) at this step, e.g. to fit a job time limit; --resume continues"},
+    )
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_epsilon: float = 1e-8
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "any transformers scheduler name"})
+    warmup_steps: int = 100
+    max_grad_norm: float = 1.0
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str | None = field(
+        default=None, metadata={"help": "no | fp16 | bf16; default: whatever `accelerate launch` was configured with"}
+    )
+    torch_compile: bool = False
+    logging_steps: int = 10
+    eval_steps: int = 200
+    eval_at_start: bool = field(default=True, metadata={"help": "validate before the first step (a baseline)"})
+    save_steps: int = 500
+    save_total_limit: int = field(default=3, metadata={"help": "checkpoints kept (oldest deleted)"})
+    max_nonfinite_steps: int = field(default=3, metadata={"help": "consecutive non-finite losses before stopping"})
+    report_to: list[str] = field(default_factory=list, metadata={"help": "accelerate trackers: tensorboard, wandb..."})
+    plot: bool = True
+    disable_tqdm: bool = False
+
+
+_DESCRIPTION = "Pretrain a protconv protein language model (masked LM and/or MSA profiles)"
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, PretrainingArguments)
+AllArguments = tuple[ModelArguments, DataArguments, PretrainingArguments]
+
+
+def parse_arguments(argv: Sequence[str] | None = None, prog: str | None = None) -> AllArguments:
+    """``--config FILE.yaml`` supplies defaults; every other flag overrides them. ``prog`` names the command in
+    ``--help`` (default: the script's name)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, rest = pre.parse_known_args(argv)
+    parser = HfArgumentParser(
+        ARGUMENT_CLASSES,
+        prog=prog,
+        description=_DESCRIPTION,
+    )
+    parser.add_argument("--config", help="YAML file of arguments (flags given on the command line win)")
+    if known.config:
+        parser.set_defaults(**load_config(known.config))
+    # The trailing namespace holds --config, which is not a dataclass field.
+    outputs = parser.parse_args_into_dataclasses(args=list(rest), look_for_args_file=False)
+    model_args, data_args, train_args = outputs[:3]
+    validate(model_args, data_args, train_args)
+    return model_args, data_args, train_args
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of argument names; an unknown name is an error, not silently ignored."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of argument names to values")
+    known = {f.name for cls in ARGUMENT_CLASSES for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown arguments {unknown}")
+    if isinstance(values.get("config_overrides"), dict):
+        values["config_overrides"] = ",".join(f"{k}={v}" for k, v in values["config_overrides"].items())
+    return values
+
+
+def parse_overrides(text: str | None) -> dict[str, Any]:
+    """'a=1,b=gelu,c=0.1' -> {'a': 1, 'b': 'gelu', 'c': 0.1} (JSON values where they parse, strings otherwise)."""
+    overrides: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"config override {item!r} is not key=value")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def validate(model_args: ModelArguments, data_args: DataArguments, train_args: PretrainingArguments) -> None:
+    """Catch inconsistent arguments before any process starts reading data."""
+    if not data_args.train_files and not data_args.msa_files:
+        raise ValueError(
+            "no training data: pass --train_files FASTA [...] and/or --msa_files MSA_OR_DIR [...] (or in the config)"
+        )
+    objective = model_args.pretraining_objective
+    if objective is not None and objective not in PRETRAINING_OBJECTIVES:
+        raise ValueError(f"pretraining_objective must be one of {', '.join(PRETRAINING_OBJECTIVES)}, got {objective!r}")
+    if objective is not None and "profile" in objective and not data_args.msa_files:
+        raise ValueError(f"pretraining_objective={objective!r} needs profile targets: pass --msa_files")
+    if data_args.profile_prior not in ("background", "dirichlet"):
+        raise ValueError(f"profile_prior must be background or dirichlet, got {data_args.profile_prior!r}")
+    if data_args.msa_inserts not in ("background", "mask"):
+        raise ValueError(f"msa_inserts must be background or mask, got {data_args.msa_inserts!r}")
+    if data_args.invalid_sequences not in ("error", "skip", "X"):
+        raise ValueError(f"invalid_sequences must be error, skip or X, got {data_args.invalid_sequences!r}")
+    if train_args.mixed_precision not in (None, "no", "fp16", "bf16"):
+        raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {train_args.mixed_precision!r}")
+    for name in ("max_steps", "logging_steps", "eval_steps", "save_steps", "gradient_accumulation_steps"):
+        if getattr(train_args, name) < 1:
+            raise ValueError(f"{name} must be at least 1")
+    if train_args.save_total_limit < 1:
+        raise ValueError("save_total_limit must be at least 1 (the checkpoint to resume from)")
+    parse_overrides(model_args.config_overrides)
+
+
+def as_flat_dict(*arguments: Any) -> dict[str, Any]:
+    """All arguments in one mapping, for the model card, trackers and the checkpoint's record of the run."""
+    flat: dict[str, Any] = {}
+    for group in arguments:
+        flat.update(asdict(group))
+    return flat

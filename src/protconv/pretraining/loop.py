@@ -1,0 +1,413 @@
+"""The pretraining loop, run under ``accelerate launch`` (one process, DDP, FSDP: accelerate decides).
+
+A step is one optimizer update (``gradient_accumulation_steps`` micro-batches per process). Logging, validation and
+checkpoints happen at step boundaries, where every process is at the same point, because each of them is a
+collective operation.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, set_seed
+from tqdm.auto import tqdm
+from transformers import PretrainedConfig, PreTrainedModel, get_scheduler
+
+from ..hub import model_card, save_hub_folder
+from ..modeling.configuration_base import objective_parts, profile_task_alpha
+from ..tokenization import build_tokenizer
+from .arguments import DataArguments, ModelArguments, PretrainingArguments, as_flat_dict, parse_overrides
+from .checkpoints import (
+    CheckpointError,
+    TrainState,
+    complete_checkpoints,
+    load_checkpoint,
+    remove_partial,
+    save_checkpoint,
+)
+from .metrics import MetricsLog, ObjectiveSums, objective_sums, summary
+from .model_setup import build_pretraining_model, pretraining_auto_class
+from .pipeline import DataPosition, PretrainingData, build_data
+from .plotting import plot_curves
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss stayed NaN/inf for too many consecutive steps: training has diverged."""
+
+
+@dataclass
+class PretrainingResult:
+    """What a finished (or deliberately stopped) run produced."""
+
+    step: int
+    model_dir: Path | None
+    validation: dict[str, float]
+    skipped_steps: int
+
+
+def pretrain(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    train_args: PretrainingArguments,
+    model: PreTrainedModel | None = None,
+) -> PretrainingResult:
+    """Pretrain ``model`` (default: built from ``model_args``) on ``data_args``' corpora with the model's
+    ``pretraining_objective`` (masked LM, MSA profile prediction, or both)."""
+    run = _Run(model_args, data_args, train_args, model)
+    return run.train()
+
+
+class _Run:
+    """State of one pretraining run; methods are the phases of the loop."""
+
+    def __init__(
+        self,
+        model_args: ModelArguments,
+        data_args: DataArguments,
+        train_args: PretrainingArguments,
+        model: PreTrainedModel | None,
+    ) -> None:
+        self.train_args = train_args
+        self.run_arguments = as_flat_dict(model_args, data_args, train_args)
+        self.output_dir = Path(train_args.output_dir)
+        self.checkpoints = self.output_dir / "checkpoints"
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=train_args.gradient_accumulation_steps,
+            mixed_precision=train_args.mixed_precision,
+            log_with=train_args.report_to or None,
+            project_dir=str(self.output_dir),
+        )
+        resume_from = self._prepare_output_dir()
+        set_seed(train_args.seed)
+        self.tokenizer = build_tokenizer(data_args.add_cls, data_args.add_eos)
+        if model is None:
+            model = build_pretraining_model(model_args.model, _config_overrides(model_args))
+        _check_max_length(model, data_args.max_length)
+        self.config = model.config
+        with self.accelerator.main_process_first():  # the main process fills the profile cache; the others read it
+            self.data: PretrainingData = build_data(
+                data_args,
+                self.tokenizer,
+                self.accelerator.num_processes,
+                self.accelerator.process_index,
+                train_args.seed,
+                objective=model.config.pretraining_objective,
+                cache_dir=data_args.profile_cache_dir or self.output_dir / "profile_cache",
+            )
+        optimizer = torch.optim.AdamW(
+            _parameter_groups(model, train_args.weight_decay),
+            lr=train_args.learning_rate,
+            betas=(train_args.adam_beta1, train_args.adam_beta2),
+            eps=train_args.adam_epsilon,
+        )
+        # Not passed to prepare(): accelerate would step a prepared scheduler once per process per update.
+        self.scheduler = get_scheduler(
+            train_args.lr_scheduler_type, optimizer, train_args.warmup_steps, train_args.max_steps
+        )
+        self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
+        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.forward = torch.compile(self.model) if train_args.torch_compile else self.model
+        self.metrics = MetricsLog(self.output_dir / "metrics.jsonl", enabled=self.accelerator.is_main_process)
+        self.state = TrainState(arguments=self.run_arguments)
+        if resume_from is not None:
+            self._resume(resume_from)
+        if train_args.report_to:
+            self.accelerator.init_trackers("protconv-pretraining", config=_tracker_config(self.run_arguments))
+        self.skipped_steps = 0
+        self.nonfinite_streak = 0
+        self.last_validation: dict[str, float] = {}
+        self.started = time.perf_counter()  # wall clock of this process's part of the run (restarts on resume)
+
+    # ----------------------------------------------------------------------------------------------- set-up
+    def _prepare_output_dir(self) -> Path | None:
+        """The checkpoint to resume from, if any; refuses to silently mix two runs in one folder."""
+        args, main = self.train_args, self.accelerator.is_main_process
+        if main:
+            remove_partial(self.checkpoints)
+        self.accelerator.wait_for_everyone()
+        existing = complete_checkpoints(self.checkpoints)
+        if args.resume_from:
+            return Path(args.resume_from)
+        if args.resume:
+            if not existing:
+                raise CheckpointError(f"--resume: no complete checkpoint in {self.checkpoints}")
+            return existing[-1]
+        if existing and not args.overwrite_output_dir:
+            raise FileExistsError(
+                f"{self.output_dir} already holds checkpoints of a run; pass --resume to continue it or "
+                "--overwrite_output_dir to start over"
+            )
+        if main and args.overwrite_output_dir:
+            for stale in (self.checkpoints, self.output_dir / "model"):
+                shutil.rmtree(stale, ignore_errors=True)
+            (self.output_dir / "metrics.jsonl").unlink(missing_ok=True)
+        self.accelerator.wait_for_everyone()
+        return None
+
+    def _resume(self, path: Path) -> None:
+        self.state = load_checkpoint(self.accelerator, path)
+        changed = {
+            key: (saved, self.run_arguments.get(key))
+            for key, saved in self.state.arguments.items()
+            if self.run_arguments.get(key) != saved and key not in _RUN_CONTROL_ARGUMENTS
+        }
+        if changed and self.accelerator.is_main_process:
+            logger.warning("resuming with arguments that differ from the checkpoint's: %s", changed)
+        self.state.arguments = self.run_arguments
+        self.metrics.truncate_after(self.state.step)
+        self._print(
+            f"resumed from {path} at step {self.state.step} "
+            f"(epoch {self.state.epoch}, {self.state.batches_done} batches into it)"
+        )
+
+    # -------------------------------------------------------------------------------------------- the loop
+    def train(self) -> PretrainingResult:
+        args = self.train_args
+        stop_at = min(args.max_steps, args.stop_after_steps or args.max_steps)
+        if args.eval_at_start and self.state.step == 0:
+            self._validate()
+        progress = tqdm(
+            total=args.max_steps,
+            initial=self.state.step,
+            disable=args.disable_tqdm or not self.accelerator.is_local_main_process,
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not every step
+        )
+        window = ObjectiveSums()
+        window_start, window_bad = time.perf_counter(), False
+        self.model.train()
+        while self.state.step < stop_at:
+            seen_batches, from_start = False, self.state.batches_done == 0
+            for index, batch in self.data.epoch(DataPosition(self.state.epoch, self.state.batches_done)):
+                seen_batches = True
+                window_bad |= not self._micro_step(batch, window)
+                self.state.batches_done = index + 1
+                if not self.accelerator.sync_gradients:
+                    continue
+                self._finish_step(window_bad)
+                window_bad = False
+                progress.update(1)
+                if self.state.step % args.logging_steps == 0 or self.state.step == stop_at:
+                    self._log_train(window, time.perf_counter() - window_start, progress)
+                    window = ObjectiveSums()
+                    window_start = time.perf_counter()
+                self._maybe_validate_and_save(stop_at)
+                if self.state.step >= stop_at:
+                    break
+            else:
+                if from_start and not seen_batches:
+                    raise ValueError("the training corpus produced no batches")
+                self.state.epoch, self.state.batches_done = self.state.epoch + 1, 0
+        progress.close()
+        return self._finish(stop_at)
+
+    def _micro_step(self, batch: dict[str, torch.Tensor], window: ObjectiveSums) -> bool:
+        """Forward and backward of one micro-batch; False (and no backward anywhere) if any process's loss is
+        non-finite, so that all processes skip together instead of waiting for each other's gradients."""
+        batch = {key: value.to(self.accelerator.device, non_blocking=True) for key, value in batch.items()}
+        labels, targets = batch.pop("labels", None), batch.pop("profile_targets", None)
+        with self.accelerator.accumulate(self.model):
+            output = self.forward(**batch)
+            loss, sums = objective_sums(self.config, output, labels, targets, batch["attention_mask"])
+            bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=self.accelerator.device)
+            finite = self.accelerator.reduce(bad, "sum").item() == 0
+            if finite:
+                self.accelerator.backward(loss)
+        if not finite:  # keep the window's averages clean: count the tokens, not the poisoned loss terms
+            sums.drop_loss_terms()
+        window += sums
+        return finite
+
+    def _finish_step(self, bad: bool) -> None:
+        """Apply (or, after a non-finite loss, skip) the optimizer update of a completed accumulation window."""
+        self.state.step += 1
+        if bad:
+            self.skipped_steps += 1
+            self.nonfinite_streak += 1
+            self.metrics.write({"step": self.state.step, "split": "event", "event": "non-finite loss, step skipped"})
+            logger.warning("step %d: non-finite loss, update skipped", self.state.step)
+            if self.nonfinite_streak >= self.train_args.max_nonfinite_steps:
+                raise NonFiniteLossError(
+                    f"the loss was non-finite in {self.nonfinite_streak} consecutive steps (last: step "
+                    f"{self.state.step}); training has diverged: lower --learning_rate, raise --warmup_steps, "
+                    "use bf16 instead of fp16, or check the data"
+                )
+        else:
+            self.nonfinite_streak = 0
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.train_args.max_grad_norm)
+            self.optimizer.step()
+        with warnings.catch_warnings():  # the schedule advances on a skipped step too, which torch warns about
+            warnings.filterwarnings(
+                "ignore", message=".*lr_scheduler.step.*before.*optimizer.step", category=UserWarning
+            )
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # ------------------------------------------------------------------------------------ logging, eval, save
+    def _log_train(self, window: ObjectiveSums, seconds: float, progress: tqdm) -> None:
+        metrics = summary(self._all_processes(window), self.config)
+        self.state.tokens_seen += metrics["tokens"]
+        metrics.update(
+            tokens_per_second=metrics["tokens"] / max(seconds, 1e-9),
+            learning_rate=self.scheduler.get_last_lr()[0],
+            tokens_seen=self.state.tokens_seen,
+            epoch=self.state.epoch,
+        )
+        self._record("train", metrics)
+        progress.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_second']:.0f}")
+
+    def _maybe_validate_and_save(self, stop_at: int) -> None:
+        step, args = self.state.step, self.train_args
+        if step % args.eval_steps == 0 or step == stop_at:
+            self._validate()
+        if step % args.save_steps == 0 or step == stop_at:
+            save_checkpoint(self.accelerator, self.checkpoints, self.state, args.save_total_limit)
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
+        """Token-weighted loss, perplexity and masked accuracy over the whole validation set, all processes."""
+        batches = self.data.validation_batches()
+        if not batches:
+            return {}
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        sums = ObjectiveSums()
+        for batch in batches:
+            batch = {key: value.to(self.accelerator.device) for key, value in batch.items()}
+            labels, targets = batch.pop("labels", None), batch.pop("profile_targets", None)
+            with self.accelerator.autocast():
+                output = model(**batch)
+            sums += objective_sums(self.config, output, labels, targets, batch["attention_mask"])[1]
+        model.train()
+        metrics = summary(self._all_processes(sums), self.config)
+        metrics.pop("padding_fraction")
+        self.last_validation = metrics
+        self._record("validation", metrics)
+        return metrics
+
+    def _all_processes(self, sums: ObjectiveSums) -> ObjectiveSums:
+        """``sums`` added over every process (one all-reduce)."""
+        return ObjectiveSums.from_tensor(self.accelerator.reduce(sums.to_tensor(self.accelerator.device), "sum").cpu())
+
+    def _record(self, split: str, metrics: dict[str, float]) -> None:
+        elapsed = round(time.perf_counter() - self.started, 2)
+        self.metrics.write({"step": self.state.step, "split": split, "elapsed_seconds": elapsed, **metrics})
+        if self.train_args.report_to:
+            self.accelerator.log({f"{split}/{key}": value for key, value in metrics.items()}, step=self.state.step)
+        if split == "validation":
+            shown = [f"loss {metrics['loss']:.4f}"]
+            if "perplexity" in metrics:
+                shown.append(f"perplexity {metrics['perplexity']:.2f}, masked accuracy {metrics['accuracy']:.3f}")
+            if "profile_kl" in metrics:
+                shown.append(f"profile KL {metrics['profile_kl']:.4f}")
+            self._print(f"step {self.state.step}: validation " + ", ".join(shown))
+
+    def _print(self, message: str) -> None:
+        if self.accelerator.is_main_process:
+            tqdm.write(message)
+
+    # ------------------------------------------------------------------------------------------------ end
+    def _finish(self, stop_at: int) -> PretrainingResult:
+        if self.data.train.skipped:
+            self._print(f"skipped {self.data.train.skipped} invalid records in the training files")
+        model_dir = None
+        if stop_at == self.train_args.max_steps:
+            model_dir = self._export()
+        if self.accelerator.is_main_process and self.train_args.plot:
+            plot_curves(self.metrics.read(), self.output_dir / "curves.png")
+        self.accelerator.end_training()
+        return PretrainingResult(self.state.step, model_dir, self.last_validation, self.skipped_steps)
+
+    def _export(self) -> Path:
+        """The Hub-ready folder: weights, config with auto_map, code, tokenizer and a model card of this run."""
+        state_dict = self.accelerator.get_state_dict(self.model)
+        folder = self.output_dir / "model"
+        if self.accelerator.is_main_process:
+            model = self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+            if self.accelerator.distributed_type == DistributedType.FSDP:  # shards -> one full CPU model
+                model = pretraining_auto_class(model.config).from_config(model.config)
+                model.load_state_dict(state_dict)
+            save_hub_folder(model, self.tokenizer, folder, card=self._card(model), overwrite=True)
+            self._print(f"saved the pretrained model to {folder}")
+        self.accelerator.wait_for_everyone()
+        return folder
+
+    def _card(self, model: PreTrainedModel) -> str:
+        validation = self.last_validation
+        sources = [*self.run_arguments["train_files"], *self.run_arguments["msa_files"]]
+        details: dict[str, Any] = {
+            "pretraining objective": _objective_text(self.config, self.run_arguments),
+            "pretraining data": ", ".join(Path(p).name for p in sources),
+            "optimizer steps": self.state.step,
+            "tokens seen": f"{self.state.tokens_seen:,.0f}",
+        }
+        names = {"loss": "loss", "perplexity": "perplexity", "accuracy": "masked accuracy", "profile_kl": "profile KL"}
+        details.update({f"validation {names[k]}": f"{validation[k]:.4f}" for k in names if k in validation})
+        config = "\n".join(f"{key}: {value!r}" for key, value in sorted(self.run_arguments.items()))
+        card = model_card(model, f"{self.run_arguments['model']} pretrained with protconv", _SUMMARY, details)
+        return f"{card}\n## Pretraining configuration\n\n```yaml\n{config}\n```\n"
+
+
+#: Arguments that steer how a run is started or shown, not what it computes: changing them on resume is expected.
+_RUN_CONTROL_ARGUMENTS = frozenset(
+    {"resume", "resume_from", "stop_after_steps", "overwrite_output_dir", "disable_tqdm"}
+)
+
+_SUMMARY = (
+    "A protein language model pretrained with `protconv pretrain` (the protconv accelerate loop). "
+    "Validation metrics are over the held-out sequences: masked residues for the MLM loss, residues with an "
+    "alignment column for the profile KL."
+)
+
+
+def _objective_text(config: PretrainedConfig, arguments: dict[str, Any]) -> str:
+    parts = objective_parts(config.pretraining_objective)
+    texts = []
+    if "mlm" in parts:
+        texts.append(f"masked LM ({arguments['mlm_probability']:.0%} of residues, 80/10/10)")
+    if "profile" in parts:
+        texts.append(
+            f"MSA profile prediction (KL; {arguments['profile_prior']} prior, inserts: {arguments['msa_inserts']})"
+        )
+    if len(parts) > 1:
+        alpha = profile_task_alpha(config.profile_task_weight)
+        texts.append(f"loss = {1 - alpha:.3g} x MLM + {alpha:.3g} x {config.profile_loss_scale:g} x KL")
+    return "; ".join(texts)
+
+
+def _config_overrides(model_args: ModelArguments) -> dict[str, Any]:
+    overrides = parse_overrides(model_args.config_overrides)
+    if model_args.pretraining_objective is not None:
+        overrides["pretraining_objective"] = model_args.pretraining_objective
+    return overrides
+
+
+def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases and normalisation weights (1-D tensors), the usual transformer recipe."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _check_max_length(model: PreTrainedModel, max_length: int) -> None:
+    """Models with learned positions cannot take longer inputs than they have positions for."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and max_length > limit:
+        raise ValueError(f"max_length {max_length} exceeds the model's max_position_embeddings ({limit})")
+
+
+def _tracker_config(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Trackers accept scalars only."""
+    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in arguments.items()}

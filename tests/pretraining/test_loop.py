@@ -1,0 +1,238 @@
+"""The accelerate pretraining loop, single process on CPU: outputs, exact resume, crash safety, bad input."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from safetensors.torch import load_file
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+import protconv
+from protconv.pretraining import (
+    CheckpointError,
+    DataArguments,
+    ModelArguments,
+    NonFiniteLossError,
+    PretrainingArguments,
+    parse_arguments,
+    pretrain,
+)
+from protconv.registry import available_presets, resolve_config
+from tests.helpers import DATA
+
+TINY = "hidden_size=32,intermediate_size=16,num_hidden_layers=4,max_dilation=4"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerator_state():
+    """Each run builds its own Accelerator; accelerate keeps process-wide singletons that must not leak."""
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def arguments(output_dir: Path, **train) -> tuple[ModelArguments, DataArguments, PretrainingArguments]:
+    model = ModelArguments(model="protconv_conv", config_overrides=TINY)
+    data = DataArguments(
+        train_files=[str(DATA / "some_proteins.fasta")],
+        validation_fraction=0.2,
+        max_length=128,
+        max_tokens_per_batch=512,
+        prefetch_batches=1,
+    )
+    options = dict(
+        output_dir=str(output_dir), max_steps=6, save_steps=2, eval_steps=3, logging_steps=1, warmup_steps=2,
+        disable_tqdm=True, learning_rate=3e-3, gradient_accumulation_steps=2,
+    )  # fmt: skip
+    options.update(train)
+    return model, data, PretrainingArguments(**options)
+
+
+def test_run_writes_metrics_plot_checkpoints_and_a_hub_folder(tmp_path) -> None:
+    result = pretrain(*arguments(tmp_path / "run", save_total_limit=2))
+    run = tmp_path / "run"
+    assert result.step == 6 and result.skipped_steps == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "validation"] == [0, 3, 6]
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert all(0 <= r["padding_fraction"] < 1 and r["tokens_per_second"] > 0 for r in records if r["split"] == "train")
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-00000004", "checkpoint-00000006"]
+    model = AutoModelForMaskedLM.from_pretrained(result.model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(result.model_dir)
+    assert model.config.hidden_size == 32 and model.config.auto_map["AutoModelForMaskedLM"]
+    card = (result.model_dir / "README.md").read_text()
+    assert f"{result.validation['perplexity']:.3f}" in card and "max_tokens_per_batch: 512" in card
+    logits = model(**tokenizer("MKTAYIAK<mask>QR", return_tensors="pt")).logits
+    assert torch.isfinite(logits).all()
+
+
+def test_resume_reaches_bit_identical_weights(tmp_path) -> None:
+    straight = pretrain(*arguments(tmp_path / "straight"))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    model_args, data_args, train_args = arguments(tmp_path / "split", stop_after_steps=3, save_steps=3)
+    first = pretrain(model_args, data_args, train_args)
+    assert first.step == 3 and first.model_dir is None
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    resumed = pretrain(model_args, data_args, replace(train_args, stop_after_steps=None, resume=True))
+    expected = load_file(straight.model_dir / "model.safetensors")
+    actual = load_file(resumed.model_dir / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
+    steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps), "a resumed run must not log steps twice"
+
+
+def test_interrupted_save_and_incomplete_checkpoints_are_never_resumed_from(tmp_path) -> None:
+    model_args, data_args, train_args = arguments(tmp_path / "run", stop_after_steps=2, eval_at_start=False)
+    pretrain(model_args, data_args, train_args)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    (checkpoints / ".tmp-checkpoint-00000004").mkdir()  # killed during save_state
+    (checkpoints / "checkpoint-00000009").mkdir()  # no trainer_state.json: never completed
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    result = pretrain(model_args, data_args, replace(train_args, resume=True, stop_after_steps=4))
+    assert result.step == 4
+    assert not (checkpoints / ".tmp-checkpoint-00000004").exists()
+
+
+def test_resume_errors_are_clear(tmp_path) -> None:
+    model_args, data_args, train_args = arguments(tmp_path / "run", stop_after_steps=2, eval_at_start=False)
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        pretrain(model_args, data_args, replace(train_args, resume=True))
+    pretrain(model_args, data_args, train_args)
+    with pytest.raises(FileExistsError, match="--resume"):
+        pretrain(model_args, data_args, train_args)
+    checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint-00000002"
+    (checkpoint / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match=r"could not be loaded.*corrupt"):
+        pretrain(model_args, data_args, replace(train_args, resume=True))
+
+
+class _NaNAfter(protconv.ConvForMaskedLM):
+    """Produces NaN logits from its ``bad_from``-th forward call on (training mode only)."""
+
+    bad_from, bad_until, calls = 0, 10**9, 0
+
+    def forward(self, *args, **kwargs):
+        output = super().forward(*args, **kwargs)
+        if self.training:
+            type(self).calls += 1
+            if self.bad_from <= type(self).calls <= self.bad_until:
+                output.logits = output.logits * float("nan")
+        return output
+
+
+def test_non_finite_loss_skips_the_step_then_stops_if_it_repeats(tmp_path) -> None:
+    config = resolve_config("protconv_conv", {"hidden_size": 32, "intermediate_size": 16, "num_hidden_layers": 2})
+    _NaNAfter.bad_from, _NaNAfter.bad_until, _NaNAfter.calls = 3, 3, 0
+    result = pretrain(*arguments(tmp_path / "once"), model=_NaNAfter(config))
+    assert result.step == 6 and result.skipped_steps == 1
+    events = [json.loads(line) for line in (tmp_path / "once" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["split"] == "event"] == [2]
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    _NaNAfter.bad_from, _NaNAfter.bad_until, _NaNAfter.calls = 1, 10**9, 0
+    with pytest.raises(NonFiniteLossError, match="3 consecutive steps"):
+        pretrain(*arguments(tmp_path / "always"), model=_NaNAfter(config))
+
+
+def test_yaml_config_with_command_line_overrides(tmp_path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "model: carp-600k\ntrain_files: [a.fasta, b.fasta.gz]\nmax_steps: 50\nadd_eos: false\n"
+        "config_overrides: {num_hidden_layers: 2}\nreport_to: [tensorboard]\n"
+    )
+    model_args, data_args, train_args = parse_arguments(["--config", str(config), "--max_steps", "7", "--seed", "3"])
+    assert (model_args.model, model_args.config_overrides) == ("carp-600k", "num_hidden_layers=2")
+    assert data_args.train_files == ["a.fasta", "b.fasta.gz"] and data_args.add_eos is False
+    assert (train_args.max_steps, train_args.seed, train_args.report_to) == (7, 3, ["tensorboard"])
+    config.write_text("modle: carp-600k\n")
+    with pytest.raises(ValueError, match=r"unknown arguments \['modle'\]"):
+        parse_arguments(["--config", str(config)])
+    with pytest.raises(ValueError, match="no training data"):
+        parse_arguments([])
+
+
+def test_models_resolve_by_preset_type_or_folder(tmp_path) -> None:
+    assert "carp-600k" in available_presets()
+    config = resolve_config("carp-600k", {"num_hidden_layers": 2})
+    assert type(config).__name__ == "ConvConfig" and config.num_hidden_layers == 2 and config.hidden_size == 128
+    config.save_pretrained(tmp_path)
+    assert resolve_config(str(tmp_path)).num_hidden_layers == 2
+    with pytest.raises(ValueError, match="carp-600k"):
+        resolve_config("carp-6k")
+    for name, config_class in available_presets().items():  # every registered family's presets build
+        assert isinstance(resolve_config(name), config_class)
+
+
+def test_protconv_pretrain_command(tmp_path, capsys) -> None:
+    from protconv.cli import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        f"model: protconv_conv\nconfig_overrides: {{hidden_size: 16, intermediate_size: 8, num_hidden_layers: 2}}\n"
+        f"train_files: [{DATA / 'some_proteins.fasta'}]\nmax_length: 128\nmax_tokens_per_batch: 512\n"
+        f"max_steps: 2\neval_steps: 2\ndisable_tqdm: true\noutput_dir: {tmp_path / 'run'}\n"
+    )
+    assert main(["pretrain", "--config", str(config), "--max_steps", "1", "--warmup_steps", "0"]) == 0
+    assert "stopped at step 1; model saved to" in capsys.readouterr().out
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    assert main(["pretrain", "--config", str(config), "--resume_from", str(tmp_path / "nowhere")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def profile_arguments(output_dir: Path, objective: str, **train) -> tuple:
+    model_args, data_args, train_args = arguments(output_dir, **train)
+    model_args = replace(model_args, pretraining_objective=objective)
+    data_args = replace(
+        data_args, train_files=[], msa_files=[str(DATA / "msa")], max_length=160, max_tokens_per_batch=1280
+    )
+    return model_args, data_args, train_args
+
+
+def test_multitask_pretraining_on_msas_lowers_the_profile_kl(tmp_path) -> None:
+    result = pretrain(*profile_arguments(tmp_path / "run", "mlm+profile", max_steps=24, eval_steps=12))
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    validation = [r for r in records if r["split"] == "validation"]
+    assert [r["step"] for r in validation] == [0, 12, 24]
+    assert validation[-1]["profile_kl"] < 0.8 * validation[0]["profile_kl"]
+    for r in validation:  # the logged objective is the paper's weighting of the logged terms
+        assert r["loss"] == pytest.approx(0.25 * r["mlm_loss"] + 0.75 * 10 * r["profile_kl"])
+    assert list((tmp_path / "run" / "profile_cache").glob("*.npz")), "profiles are cached next to the run"
+    model = protconv.ConvForPreTraining.from_pretrained(result.model_dir)
+    assert model.config.pretraining_objective == "mlm+profile" and model.profile_head is not None
+    assert "MSA profile prediction" in (result.model_dir / "README.md").read_text()
+    masked_lm = AutoModelForMaskedLM.from_pretrained(result.model_dir)  # the MLM half keeps working on its own
+    assert torch.equal(masked_lm.lm_head.weight, model.lm_head.weight)
+
+
+def test_profile_only_pretraining_resumes_exactly(tmp_path) -> None:
+    straight = pretrain(*profile_arguments(tmp_path / "straight", "profile"))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    model_args, data_args, train_args = profile_arguments(tmp_path / "split", "profile", stop_after_steps=3)
+    pretrain(model_args, data_args, train_args)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    resumed = pretrain(model_args, data_args, replace(train_args, stop_after_steps=None, resume=True))
+    expected = load_file(straight.model_dir / "model.safetensors")
+    actual = load_file(resumed.model_dir / "model.safetensors")
+    assert not any(name.startswith("lm_head") for name in expected), "profile-only models have no MLM head"
+    assert all(torch.equal(expected[name], actual[name]) for name in expected)
+    assert "perplexity" not in straight.validation and straight.validation["loss"] == straight.validation["profile_kl"]
+
+
+def test_profile_objective_without_msas_is_refused(tmp_path) -> None:
+    model_args, data_args, train_args = arguments(tmp_path / "run")
+    with pytest.raises(ValueError, match="needs profile targets: pass --msa_files"):
+        pretrain(replace(model_args, pretraining_objective="mlm+profile"), data_args, train_args)
