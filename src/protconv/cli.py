@@ -60,8 +60,12 @@ def _baseline(args: argparse.Namespace) -> None:
             json.dump(payload, handle, indent=2)
 
 
-#: Subcommands whose options are dataclasses read by HfArgumentParser (``--help`` lists them).
-_PASS_THROUGH = {"pretrain", "finetune", "baseline"}
+#: Subcommands whose options are dataclasses read by HfArgumentParser (their ``--help`` lists them).
+_PASS_THROUGH = {
+    "pretrain": (_pretrain, "pretrain a protein LM (under `accelerate launch` for several processes)"),
+    "finetune": (_finetune, "fine-tune with transformers.Trainer"),
+    "baseline": (_baseline, "one-hot linear model and small CNN from scratch on a task's splits"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,22 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("repo_id", help="e.g. my-org/carp-38m")
     push.add_argument("--private", action="store_true")
     push.set_defaults(run=_push)
-    pretrain = commands.add_parser(
-        "pretrain",
-        add_help=False,
-        help="pretrain a masked LM (under `accelerate launch` for several processes); `pretrain --help` lists options",
-    )
-    pretrain.set_defaults(run=_pretrain)
-    finetune = commands.add_parser(
-        "finetune", add_help=False, help="fine-tune with transformers.Trainer; `finetune --help` lists options"
-    )
-    finetune.set_defaults(run=_finetune)
-    baseline = commands.add_parser(
-        "baseline",
-        add_help=False,
-        help="one-hot linear model and small CNN from scratch on a task's splits; `baseline --help` lists options",
-    )
-    baseline.set_defaults(run=_baseline)
+    for name, (run, summary) in _PASS_THROUGH.items():
+        command = commands.add_parser(name, add_help=False, help=f"{summary}; `{name} --help` lists options")
+        command.set_defaults(run=run)
     return parser
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from transformers import PretrainedConfig
 from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
-from transformers.utils import logging
+from transformers.utils import ModelOutput, logging
 
 from .configuration_base import MLM, PROFILE, objective_parts
 from .heads import ProfileHead, SequenceClassificationHead, TokenClassificationHead, lm_head
@@ -46,17 +46,18 @@ class TaskMixin:
         raise NotImplementedError
 
 
-class MaskedLMMixin(TaskMixin):
-    """Masked LM: the backbone and an untied linear decoder (``lm_head``)."""
+class _SingleHeadMixin(TaskMixin):
+    """A task with one head and one loss: the head reads the pooled vector (``uses_pooled_output``) or every
+    position, and ``labels`` give the loss. Subclasses build the head and name the output class; the head is
+    ``self.classifier`` and the loss the per-position cross-entropy unless they say otherwise."""
 
-    def _build_heads(self, config: PretrainedConfig) -> None:
-        self.lm_head = lm_head(config)
+    output_class: ClassVar[type]
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
+    def _head(self) -> nn.Module:
+        return self.classifier
 
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return token_loss(logits, labels)
 
     def forward(
         self,
@@ -66,16 +67,62 @@ class MaskedLMMixin(TaskMixin):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
-    ) -> MaskedLMOutput | tuple:
-        """``labels``: target token ids at masked positions, -100 elsewhere (loss is over masked positions only)."""
+    ) -> ModelOutput | tuple:
+        """``labels``: see the task's class documentation; -100 marks positions without a label."""
         base = self.base_model(input_ids, attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.lm_head(base.last_hidden_state)
-        loss = token_loss(logits, labels) if labels is not None else None
-        output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=base.hidden_states)
+        logits = self._head()(base.pooler_output if self.uses_pooled_output else base.last_hidden_state)
+        loss = self._loss(logits, labels) if labels is not None else None
+        output = self.output_class(loss=loss, logits=logits, hidden_states=base.hidden_states)
         return output if return_dict is not False else output.to_tuple()
 
 
-class PreTrainingMixin(TaskMixin):
+class _LanguageModelDecoderMixin:
+    """``get/set_output_embeddings`` for models whose decoder is ``lm_head`` (resizing, fill-mask pipelines)."""
+
+    def get_output_embeddings(self) -> nn.Linear | None:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+
+class MaskedLMMixin(_LanguageModelDecoderMixin, _SingleHeadMixin):
+    """Masked LM: the backbone and an untied linear decoder (``lm_head``). ``labels``: target token ids at masked
+    positions, -100 elsewhere (the loss is over masked positions only)."""
+
+    output_class = MaskedLMOutput
+
+    def _build_heads(self, config: PretrainedConfig) -> None:
+        self.lm_head = lm_head(config)
+
+    def _head(self) -> nn.Module:
+        return self.lm_head
+
+
+class SequenceClassificationMixin(_SingleHeadMixin):
+    """One prediction per protein from the pooled residues: regression when ``num_labels == 1``, otherwise
+    single-label (integer labels) or multi-label (multi-hot float labels) classification."""
+
+    uses_pooled_output = True
+    output_class = SequenceClassifierOutput
+
+    def _build_heads(self, config: PretrainedConfig) -> None:
+        self.classifier = SequenceClassificationHead(config)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return sequence_classification_loss(logits, labels, self.config)
+
+
+class TokenClassificationMixin(_SingleHeadMixin):
+    """One prediction per position (per-residue labels; -100 marks positions without a label)."""
+
+    output_class = TokenClassifierOutput
+
+    def _build_heads(self, config: PretrainedConfig) -> None:
+        self.classifier = TokenClassificationHead(config)
+
+
+class PreTrainingMixin(_LanguageModelDecoderMixin, TaskMixin):
     """Pretraining: masked-LM, profile prediction or both, by ``config.pretraining_objective``.
 
     The MLM decoder is ``lm_head`` with the shape of ``MaskedLMMixin``'s, so an ``"mlm"`` or ``"mlm+profile"``
@@ -88,12 +135,6 @@ class PreTrainingMixin(TaskMixin):
         parts = objective_parts(config.pretraining_objective)
         self.lm_head = lm_head(config) if MLM in parts else None
         self.profile_head = ProfileHead(config) if PROFILE in parts else None
-
-    def get_output_embeddings(self) -> nn.Linear | None:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Linear) -> None:
-        self.lm_head = value
 
     def forward(
         self,
@@ -154,50 +195,3 @@ class PreTrainingMixin(TaskMixin):
             )
             return None
         return loss_fn(logits, targets)
-
-
-class SequenceClassificationMixin(TaskMixin):
-    """One prediction per protein from the pooled residues: regression when ``num_labels == 1``, otherwise
-    single-label (integer labels) or multi-label (multi-hot float labels) classification."""
-
-    uses_pooled_output = True
-
-    def _build_heads(self, config: PretrainedConfig) -> None:
-        self.classifier = SequenceClassificationHead(config)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> SequenceClassifierOutput | tuple:
-        base = self.base_model(input_ids, attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.classifier(base.pooler_output)
-        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        output = SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=base.hidden_states)
-        return output if return_dict is not False else output.to_tuple()
-
-
-class TokenClassificationMixin(TaskMixin):
-    """One prediction per position (per-residue labels; -100 marks positions without a label)."""
-
-    def _build_heads(self, config: PretrainedConfig) -> None:
-        self.classifier = TokenClassificationHead(config)
-
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> TokenClassifierOutput | tuple:
-        base = self.base_model(input_ids, attention_mask, output_hidden_states=output_hidden_states)
-        logits = self.classifier(base.last_hidden_state)
-        loss = token_loss(logits, labels) if labels is not None else None
-        output = TokenClassifierOutput(loss=loss, logits=logits, hidden_states=base.hidden_states)
-        return output if return_dict is not False else output.to_tuple()
