@@ -3,6 +3,8 @@ and ``--model`` resolution, all derived from ``modeling.MODEL_FAMILIES`` (each f
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,25 +30,69 @@ def available_presets() -> dict[str, type[ProteinLMConfig]]:
     return {name: config_class for config_class in MODEL_FAMILIES for name in config_class.presets}
 
 
+#: Weight files a folder may hold, in the order transformers prefers them. ``pytorch_model*.bin`` is a pickle:
+#: transformers loads it with ``torch.load(weights_only=True)``, which refuses any object but tensors.
+LOADABLE_WEIGHTS = ("model*.safetensors", "model*.safetensors.index.json", "pytorch_model*.bin")
+#: Weight-like files that protconv cannot load safely (arbitrary pickles, other frameworks).
+UNLOADABLE_WEIGHTS = ("*.pt", "*.pth", "*.ckpt", "*.pkl", "*.bin", "tf_model.h5", "flax_model.msgpack")
+
+
+class WeightsFormatError(ValueError):
+    """A model folder holds weights, but none in a format protconv loads safely."""
+
+
 def has_saved_weights(model: str | Path) -> bool:
-    """Whether ``model`` is a folder holding safetensors weights (``save_pretrained``'s output)."""
+    """Whether ``model`` is a folder holding weights that load safely (safetensors, or a tensors-only
+    ``pytorch_model.bin``). A folder whose only weights are in another format raises ``WeightsFormatError``:
+    training must never silently start from random weights when weights were given."""
     path = Path(model)
-    return path.is_dir() and any(path.glob("model*.safetensors*"))
+    if not path.is_dir():
+        return False
+    if any(any(path.glob(pattern)) for pattern in LOADABLE_WEIGHTS):
+        return True
+    others = sorted({file.name for pattern in UNLOADABLE_WEIGHTS for file in path.glob(pattern)})
+    if others:
+        raise WeightsFormatError(
+            f"{path} holds weights as {', '.join(others)}, which protconv does not load (only model.safetensors, "
+            "or a tensors-only pytorch_model.bin); convert them with save_pretrained in a trusted environment"
+        )
+    return False
 
 
 def resolve_config(model: str, overrides: Mapping[str, Any] | None = None) -> PretrainedConfig:
-    """A config from a preset name, a registered model type, a config.json or a model folder (in that order)."""
+    """A config from a preset name, a registered model type, a config.json or a model folder (in that order).
+
+    Every key of ``overrides`` must be a field of that config: a misspelled field (``hiden_size``) is an error, not
+    a silently ignored attribute.
+    """
     overrides = dict(overrides or {})
     presets = available_presets()
     if model in presets:
-        return presets[model].from_preset(model, **overrides)
+        config_class = presets[model]
+        _check_override_keys(config_class, overrides)
+        return config_class.from_preset(model, **overrides)
     if model in CONFIG_MAPPING:
+        _check_override_keys(CONFIG_MAPPING[model], overrides)
         return AutoConfig.for_model(model, **overrides)
     path = Path(model)
     if path.is_file() or (path / "config.json").is_file():
+        _check_override_keys(type(AutoConfig.from_pretrained(path)), overrides)
         return AutoConfig.from_pretrained(path, **overrides)
     model_types = sorted(config_class.model_type for config_class in MODEL_FAMILIES)
     raise ValueError(
         f"--model {model!r} is neither a preset ({', '.join(sorted(presets))}), a model type "
         f"({', '.join(model_types)}), nor a config.json / saved model folder"
     )
+
+
+def _check_override_keys(config_class: type[PretrainedConfig], overrides: Mapping[str, Any]) -> None:
+    known = set(config_class().to_dict()) | set(inspect.signature(config_class.__init__).parameters) | {"num_labels"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        hints = [
+            f"{key!r} (did you mean {close[0]!r}?)"
+            if (close := difflib.get_close_matches(key, known, n=1))
+            else repr(key)
+            for key in unknown
+        ]
+        raise ValueError(f"unknown {config_class.model_type} config field(s): {', '.join(hints)}")

@@ -49,9 +49,9 @@ def test_two_processes_train_checkpoint_and_resume_exactly(tmp_path) -> None:
     split = tmp_path / "split"
     launch(split, "--stop_after_steps", "2")
     checkpoint = split / "checkpoints" / "checkpoint-00000002"
-    assert {"random_states_0.pkl", "random_states_1.pkl", "trainer_state.json"} <= {
-        p.name for p in checkpoint.iterdir()
-    }
+    names = {p.name for p in checkpoint.iterdir()}
+    assert {"rng_state_0.safetensors", "rng_state_1.safetensors", "trainer_state.json"} <= names
+    assert all(name.endswith((".safetensors", ".json")) for name in names), names  # nothing that unpickles
     assert not (split / "model").exists()
     resumed = launch(split, "--resume")
     assert "resumed from" in resumed.stdout + resumed.stderr

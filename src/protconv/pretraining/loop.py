@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,17 @@ from ..tokenization import build_tokenizer
 from .arguments import DataArguments, ModelArguments, PretrainingArguments, as_flat_dict, parse_overrides
 from .checkpoints import (
     CheckpointError,
+    Trainables,
     TrainState,
+    apply_checkpoint,
     complete_checkpoints,
-    load_checkpoint,
+    read_checkpoint,
     remove_partial,
     save_checkpoint,
 )
 from .metrics import MetricsLog, ObjectiveSums, objective_sums, summary
 from .model_setup import build_pretraining_model, pretraining_auto_class
+from .output_dir import OutputDirLock
 from .pipeline import DataPosition, PretrainingData, build_data
 from .plotting import plot_curves
 
@@ -65,7 +69,10 @@ def pretrain(
     """Pretrain ``model`` (default: built from ``model_args``) on ``data_args``' corpora with the model's
     ``pretraining_objective`` (masked LM, MSA profile prediction, or both)."""
     run = _Run(model_args, data_args, train_args, model)
-    return run.train()
+    try:
+        return run.train()
+    finally:
+        run.release()
 
 
 class _Run:
@@ -82,13 +89,35 @@ class _Run:
         self.run_arguments = as_flat_dict(model_args, data_args, train_args)
         self.output_dir = Path(train_args.output_dir)
         self.checkpoints = self.output_dir / "checkpoints"
+        self.metrics_path = self.output_dir / "metrics.jsonl"
         self.accelerator = Accelerator(
             gradient_accumulation_steps=train_args.gradient_accumulation_steps,
             mixed_precision=train_args.mixed_precision,
             log_with=train_args.report_to or None,
             project_dir=str(self.output_dir),
         )
-        resume_from = self._prepare_output_dir()
+        self.lock = OutputDirLock(self.output_dir) if self.accelerator.is_main_process else None
+        self._agree_or_raise(self.lock.acquire if self.lock else None)
+        try:
+            self._set_up(model_args, data_args, train_args, model)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Let another run use the output folder (a dead process releases it too)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def _set_up(
+        self,
+        model_args: ModelArguments,
+        data_args: DataArguments,
+        train_args: PretrainingArguments,
+        model: PreTrainedModel | None,
+    ) -> None:
+        """Output folder, model, data, optimizer, schedule; the state of a checkpoint when resuming."""
+        resume_candidates = self._prepare_output_dir()
         set_seed(train_args.seed)
         self.tokenizer = build_tokenizer(data_args.add_cls, data_args.add_eos)
         if model is None:
@@ -116,12 +145,12 @@ class _Run:
             train_args.lr_scheduler_type, optimizer, train_args.warmup_steps, train_args.max_steps
         )
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
-        self.accelerator.register_for_checkpointing(self.scheduler)
+        self.trainables = Trainables(self.model, self.optimizer, self.scheduler, self.accelerator.scaler)
         self.forward = torch.compile(self.model) if train_args.torch_compile else self.model
-        self.metrics = MetricsLog(self.output_dir / "metrics.jsonl", enabled=self.accelerator.is_main_process)
+        self.metrics = MetricsLog(self.metrics_path, enabled=self.accelerator.is_main_process)
         self.state = TrainState(arguments=self.run_arguments)
-        if resume_from is not None:
-            self._resume(resume_from)
+        if resume_candidates:
+            self._resume(resume_candidates)
         if train_args.report_to:
             self.accelerator.init_trackers("protconv-pretraining", config=_tracker_config(self.run_arguments))
         self.skipped_steps = 0
@@ -130,46 +159,94 @@ class _Run:
         self.started = time.perf_counter()  # wall clock of this process's part of the run (restarts on resume)
 
     # ----------------------------------------------------------------------------------------------- set-up
-    def _prepare_output_dir(self) -> Path | None:
-        """The checkpoint to resume from, if any; refuses to silently mix two runs in one folder."""
+    def _prepare_output_dir(self) -> list[Path]:
+        """Checkpoints to try resuming from, newest first (empty for a fresh run).
+
+        Refuses to mix two runs in one folder: without ``--resume`` an earlier run's checkpoints, model or metrics
+        are kept unless ``--overwrite_output_dir`` says to replace them.
+        """
         args, main = self.train_args, self.accelerator.is_main_process
         if main:
             remove_partial(self.checkpoints)
         self.accelerator.wait_for_everyone()
         existing = complete_checkpoints(self.checkpoints)
         if args.resume_from:
-            return Path(args.resume_from)
+            return [Path(args.resume_from)]
         if args.resume:
             if not existing:
                 raise CheckpointError(f"--resume: no complete checkpoint in {self.checkpoints}")
-            return existing[-1]
-        if existing and not args.overwrite_output_dir:
+            return existing[::-1]
+        earlier = [p.name for p in (self.checkpoints, self.output_dir / "model", self.metrics_path) if p.exists()]
+        if earlier and not args.overwrite_output_dir:
             raise FileExistsError(
-                f"{self.output_dir} already holds checkpoints of a run; pass --resume to continue it or "
+                f"{self.output_dir} already holds a run ({', '.join(earlier)}); pass --resume to continue it or "
                 "--overwrite_output_dir to start over"
             )
         if main and args.overwrite_output_dir:
             for stale in (self.checkpoints, self.output_dir / "model"):
                 shutil.rmtree(stale, ignore_errors=True)
-            (self.output_dir / "metrics.jsonl").unlink(missing_ok=True)
+            self.metrics_path.unlink(missing_ok=True)
+            (self.output_dir / "curves.png").unlink(missing_ok=True)
         self.accelerator.wait_for_everyone()
-        return None
+        return []
 
-    def _resume(self, path: Path) -> None:
-        self.state = load_checkpoint(self.accelerator, path)
-        changed = {
-            key: (saved, self.run_arguments.get(key))
-            for key, saved in self.state.arguments.items()
-            if self.run_arguments.get(key) != saved and key not in _RUN_CONTROL_ARGUMENTS
-        }
-        if changed and self.accelerator.is_main_process:
-            logger.warning("resuming with arguments that differ from the checkpoint's: %s", changed)
+    def _resume(self, candidates: list[Path]) -> None:
+        """Resume from the first candidate that every process can read. With ``--resume`` a corrupt newest
+        checkpoint falls back to the next older one, said on the console; ``--resume_from`` names exactly one."""
+        for index, path in enumerate(candidates):
+            contents, error = None, None
+            try:
+                contents = read_checkpoint(path, self.accelerator.process_index)
+            except CheckpointError as failure:
+                error = failure
+            if self._all_processes_agree(error is None):
+                break
+            reason = error or CheckpointError(f"checkpoint {path} is unreadable on another process")
+            if index + 1 == len(candidates):
+                raise reason
+            self._print(f"warning: {reason}; falling back to {candidates[index + 1].name}")
+        self._check_resumed_arguments(contents.state, path)
+        self.state = apply_checkpoint(contents, self.trainables)
         self.state.arguments = self.run_arguments
         self.metrics.truncate_after(self.state.step)
         self._print(
             f"resumed from {path} at step {self.state.step} "
             f"(epoch {self.state.epoch}, {self.state.batches_done} batches into it)"
         )
+
+    def _check_resumed_arguments(self, saved_state: TrainState, path: Path) -> None:
+        """Refuse arguments that differ from the checkpoint's and could not take effect (the optimizer, schedule,
+        data and model come back as saved), so that the run's card records exactly what it used."""
+        current = self.run_arguments
+        changed = {
+            key: (saved, current.get(key))
+            for key, saved in saved_state.arguments.items()
+            if current.get(key) != saved and key not in RESUMABLE_CHANGES
+        }
+        if changed:
+            listed = "; ".join(f"{key}: {saved!r} -> {new!r}" for key, (saved, new) in sorted(changed.items()))
+            raise CheckpointError(
+                f"cannot resume from {path} with changed arguments ({listed}): the optimizer, schedule, data and "
+                f"model continue as saved. Only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume; "
+                "start a new run in another --output_dir to change the others"
+            )
+
+    def _all_processes_agree(self, ok: bool) -> bool:
+        """True when ``ok`` holds on every process (one all-reduce), so that all take the same branch."""
+        failures = torch.tensor([0.0 if ok else 1.0], device=self.accelerator.device)
+        return self.accelerator.reduce(failures, "sum").item() == 0
+
+    def _agree_or_raise(self, action: Callable[[], object] | None) -> None:
+        """Run ``action`` (main process only, ``None`` elsewhere). If it raises, every process raises, instead of
+        the others waiting forever at the next barrier."""
+        error = None
+        if action is not None:
+            try:
+                action()
+            except Exception as failure:
+                error = failure
+        if not self._all_processes_agree(error is None):
+            raise error or RuntimeError("the main process could not prepare the output folder; see its error")
 
     # -------------------------------------------------------------------------------------------- the loop
     def train(self) -> PretrainingResult:
@@ -273,7 +350,7 @@ class _Run:
         if step % args.eval_steps == 0 or step == stop_at:
             self._validate()
         if step % args.save_steps == 0 or step == stop_at:
-            save_checkpoint(self.accelerator, self.checkpoints, self.state, args.save_total_limit)
+            save_checkpoint(self.accelerator, self.checkpoints, self.state, self.trainables, args.save_total_limit)
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
@@ -360,11 +437,29 @@ class _Run:
         return f"{card}\n## Pretraining configuration\n\n```yaml\n{config}\n```\n"
 
 
-#: Arguments that steer how a run is started or shown, not what it computes: changing them on resume is expected.
-_RUN_CONTROL_ARGUMENTS = frozenset(
-    {"resume", "resume_from", "stop_after_steps", "overwrite_output_dir", "disable_tqdm"}
+#: Arguments that steer how a run is started, shown, logged, validated or saved, not what it trains: they may
+#: change on resume. Any other change (learning rate, schedule, data, model, seed...) is refused.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "resume",
+        "resume_from",
+        "output_dir",
+        "overwrite_output_dir",
+        "stop_after_steps",
+        "disable_tqdm",
+        "logging_steps",
+        "eval_steps",
+        "eval_at_start",
+        "max_validation_sequences",
+        "save_steps",
+        "save_total_limit",
+        "report_to",
+        "plot",
+        "prefetch_batches",
+        "max_nonfinite_steps",
+        "profile_cache_dir",
+    }
 )
-
 _SUMMARY = (
     "A protein language model pretrained with `protconv pretrain` (the protconv accelerate loop). "
     "Validation metrics are over the held-out sequences: masked residues for the MLM loss, residues with an "

@@ -8,7 +8,9 @@ trains and reports exactly what the model's ``loss`` would be.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from transformers import PretrainedConfig
 from ..modeling.configuration_base import MLM, PROFILE, objective_parts
 from ..modeling.losses import multitask_loss, objective_loss, profile_kl_sums, token_cross_entropy_sums
 from ..modeling.vocabulary import IGNORE_INDEX
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -128,11 +132,14 @@ class MetricsLog:
         self.enabled = enabled
 
     def truncate_after(self, step: int) -> None:
-        """Drop records past ``step``: a resumed run re-does those steps and must not log them twice."""
+        """Drop records past ``step``: a resumed run re-does those steps and must not log them twice. The file is
+        replaced atomically, so a kill here leaves the old log or the new one, never a mix."""
         if not self.enabled or not self.path.is_file():
             return
-        kept = [line for line in self.read() if line["step"] <= step]
-        self.path.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
+        kept = [record for record in self.read() if record.get("step", 0) <= step]
+        staging = self.path.with_name(f".{self.path.name}.tmp")
+        staging.write_text("".join(json.dumps(record) + "\n" for record in kept), encoding="utf-8")
+        os.replace(staging, self.path)
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -142,6 +149,21 @@ class MetricsLog:
             handle.write(json.dumps(record) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
+        """Every complete record. A line that is not a JSON object (the torn last line of a killed run) is left
+        out with a warning naming it, rather than making the run unresumable."""
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = []
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                logger.warning("%s:%d: not a complete metrics record (torn by a kill?); left out", self.path, number)
+        return records
