@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import transformers
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .modeling import MODEL_FAMILIES, ProteinLMConfig
@@ -57,6 +58,17 @@ def has_saved_weights(model: str | Path) -> bool:
             "or a tensors-only pytorch_model.bin); convert them with save_pretrained in a trusted environment"
         )
     return False
+
+
+def load_pretrained(auto_class: type, model: str | Path, **kwargs: Any) -> PreTrainedModel:
+    """``auto_class.from_pretrained(model, **kwargs)`` with ``weights_only=True``; a ``pytorch_model.bin`` holding
+    anything but tensors (a pickle that would run code) is refused as a ``WeightsFormatError``."""
+    try:
+        return auto_class.from_pretrained(model, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as error:
+        raise WeightsFormatError(
+            f"{model}: refused to load its pytorch_model.bin, which holds objects other than tensors ({error})"
+        ) from error
 
 
 def resolve_config(model: str, overrides: Mapping[str, Any] | None = None) -> PretrainedConfig:

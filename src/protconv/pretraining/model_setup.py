@@ -8,7 +8,7 @@ from typing import Any
 
 from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, PretrainedConfig, PreTrainedModel
 
-from ..registry import has_saved_weights, resolve_config
+from ..registry import has_saved_weights, load_pretrained, resolve_config
 
 
 def pretraining_auto_class(config: PretrainedConfig) -> type:
@@ -24,5 +24,5 @@ def build_pretraining_model(model: str, overrides: Mapping[str, Any] | None = No
     initialised."""
     config = resolve_config(model, overrides)
     if has_saved_weights(model):
-        return pretraining_auto_class(config).from_pretrained(model, config=config)
+        return load_pretrained(pretraining_auto_class(config), model, config=config)
     return pretraining_auto_class(config).from_config(config)
