@@ -72,7 +72,7 @@ def test_empty_binary_and_missing_files_are_clear_errors(tmp_path) -> None:
         list(FastaCorpus([empty]))
     binary = tmp_path / "weights.bin"
     binary.write_bytes(bytes(range(256)) * 4)
-    with pytest.raises(InvalidSequenceError, match="not a text FASTA file"):
+    with pytest.raises(InvalidSequenceError, match=r"weights\.bin:2: byte 0x80 at column 118 is not UTF-8 text"):
         list(FastaCorpus([binary]))
     with pytest.raises(FileNotFoundError, match=r"nope\.fasta"):
         FastaCorpus([tmp_path / "nope.fasta"])

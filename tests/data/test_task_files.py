@@ -62,7 +62,7 @@ def test_residue_length_mismatch_is_reported(tmp_path) -> None:
     labels = _write(tmp_path / "l.fasta", ">a SET=train VALIDATION=False\nCHE\n>b SET=train VALIDATION=False\nCH\n")
     data, classes = read_residue_task(seqs, labels, on_bad_row="skip")
     assert classes == "CEH" and data.sequences == ["MKT"] and data.labels == [[0, 2, 1]]
-    assert data.skipped == [f"{labels}:3 (>b): 2 labels for a sequence of 4 residues"]
+    assert data.skipped == [f"{labels}:3 (>b): 2 labels for a sequence of 4 residues ({seqs}:3)"]
     with pytest.raises(TaskDataError, match="2 labels for a sequence of 4 residues"):
         read_residue_task(seqs, labels)
 

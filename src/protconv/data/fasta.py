@@ -1,14 +1,117 @@
-"""Streaming FASTA reader (plain or gzip) with per-record validation."""
+"""Streaming FASTA reader (plain or gzip) with per-record validation, and the text opener every reader shares.
+
+:func:`open_text` is how every protconv reader (FASTA, A3M, aligned FASTA, Stockholm, ``.hmm``, ``.hhm``, task
+CSVs) opens a file: gzip is recognised by its magic bytes whatever the extension, a UTF-8 byte order mark is
+dropped, and bytes that are not UTF-8 or a truncated/corrupt gzip stream become one :class:`DataFileError`
+(a ``ValueError``) naming the file and the line, instead of a raw ``UnicodeDecodeError``/``EOFError``.
+"""
 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+_GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+class DataFileError(ValueError):
+    """A data file that cannot be read: bad bytes, a truncated gzip stream, or a malformed structure.
+
+    The message starts with ``file:line: `` (1-based line; just ``file: `` when no line applies) and, when one
+    applies, names the record. The readers' own errors (``MSAFormatError``, ``ProfileFormatError``,
+    ``FastaFormatError``) subclass it, so a caller can catch every file problem at once.
+    """
+
+    def __init__(
+        self, path: str | Path, line: int | None = None, message: str | None = None, record: str | None = None
+    ) -> None:
+        if message is None:  # one argument: an already formatted message (as DataLoader workers re-raise errors)
+            self.path, self.line, self.record, self.message = None, None, None, str(path)
+            super().__init__(str(path))
+            return
+        self.path, self.line, self.record, self.message = str(path), line, record, message
+        where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + (f"record {record!r}: " if record is not None else "") + message)
+
+    def __reduce__(self):
+        if self.path is None:
+            return type(self), (self.message,)
+        return type(self), (self.path, self.line, self.message, self.record)
+
+
+class FastaFormatError(DataFileError, InvalidSequenceError):
+    """A FASTA file that cannot be read as records (bad bytes, truncated gzip, text before the first header).
+
+    Also an :class:`InvalidSequenceError`, the error FASTA input has always raised."""
+
+
+#: Builds the error a reader raises for a file problem: ``(path, line, message) -> exception``.
+ErrorFactory = Callable[[Path, int, str], Exception]
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == _GZIP_MAGIC
+
+
+@contextmanager
+def open_text(path: str | Path, error: ErrorFactory = DataFileError, newline: str | None = None) -> Iterator[IO[str]]:
+    """Open ``path`` for reading as UTF-8 text (gzip detected by magic bytes, a byte order mark dropped).
+
+    Iterate the handle inside the ``with`` block: bytes that are not UTF-8 and a truncated or corrupt gzip
+    stream raise ``error(path, line, message)`` (default :class:`DataFileError`) with the exact line of the
+    bad byte, or the line where the compressed data ends; the normal path costs nothing extra, the file is only
+    re-scanned to locate a problem. ``newline`` is passed to the text layer (``""`` for the ``csv`` module).
+    """
+    path = Path(path)
+    gzipped = _is_gzip(path)
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline=newline) as handle:
+            yield handle
+    except (UnicodeDecodeError, *_GZIP_ERRORS):
+        problem = _locate_problem(path, gzipped)
+        if problem is None:  # not the file's bytes: an error of the caller's own code, left as it is
+            raise
+        raise error(path, *problem) from None
+
+
+def _locate_problem(path: Path, gzipped: bool) -> tuple[int, str] | None:
+    """Re-read ``path`` as bytes to find its first undecodable byte or where its gzip stream breaks."""
+    number, header = 0, None
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if number == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM) :]
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as bad:
+                    byte = raw[bad.start]
+                    record = f" (record >{header[0]} at line {header[1]})" if header else ""
+                    return number, (
+                        f"byte 0x{byte:02x} at column {bad.start + 1} is not UTF-8 text{record}: a binary file, "
+                        "or text in another encoding (re-save it as UTF-8)"
+                    )
+                if raw.startswith(b">"):
+                    name = raw[1:].split(maxsplit=1)
+                    header = (name[0].decode() if name else "", number)
+    except _GZIP_ERRORS as broken:
+        return number + 1, (
+            f"the gzip stream is truncated or corrupt after {number} complete lines ({type(broken).__name__}: "
+            f"{broken}); was the download or copy cut short?"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -25,12 +128,6 @@ class FastaRecord:
         return self.header.split(maxsplit=1)[0] if self.header else ""
 
 
-def _open_text(path: Path) -> IO[str]:
-    with open(path, "rb") as handle:
-        is_gzip = handle.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt", encoding="utf-8") if is_gzip else open(path, encoding="utf-8")
-
-
 def read_fasta(
     path: str | Path,
     unknown: UnknownPolicy = "error",
@@ -39,18 +136,19 @@ def read_fasta(
     """Yield records one at a time, so a corpus never needs to fit in memory.
 
     Sequences are upper-cased and checked against the vocabulary; a bad character raises
-    ``InvalidSequenceError`` naming the file, the record's line, its header and the residue position
-    (``unknown="X"`` maps such characters to X instead). Text before the first header, or a record with no
-    residues, is an error: nothing is silently dropped.
+    ``InvalidSequenceError`` naming the file, the record's header line, its header, the 1-based residue
+    position within the record and the file line holding that residue (``unknown="X"`` maps such characters to
+    X instead). Text before the first header, or a record with no residues, is an error: nothing is silently
+    dropped. Bytes that are not UTF-8 or a truncated gzip stream raise :class:`FastaFormatError` with the line.
 
     ``on_invalid``, when given, receives each bad record's error and the record is skipped instead of raising:
     a corpus of millions of proteins should not stop at one odd record, but the caller still counts and reports
-    what was skipped. Structural errors (text before the first header) always raise.
+    what was skipped. Structural errors (text before the first header, bad bytes) always raise.
     """
     for entry in read_fasta_entries(path):
         record = f"{path}:{entry.line} (>{entry.header})"
         try:
-            sequence = clean_sequence(entry.text, record=record, unknown=unknown)
+            sequence = clean_sequence(entry.text, record=record, unknown=unknown, locate=entry.line_of)
         except InvalidSequenceError as error:
             if on_invalid is None:
                 raise
@@ -62,11 +160,31 @@ def read_fasta(
 @dataclass(frozen=True)
 class FastaEntry:
     """A FASTA record's raw text (lines joined, whitespace removed), for files that hold labels or masks
-    rather than residues (e.g. FLIP's per-residue label files)."""
+    rather than residues (e.g. FLIP's per-residue label files).
+
+    ``line`` is the header's line; ``line_of(position)`` gives the file line of a 1-based position in ``text``.
+    """
 
     header: str
     text: str
     line: int
+    # The file line and the text of each sequence line, to locate a position (kept, not copied: cheap).
+    _numbers: Sequence[int] = field(default=(), repr=False, compare=False)
+    _chunks: Sequence[str] = field(default=(), repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        """The first word of the header ("" for an empty header)."""
+        return self.header.split(maxsplit=1)[0] if self.header else ""
+
+    def line_of(self, position: int) -> int:
+        """The file line that holds the 1-based ``position`` of ``text`` (the header's line if out of range)."""
+        end = 0
+        for number, chunk in zip(self._numbers, self._chunks, strict=True):
+            end += len(chunk)
+            if position <= end:
+                return number
+        return self.line
 
 
 def read_fasta_entries(path: str | Path) -> Iterator[FastaEntry]:
@@ -74,17 +192,19 @@ def read_fasta_entries(path: str | Path) -> Iterator[FastaEntry]:
     path = Path(path)
     header: str | None = None
     header_line = 0
+    numbers: list[int] = []
     chunks: list[str] = []
-    with _open_text(path) as handle:
+    with open_text(path, FastaFormatError) as handle:
         for number, raw in enumerate(handle, start=1):
             line = raw.strip()
             if line.startswith(">"):
                 if header is not None:
-                    yield FastaEntry(header, "".join(chunks), header_line)
-                header, header_line, chunks = line[1:].strip(), number, []
+                    yield FastaEntry(header, "".join(chunks), header_line, numbers, chunks)
+                header, header_line, numbers, chunks = line[1:].strip(), number, [], []
             elif line:
                 if header is None:
-                    raise InvalidSequenceError(f"{path}:{number}: sequence data before the first '>' header")
+                    raise FastaFormatError(path, number, "sequence data before the first '>' header")
+                numbers.append(number)
                 chunks.append("".join(line.split()))
     if header is not None:
-        yield FastaEntry(header, "".join(chunks), header_line)
+        yield FastaEntry(header, "".join(chunks), header_line, numbers, chunks)

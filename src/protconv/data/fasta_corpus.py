@@ -8,6 +8,7 @@ epochs, processes and restarts without storing any index, and a protein that occ
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,13 +34,56 @@ def in_held_out_split(sequence: str, fraction: float, seed: int = 0) -> bool:
     return bucket < fraction * _HASH_BUCKETS
 
 
+_NUCLEOTIDES = re.compile("[ACGTUN]+")
+#: A file is flagged when at least this fraction of its first ``_NUCLEOTIDE_SAMPLE`` records of at least
+#: ``_NUCLEOTIDE_MIN_LENGTH`` residues consist of A/C/G/T/U/N only (a real protein of 20+ residues almost never does).
+_NUCLEOTIDE_FRACTION = 0.9
+_NUCLEOTIDE_SAMPLE = 100
+_NUCLEOTIDE_MIN_LENGTH = 20
+
+
+class _NucleotideCheck:
+    """Counts a file's first records that look like DNA/RNA and warns once if most of them do.
+
+    Nucleotide letters are valid amino-acid letters, so a DNA FASTA passes validation and would silently be
+    learned as protein; this is the one check that can notice it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seen = 0
+        self.nucleotide = 0
+
+    def add(self, sequence: str) -> bool:
+        """Count one record; True once the verdict is in (the sample is complete)."""
+        if len(sequence) < _NUCLEOTIDE_MIN_LENGTH:
+            return False
+        self.seen += 1
+        self.nucleotide += _NUCLEOTIDES.fullmatch(sequence) is not None
+        if self.seen < _NUCLEOTIDE_SAMPLE:
+            return False
+        self.finish()
+        return True
+
+    def finish(self) -> None:
+        if self.seen and self.nucleotide >= _NUCLEOTIDE_FRACTION * self.seen:
+            logger.warning(
+                "%s looks like a nucleotide FASTA: %d of its first %d records of %d+ letters hold only A/C/G/T/U/N. "
+                "Pretraining expects proteins (nucleotide letters are valid amino-acid letters, so nothing else "
+                "stops them); translate the file or leave it out.",
+                self.path, self.nucleotide, self.seen, _NUCLEOTIDE_MIN_LENGTH,
+            )  # fmt: skip
+
+
 @dataclass
 class FastaCorpus:
     """Sequences of ``paths``, in file order, optionally restricted to one side of a hash split.
 
     ``invalid`` decides what a record with characters outside the alphabet does: ``"error"`` stops with the
     reader's message (file, line, record, position), ``"skip"`` drops it and counts it in ``skipped``,
-    ``"X"`` maps unknown characters to X.
+    ``"X"`` maps unknown characters to X. A file whose records look like DNA/RNA (90% of its first 100 records
+    of 20+ letters hold only A/C/G/T/U/N) is read anyway, as those letters are amino acids too, but a warning
+    naming it is logged once per corpus.
     """
 
     paths: Sequence[str | Path]
@@ -48,6 +92,7 @@ class FastaCorpus:
     side: Side = "all"
     split_seed: int = 0
     skipped: int = field(default=0, init=False)
+    _checked: set[Path] = field(default_factory=set, init=False, repr=False)  # files checked for nucleotides
 
     def __post_init__(self) -> None:
         if self.invalid not in ("error", "skip", "X"):
@@ -71,15 +116,18 @@ class FastaCorpus:
                 raise InvalidSequenceError(f"{path}: no usable FASTA records (empty file, or not FASTA)")
 
     def _read(self, path: Path) -> Iterator[str]:
+        """Cleaned sequences of one file (bad bytes or truncated gzip raise ``FastaFormatError`` with the line)."""
         on_invalid = self._count_skipped if self.invalid == "skip" else None
         unknown = "X" if self.invalid == "X" else "error"
-        try:
-            for record in read_fasta(path, unknown=unknown, on_invalid=on_invalid):
-                yield record.sequence
-        except UnicodeDecodeError as error:
-            raise InvalidSequenceError(
-                f"{path}: not a text FASTA file ({error.reason} at byte {error.start})"
-            ) from None
+        looks_like_dna = _NucleotideCheck(path) if path not in self._checked else None
+        for record in read_fasta(path, unknown=unknown, on_invalid=on_invalid):
+            if looks_like_dna is not None and looks_like_dna.add(record.sequence):
+                self._checked.add(path)
+                looks_like_dna = None
+            yield record.sequence
+        if looks_like_dna is not None:
+            looks_like_dna.finish()
+            self._checked.add(path)
 
     def _count_skipped(self, error: InvalidSequenceError) -> None:
         self.skipped += 1

@@ -14,7 +14,7 @@ sequences (the tokenizer knows them) but take no part in profile counts (see :mo
 A3M and aligned FASTA use their own small FASTA scanner rather than :func:`protconv.data.fasta.read_fasta_entries`
 (which they would otherwise reuse): that function joins a record's lines, so a bad character could only be
 blamed on the record's header line, and it rejects the ``#`` comment line that HH-suite and ColabFold A3M files
-may start with. The gzip-aware opener is shared.
+may start with. The opener is shared (gzip by magic bytes, byte order mark dropped, bad bytes reported by line).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..modeling.vocabulary import EXTENDED_AMINO_ACIDS, STANDARD_AMINO_ACIDS
-from .fasta import _open_text
+from .fasta import DataFileError, open_text
 
 _LETTERS = STANDARD_AMINO_ACIDS + EXTENDED_AMINO_ACIDS
 _ALLOWED = _LETTERS + _LETTERS.lower() + "-."
@@ -50,15 +50,11 @@ _LOWER_BYTES = _LETTERS.lower().encode()
 _UPPERCASE = bytes.maketrans(_LOWER_BYTES, _LETTERS.encode())
 
 
-class MSAFormatError(ValueError):
-    """Malformed alignment input. The message starts with ``file:line`` (1-based) and names the record."""
+class MSAFormatError(DataFileError):
+    """Malformed alignment input. The message starts with ``file:line`` (1-based) and names the record.
 
-    def __init__(self, path: str | Path, line: int, message: str, record: str | None = None) -> None:
-        self.path = str(path)
-        self.line = line
-        self.record = record
-        where = f"{path}:{line}: " + (f"record {record!r}: " if record is not None else "")
-        super().__init__(where + message)
+    Bytes that are not UTF-8 and truncated gzip input raise it too (see :func:`protconv.data.fasta.open_text`).
+    """
 
 
 @dataclass
@@ -104,7 +100,7 @@ def _fasta_records(path: Path, last_line: list[int]) -> Iterator[_Record]:
     ``last_line[0]`` is set to the number of lines read, so an empty alignment can be reported at the end.
     """
     record: _Record | None = None
-    with _open_text(path) as handle:
+    with open_text(path, MSAFormatError) as handle:
         for number, raw in enumerate(handle, start=1):
             last_line[0] = number
             line = raw.strip()
@@ -260,7 +256,7 @@ def read_stockholm(path: str | Path, symfrac: float | None = None) -> Alignment:
     header_seen = False
     terminated = False
     number = 0
-    with _open_text(path) as handle:
+    with open_text(path, MSAFormatError) as handle:
         for number, raw in enumerate(handle, start=1):
             line = raw.strip()
             if terminated:

@@ -16,6 +16,7 @@ the singular readers insist on exactly one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,20 +24,18 @@ from pathlib import Path
 import numpy as np
 
 from ..modeling.vocabulary import EXTENDED_AMINO_ACIDS, STANDARD_AMINO_ACIDS
-from .fasta import _open_text
+from .fasta import DataFileError, open_text
 from .profiles import ProfileExample
 
 _ORDER = list(STANDARD_AMINO_ACIDS)
 _RESIDUES = frozenset(STANDARD_AMINO_ACIDS + EXTENDED_AMINO_ACIDS)
 
 
-class ProfileFormatError(ValueError):
-    """Malformed profile file. The message starts with ``file:line`` (1-based)."""
+class ProfileFormatError(DataFileError):
+    """Malformed profile file. The message starts with ``file:line`` (1-based).
 
-    def __init__(self, path: str | Path, line: int, message: str) -> None:
-        self.path = str(path)
-        self.line = line
-        super().__init__(f"{path}:{line}: {message}")
+    Bytes that are not UTF-8 and truncated gzip input raise it too (see :func:`protconv.data.fasta.open_text`).
+    """
 
 
 @dataclass
@@ -53,7 +52,7 @@ class ProfileFileRecord:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with _open_text(path) as handle:
+    with open_text(path, ProfileFormatError) as handle:
         for number, raw in enumerate(handle, start=1):
             yield number, raw.rstrip("\r\n")
 
@@ -75,17 +74,29 @@ def _integer(path: Path, number: int, text: str) -> int:
 
 def _number(path: Path, number: int, text: str, tag: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ProfileFormatError(path, number, f"{tag} must be a number, got {text.strip()!r}") from None
+    if not math.isfinite(value):
+        raise ProfileFormatError(path, number, f"{tag} must be a finite number, got {text.strip()!r}")
+    return value
 
 
 def _decode(path: Path, number: int, fields: list[str], scale: float) -> np.ndarray:
-    """Probabilities from 20 score fields: p = exp(-value * scale), '*' = 0."""
+    """Probabilities from 20 score fields: p = exp(-value * scale), '*' = 0 (the only way to write p = 0).
+
+    ``nan``/``inf`` (which ``float`` would accept) are errors naming the line and the residue column: no tool
+    writes them, and they would otherwise become a NaN profile or a silent zero.
+    """
     try:
         values = np.array([np.inf if field == "*" else float(field) for field in fields], dtype=np.float64)
     except ValueError as error:
         raise ProfileFormatError(path, number, f"bad emission value ({error})") from None
+    bad = np.flatnonzero(~np.isfinite(values) & (np.array(fields) != "*"))
+    if bad.size:
+        raise ProfileFormatError(
+            path, number, f"emission value {fields[bad[0]]!r} (field {bad[0] + 1} of 20) is not a finite number"
+        )
     return np.exp(-values * scale)
 
 

@@ -1,24 +1,42 @@
 """Downstream task data: per-protein labels from CSV (TAPE, FLIP) and per-residue labels from FASTA triples (FLIP).
 
 Every loader returns a ``LabelledSequences`` whose rows the fine-tuning path and the supervised baselines share,
-so both see exactly the same split. Bad rows (missing label, empty or invalid sequence, labels whose length
-differs from the sequence) are reported with file and line; ``on_bad_row="skip"`` skips them and keeps the
-messages, ``"error"`` raises at the first one.
+so both see exactly the same split. Bad rows (missing or non-finite label, empty or invalid sequence, a wrong
+number of fields, an unexpected FLIP ``set``/``validation`` value, labels whose length differs from the
+sequence) are reported with file and line; ``on_bad_row="skip"`` skips them and keeps the messages in
+``skipped`` (:func:`report_skipped` formats them for the user), ``"error"`` raises at the first one. A problem
+with the file as a whole (empty, header only, missing or repeated columns, bad bytes, a duplicated FASTA id)
+always raises :class:`TaskDataError` naming the file.
+
+CSV files are read the way spreadsheets and pandas write them: UTF-8 with or without a byte order mark, comma-
+or tab-separated (tab for ``.tsv``/``.tab``, otherwise sniffed from the header line, ``;`` too when the header
+has neither), optionally gzip-compressed (recognised by its bytes, so ``.csv.gz`` and ``.tsv.gz`` work), CRLF
+or LF line ends, quoted fields with embedded delimiters or line breaks (rows are named by their first line).
 """
 
 from __future__ import annotations
 
 import csv
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
-from .fasta import read_fasta_entries
+from .fasta import FastaEntry, open_text, read_fasta_entries
 
 Split = Literal["train", "valid", "test"]
 BadRowPolicy = Literal["skip", "error"]
 LabelKind = Literal["float", "int"]
+
+#: FLIP ``validation`` values, compared after stripping and lower-casing. Empty (and NA/NaN, as R and pandas
+#: write a missing value) means "not a validation row", which is how FLIP files mark ordinary training rows.
+_TRUE = frozenset({"true", "t", "yes", "y", "1"})
+_FALSE = frozenset({"false", "f", "no", "n", "0", "", "na", "nan", "none"})
+_SETS = ("train", "test")
+_TAB_SUFFIXES = frozenset({".tsv", ".tab"})
 
 
 class TaskDataError(ValueError):
@@ -27,7 +45,11 @@ class TaskDataError(ValueError):
 
 @dataclass
 class LabelledSequences:
-    """Sequences with one label each (a float, a class id, or a list of per-residue class ids / -100)."""
+    """Sequences with one label each (a float, a class id, or a list of per-residue class ids / -100).
+
+    ``names`` holds each row's origin (``file:line`` for CSV rows, the FASTA id for per-residue rows);
+    ``skipped`` the message of every bad row left out under ``on_bad_row="skip"``.
+    """
 
     sequences: list[str] = field(default_factory=list)
     labels: list = field(default_factory=list)
@@ -48,20 +70,175 @@ class LabelledSequences:
         self.skipped.append(message)
 
 
-def _first_present(header: list[str], wanted: str | None, candidates: tuple[str, ...], path: Path) -> str:
+def report_skipped(data_by_split: Mapping[str, LabelledSequences], limit: int | None = None) -> str:
+    """Every skipped row of ``data_by_split`` (split name -> data), one line each, under a count summary.
+
+    Returns "" when nothing was skipped. A row that belongs to no split (e.g. an unexpected FLIP ``set`` value)
+    is reported by every split's read; it is listed once here. ``limit`` caps the rows listed (the count
+    still covers them all). Example::
+
+        skipped 2 bad rows (train: 2, valid: 1, test: 1):
+          flip.csv:3: unexpected set value 'tset' (expected train or test, any case)
+          flip.csv:5: label 'nan' is not a finite number
+    """
+    messages = list(dict.fromkeys(message for data in data_by_split.values() for message in data.skipped))
+    if not messages:
+        return ""
+    counts = ", ".join(f"{split}: {len(set(data.skipped))}" for split, data in data_by_split.items() if data.skipped)
+    shown = messages if limit is None else messages[: max(limit, 0)]
+    lines = [f"skipped {len(messages)} bad row{'' if len(messages) == 1 else 's'} ({counts}):"]
+    lines += [f"  {message}" for message in shown]
+    if len(shown) < len(messages):
+        lines.append(f"  ... and {len(messages) - len(shown)} more")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- CSV / TSV
+
+
+def _task_error(path: Path, line: int, message: str) -> TaskDataError:
+    return TaskDataError(f"{path}:{line}: {message}")
+
+
+def _format_suffix(path: Path) -> str:
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def _delimiter(path: Path, header_line: str) -> str:
+    """Tab for .tsv/.tab; otherwise whichever of tab and comma the header line holds more of (``;`` if neither)."""
+    if _format_suffix(path) in _TAB_SUFFIXES:
+        return "\t"
+    tabs, commas = header_line.count("\t"), header_line.count(",")
+    if tabs > commas:
+        return "\t"
+    if commas == 0 and ";" in header_line:
+        return ";"
+    return ","
+
+
+@dataclass
+class _CsvRow:
+    first: int  # the row's first and last file lines (they differ when a quoted field holds line breaks)
+    last: int
+    fields: list[str]
+
+
+@contextmanager
+def _csv_table(path: Path) -> Iterator[tuple[list[str], Iterator[_CsvRow]]]:
+    """The header (names stripped) and the data rows of a CSV/TSV file; blank rows are passed over."""
+    with open_text(path, _task_error, newline="") as handle:
+        blank = 0
+        header_line = None
+        for raw in handle:
+            if raw.strip():
+                header_line = raw
+                break
+            blank += 1
+        if header_line is None:
+            raise TaskDataError(f"{path}: empty file (no header line)")
+
+        def lines() -> Iterator[str]:
+            yield header_line
+            yield from handle
+
+        reader = csv.reader(lines(), delimiter=_delimiter(path, header_line))
+        try:
+            header = [name.strip() for name in next(reader)]
+        except csv.Error as error:
+            raise TaskDataError(f"{path}:{blank + reader.line_num}: malformed CSV header ({error})") from None
+
+        def rows() -> Iterator[_CsvRow]:
+            previous = reader.line_num
+            while True:
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as error:
+                    raise TaskDataError(f"{path}:{blank + reader.line_num}: malformed CSV ({error})") from None
+                first, previous = blank + previous + 1, reader.line_num
+                if any(value.strip() for value in fields):
+                    yield _CsvRow(first, blank + reader.line_num, fields)
+
+        yield header, rows()
+
+
+def _column(header: list[str], wanted: str | None, candidates: tuple[str, ...], path: Path) -> int | None:
+    """Index of the first of ``candidates`` (or of ``wanted``) in ``header``: exact name, else any case."""
     options = (wanted,) if wanted else candidates
-    for name in options:
-        if name in header:
-            return name
-    raise TaskDataError(f"{path}: no column {' or '.join(map(repr, options))} (columns: {header})")
+    for exact in (True, False):
+        for name in options:
+            matches = [
+                i for i, column in enumerate(header) if (column == name if exact else column.lower() == name.lower())
+            ]
+            if len(matches) > 1:
+                raise TaskDataError(f"{path}: column {name!r} appears twice in the header (columns: {header})")
+            if matches:
+                return matches[0]
+    return None
 
 
-def _in_flip_split(row: dict[str, str], split: Split) -> bool:
-    """FLIP: ``set`` is train/test; training rows with ``validation=True`` form the validation set."""
-    is_validation = row.get("validation", "").strip().lower() == "true"
-    if split == "test":
-        return row["set"] == "test"
-    return row["set"] == "train" and is_validation == (split == "valid")
+def _required_column(header: list[str], wanted: str | None, candidates: tuple[str, ...], path: Path) -> int:
+    index = _column(header, wanted, candidates, path)
+    if index is None:
+        options = (wanted,) if wanted else candidates
+        raise TaskDataError(f"{path}: no column {' or '.join(map(repr, options))} (columns: {header})")
+    return index
+
+
+def csv_has_split_column(path: str | Path) -> bool:
+    """Whether a task CSV/TSV has FLIP's ``set`` column, i.e. holds train/valid/test in one file.
+
+    The header is read exactly as :func:`read_csv_task` reads it (byte order mark, quoted names, tab or comma,
+    gzip, any case), so a file written by R's ``write.csv`` or pandas ``QUOTE_ALL`` is recognised. An empty
+    file raises :class:`TaskDataError`, as reading it would.
+    """
+    path = Path(path)
+    with _csv_table(path) as (header, _):
+        return _column(header, None, ("set",), path) is not None
+
+
+def _flag(value: str) -> bool | None:
+    text = value.strip().lower()
+    return True if text in _TRUE else False if text in _FALSE else None
+
+
+def _flip_side(set_value: str, validation: str) -> tuple[Split | None, str | None]:
+    """FLIP: ``set`` is train/test; training rows with ``validation`` true form the validation split.
+
+    Returns the split, or None and the reason the row belongs to no split.
+    """
+    side = set_value.strip().lower()
+    if side not in _SETS:
+        return None, f"unexpected set value {set_value!r} (expected train or test, any case)"
+    if side == "test":
+        return "test", None
+    flag = _flag(validation)
+    if flag is None:
+        return None, f"unexpected validation value {validation!r} (expected True/False, 1/0, yes/no or empty)"
+    return ("valid" if flag else "train"), None
+
+
+def _label(raw: str, kind: LabelKind) -> tuple[float | int | None, str | None]:
+    """The parsed label, or None and what is wrong with it. Integral floats ("3.0", as pandas writes an int
+    column holding a missing value) are accepted as class ids."""
+    try:
+        value = float(raw)
+    except ValueError:
+        return None, f"label {raw!r} is not a valid {kind}"
+    if not math.isfinite(value):
+        return None, f"label {raw!r} is not a finite number"
+    if kind == "float":
+        return value, None
+    try:
+        return int(raw), None
+    except ValueError:
+        if value.is_integer():
+            return int(value), None
+        return None, f"label {raw!r} is not a valid int"
 
 
 def read_csv_task(
@@ -76,48 +253,98 @@ def read_csv_task(
     """Rows of a CSV task file: TAPE (``seq,label``, one file per split) or FLIP (``sequence,target,set,validation``).
 
     ``split`` selects rows of a FLIP file (train / valid / test); leave it None for files that are one split.
+    ``set`` must be train or test and ``validation`` true/false (also 1/0, yes/no; empty/NA = false), compared
+    without case or surrounding spaces; a row with another value belongs to no split and is a bad row of every
+    split read. Labels must be finite numbers (``nan``/``inf`` are bad rows). See the module docstring for
+    the dialects accepted; an empty file, a header without rows, or a missing column raise ``TaskDataError``.
     """
     path = Path(path)
     data = LabelledSequences()
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        seq_col = _first_present(header, sequence_column, ("sequence", "seq"), path)
-        label_col = _first_present(header, label_column, ("target", "label"), path)
-        if split is not None and "set" not in header:
+    with _csv_table(path) as (header, rows):
+        seq_col = _required_column(header, sequence_column, ("sequence", "seq"), path)
+        label_col = _required_column(header, label_column, ("target", "label"), path)
+        set_col = _column(header, None, ("set",), path)
+        validation_col = _column(header, None, ("validation",), path)
+        if split is not None and set_col is None:
             raise TaskDataError(f"{path}: split={split!r} needs a FLIP 'set' column; this file is a single split")
-        for line, row in enumerate(reader, start=2):
-            if split is not None and not _in_flip_split(row, split):
+        n_rows = 0
+        for row in rows:
+            n_rows += 1
+            where = f"{path}:{row.first}"
+            fields = row.fields
+            if len(fields) != len(header):
+                spans = (
+                    f" (the row spans lines {row.first}-{row.last}: an unclosed quote?)" if row.last > row.first else ""
+                )
+                count = f"{len(fields)} field{'' if len(fields) == 1 else 's'}"
+                data.reject(f"{where}: {count}, but the header has {len(header)}{spans}", on_bad_row)
                 continue
-            where = f"{path}:{line}"
-            raw_label = (row.get(label_col) or "").strip()
+            if split is not None:
+                validation = fields[validation_col] if validation_col is not None else ""
+                side, problem = _flip_side(fields[set_col], validation)
+                if problem is not None:
+                    data.reject(f"{where}: {problem}", on_bad_row)
+                    continue
+                if side != split:
+                    continue
+            raw_label = fields[label_col].strip()
             if not raw_label:
                 data.reject(f"{where}: missing label", on_bad_row)
                 continue
+            label, problem = _label(raw_label, label_kind)
+            if problem is not None:
+                data.reject(f"{where}: {problem}", on_bad_row)
+                continue
             try:
-                label = float(raw_label) if label_kind == "float" else int(raw_label)
-                sequence = clean_sequence(row.get(seq_col) or "", record=where, unknown=unknown)
+                sequence = clean_sequence(fields[seq_col], record=where, unknown=unknown)
             except InvalidSequenceError as error:
                 data.reject(str(error), on_bad_row)
                 continue
-            except ValueError:
-                data.reject(f"{where}: label {raw_label!r} is not a valid {label_kind}", on_bad_row)
-                continue
             data.add(sequence, label, where)
+    if n_rows == 0:
+        raise TaskDataError(f"{path}: no data rows (the file holds only its header)")
     return data
 
 
-def _header_fields(header: str) -> tuple[str, dict[str, str]]:
-    """``1es5-A SET=train VALIDATION=False`` -> ("1es5-A", {"SET": "train", "VALIDATION": "False"})."""
-    name, *rest = header.split()
-    return name, dict(item.split("=", 1) for item in rest if "=" in item)
+# ---------------------------------------------------------------- per-residue FASTA triples
 
 
-def _in_header_split(fields: dict[str, str], split: Split) -> bool:
-    is_validation = fields.get("VALIDATION", "False").lower() == "true"
-    if split == "test":
-        return fields.get("SET") == "test"
-    return fields.get("SET") == "train" and is_validation == (split == "valid")
+def _header_fields(header: str) -> dict[str, str]:
+    """``1es5-A SET=train VALIDATION=False`` -> {"SET": "train", "VALIDATION": "False"} (keys upper-cased)."""
+    return {key.upper(): value for key, _, value in (item.partition("=") for item in header.split()[1:] if "=" in item)}
+
+
+def _header_side(fields: dict[str, str]) -> tuple[Split | None, str | None]:
+    if "SET" not in fields:
+        return None, "no SET= field in the header"
+    side = fields["SET"].strip().lower()
+    if side not in _SETS:
+        return None, f"unexpected SET value {fields['SET']!r} (expected train or test, any case)"
+    if side == "test":
+        return "test", None
+    validation = fields.get("VALIDATION", "")
+    flag = _flag(validation)
+    if flag is None:
+        return None, f"unexpected VALIDATION value {validation!r} (expected True or False)"
+    return ("valid" if flag else "train"), None
+
+
+def _entries_by_id(path: Path) -> tuple[dict[str, FastaEntry], list[FastaEntry]]:
+    """Records of one file of the triple, by id; an empty file, a record without id or a repeated id raise."""
+    entries = list(read_fasta_entries(path))
+    if not entries:
+        raise TaskDataError(f"{path}: no FASTA records (empty file?)")
+    by_id: dict[str, FastaEntry] = {}
+    for entry in entries:
+        if not entry.id:
+            raise TaskDataError(f"{path}:{entry.line}: record has no id (empty '>' header)")
+        if entry.id in by_id:
+            raise TaskDataError(
+                f"{path}:{entry.line}: duplicate id {entry.id!r} (first at line {by_id[entry.id].line}); "
+                "labels would pair with the wrong sequence"
+            )
+        by_id[entry.id] = entry
+    return by_id, entries
 
 
 def read_residue_task(
@@ -131,31 +358,39 @@ def read_residue_task(
 ) -> tuple[LabelledSequences, str]:
     """Per-residue labels from FLIP's FASTA triple: residues, one label character per residue, and a 0/1 mask.
 
-    Records are matched by the first word of their headers; the split comes from the labels file's
-    ``SET=``/``VALIDATION=`` fields. ``classes`` orders the label characters (class id = index), e.g. ``"CHE"``;
-    by default the sorted characters of the whole labels file, so every split gets the same ids. Masked residues
-    (mask 0) get label -100 and are ignored in loss and metrics. Returns the data and the class string.
+    Records are matched by the first word of their headers, which must be unique within each file (a repeated
+    id raises ``TaskDataError`` naming both lines); the split comes from the labels file's ``SET=``/``VALIDATION=``
+    fields (values as for :func:`read_csv_task`; a record without a valid ``SET`` is a bad row when ``split`` is
+    given). ``classes`` orders the label characters (class id = index), e.g. ``"CHE"``; by default the sorted
+    characters of the whole labels file, so every split gets the same ids. Masked residues (mask 0) get label
+    -100 and are ignored in loss and metrics. Returns the data and the class string.
     """
     sequences_path, labels_path = Path(sequences_path), Path(labels_path)
-    residues = {_header_fields(e.header)[0]: e for e in read_fasta_entries(sequences_path)}
-    masks = {_header_fields(e.header)[0]: e for e in read_fasta_entries(mask_path)} if mask_path else {}
-    label_entries = list(read_fasta_entries(labels_path))
+    residues, _ = _entries_by_id(sequences_path)
+    masks = _entries_by_id(Path(mask_path))[0] if mask_path else {}
+    _, label_entries = _entries_by_id(labels_path)
     if classes is None:
         classes = "".join(sorted({char for entry in label_entries for char in entry.text}))
     class_ids = {char: index for index, char in enumerate(classes)}
     data = LabelledSequences()
     for entry in label_entries:
-        name, fields = _header_fields(entry.header)
-        if split is not None and not _in_header_split(fields, split):
-            continue
+        name = entry.id
         where = f"{labels_path}:{entry.line} (>{name})"
-        problem = _residue_row_problem(name, entry.text, residues, masks, class_ids, mask_path is not None)
+        if split is not None:
+            side, problem = _header_side(_header_fields(entry.header))
+            if problem is not None:
+                data.reject(f"{where}: {problem}", on_bad_row)
+                continue
+            if side != split:
+                continue
+        problem = _residue_row_problem(name, entry.text, residues, masks, class_ids, sequences_path, mask_path)
         if problem:
             data.reject(f"{where}: {problem}", on_bad_row)
             continue
+        source = residues[name]
         try:
             sequence = clean_sequence(
-                residues[name].text, record=f"{sequences_path}:{residues[name].line}", unknown=unknown
+                source.text, record=f"{sequences_path}:{source.line} (>{name})", unknown=unknown, locate=source.line_of
             )
         except InvalidSequenceError as error:
             data.reject(str(error), on_bad_row)
@@ -167,20 +402,28 @@ def read_residue_task(
 
 
 def _residue_row_problem(
-    name: str, labels: str, residues: dict, masks: dict, class_ids: dict[str, int], need_mask: bool
+    name: str,
+    labels: str,
+    residues: dict[str, FastaEntry],
+    masks: dict[str, FastaEntry],
+    class_ids: dict[str, int],
+    sequences_path: Path,
+    mask_path: str | Path | None,
 ) -> str | None:
+    """What is wrong with one labels record, naming the other file and its line where the problem lies there."""
     if name not in residues:
-        return "no sequence with this id in the sequences file"
-    length = len(residues[name].text)
+        return f"no sequence with this id in {sequences_path}"
+    source = residues[name]
+    length = len(source.text)
     if len(labels) != length:
-        return f"{len(labels)} labels for a sequence of {length} residues"
+        return f"{len(labels)} labels for a sequence of {length} residues ({sequences_path}:{source.line})"
     unknown = sorted(set(labels) - set(class_ids))
     if unknown:
         return f"label characters {unknown} not in classes {''.join(class_ids)!r}"
-    if need_mask:
+    if mask_path is not None:
         if name not in masks:
-            return "no mask with this id in the mask file"
-        mask = masks[name].text
-        if len(mask) != length or set(mask) - {"0", "1"}:
-            return f"mask must be {length} characters of 0/1"
+            return f"no mask with this id in {mask_path}"
+        mask = masks[name]
+        if len(mask.text) != length or set(mask.text) - {"0", "1"}:
+            return f"mask {mask_path}:{mask.line} must be {length} characters of 0/1"
     return None
