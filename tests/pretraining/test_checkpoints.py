@@ -199,3 +199,12 @@ def test_an_earlier_run_is_never_replaced_or_appended_to_unless_asked(tmp_path, 
     pretrain(model_args, data_args, replace(train_args, overwrite_output_dir=True))
     if leftover == "metrics.jsonl":
         assert "9.0" not in previous.read_text()
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder_behind(tmp_path) -> None:
+    model_args, data_args, train_args = arguments(tmp_path / "never", stop_after_steps=1)
+    empty = tmp_path / "empty.fasta"
+    empty.write_text("")
+    with pytest.raises(ValueError):
+        pretrain(model_args, replace(data_args, train_files=[str(empty)]), train_args)
+    assert not (tmp_path / "never").exists()

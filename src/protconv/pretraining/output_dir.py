@@ -8,6 +8,7 @@ network file system shared by several hosts are protected only where the file sy
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -22,30 +23,54 @@ class OutputDirInUseError(FileExistsError):
 
 
 class OutputDirLock:
-    """Exclusive, non-blocking lock of ``folder`` (created if missing), taken by the main process of a run."""
+    """Exclusive, non-blocking lock of ``folder`` (created if missing), taken by the main process of a run.
+
+    A run that fails before writing anything leaves no trace: ``release`` removes the lock file, and the folder
+    if the lock created it and it is empty. Removing a lock file is safe because ``acquire`` checks, after locking,
+    that the file it locked is still the one at the path (a waiter that locked a removed file tries again).
+    """
 
     def __init__(self, folder: Path) -> None:
-        self.path = Path(folder) / LOCK_FILE
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
         self._descriptor: int | None = None
+        self._created_folder = False
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(descriptor, 200).decode(errors="replace").strip() or "unknown process"
-            os.close(descriptor)
-            raise OutputDirInUseError(
-                f"{self.path.parent} is in use by another run ({holder}); wait for it to finish or choose another "
-                "--output_dir"
-            ) from None
+        self._created_folder = not self.folder.exists()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(descriptor, 200).decode(errors="replace").strip() or "unknown process"
+                os.close(descriptor)
+                raise OutputDirInUseError(
+                    f"{self.folder} is in use by another run ({holder}); wait for it to finish or choose another "
+                    "--output_dir"
+                ) from None
+            if self._is_current(descriptor):
+                break
+            os.close(descriptor)  # locked a file that a finishing run had just removed: take the new one
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}, since {time.ctime()}\n".encode())
         self._descriptor = descriptor
 
+    def _is_current(self, descriptor: int) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(descriptor).st_ino
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
-        if self._descriptor is not None:
-            fcntl.flock(self._descriptor, fcntl.LOCK_UN)
-            os.close(self._descriptor)
-            self._descriptor = None
+        if self._descriptor is None:
+            return
+        if not any(entry.name != LOCK_FILE for entry in os.scandir(self.folder)):
+            self.path.unlink(missing_ok=True)  # still holding the lock: nobody can be using this file
+            if self._created_folder:
+                with contextlib.suppress(OSError):
+                    self.folder.rmdir()
+        fcntl.flock(self._descriptor, fcntl.LOCK_UN)
+        os.close(self._descriptor)
+        self._descriptor = None
