@@ -5,6 +5,8 @@
         --num_train_epochs 3 --per_device_train_batch_size 32 --learning_rate 1e-3 --eval_strategy epoch
 
 Every `TrainingArguments` option works (bf16, gradient_accumulation_steps, load_best_model_at_end, ...).
+Errors are those of `protconv finetune`: one line and exit code 2 for bad input (PROTCONV_DEBUG=1 shows
+tracebacks).
 """
 
 from __future__ import annotations

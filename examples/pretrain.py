@@ -2,16 +2,15 @@
 
     accelerate launch examples/pretrain.py --config examples/configs/carp-600k.yaml [--flag value ...]
 
-Thin on purpose: the loop lives in ``protconv.pretraining``; ``protconv pretrain`` runs the same thing.
+Thin on purpose: the loop lives in ``protconv.pretraining``; this is ``protconv pretrain`` (same arguments, same
+one-line errors and exit codes; PROTCONV_DEBUG=1 shows tracebacks).
 """
 
 from __future__ import annotations
 
-from accelerate import PartialState
+import sys
 
-from protconv.pretraining import parse_arguments, pretrain
+from protconv.cli import main
 
 if __name__ == "__main__":
-    result = pretrain(*parse_arguments())
-    if result.model_dir is not None and PartialState().is_main_process:
-        print(f"model saved to {result.model_dir}")
+    sys.exit(main(["pretrain", *sys.argv[1:]]))

@@ -97,8 +97,10 @@ def test_cli_converts_and_reports_errors(tmp_path, capsys) -> None:
     checkpoint = write_checkpoint(tmp_path / "carp.pt", reference_model(ODD_SHAPE), ODD_SHAPE)
     assert cli_main(["convert-carp", str(checkpoint), str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "model.safetensors").is_file()
-    assert cli_main(["convert-carp", str(checkpoint), str(tmp_path / "out")]) == 1
-    assert "exists and is not empty" in capsys.readouterr().err
+    capsys.readouterr()
+    assert cli_main(["convert-carp", str(checkpoint), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "exists and is not empty; pass --overwrite to replace it" in err and "overwrite=True" not in err
     assert cli_main(["convert-carp", str(checkpoint), str(tmp_path / "out"), "--overwrite"]) == 0
 
 

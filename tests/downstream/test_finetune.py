@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import shutil
@@ -13,7 +14,15 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, TrainingArguments
 
 import protconv
-from protconv.downstream.finetune import FinetuneArguments, finetune
+from protconv.data.task_files import TaskDataError
+from protconv.downstream.finetune import (
+    FinetuneArguments,
+    NonFiniteError,
+    _json_metrics,
+    _strip_prefix,
+    finetune,
+    regression_label_scale,
+)
 from protconv.downstream.task_data import TaskCollator, TaskDataset, load_task_splits
 from tests.helpers import DATA
 
@@ -174,3 +183,107 @@ def test_finetune_command_line(base_folder, tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "\nvalid loss=" in out and "spearman=" in out
     assert (tmp_path / "model" / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------- nothing non-finite is trained, scored or saved
+
+
+def nan_label_file(tmp_path: Path, *bad: str) -> Path:
+    """16 GB1 rows as a one-split CSV, the labels of the first replaced by ``bad`` ('nan', 'inf', ...)."""
+    rows = [line.split(",")[:2] for line in (DATA / "gb1_three_vs_rest_slice.csv").read_text().splitlines()[1:17]]
+    for row, value in zip(rows, bad, strict=False):
+        row[1] = value
+    path = tmp_path / "gb1_nan.csv"
+    path.write_text("sequence,target\n" + "".join(f"{sequence},{label}\n" for sequence, label in rows))
+    return path
+
+
+def assert_nothing_saved(output: Path) -> None:
+    assert not (output / "model").exists(), "a failed run must not write a model"
+    assert not (output / "finetune_results.json").exists()
+    assert not [p for p in output.iterdir() if p.name.startswith(".model.")] if output.exists() else True
+
+
+def test_non_finite_labels_are_bad_rows_never_trained_on(base_folder, tmp_path, caplog) -> None:
+    """One 'nan' label used to give exit 0, valid spearman=1.0 and a model of NaN tensors."""
+    train_file = nan_label_file(tmp_path, "nan", "inf")
+    args = FinetuneArguments(model=str(base_folder), task="regression", train_file=str(train_file),
+                             validation_file=str(train_file))  # fmt: skip
+    with caplog.at_level("WARNING", logger="protconv.downstream.task_data"):
+        results = finetune(args, training_args(tmp_path / "out", steps=2))
+    assert all(math.isfinite(value) for metrics in results.values() for value in metrics.values())
+    report = caplog.text
+    assert f"{train_file}:2: label 'nan' is not a finite number" in report and f"{train_file}:3:" in report
+    assert "skipped 2 bad rows (train: 2, valid: 2)" in report
+    summary = json.loads((tmp_path / "out" / "finetune_results.json").read_text())
+    assert summary["skipped_rows"]["train"] == 2
+    saved = load_file(tmp_path / "out" / "model" / "model.safetensors")
+    assert all(torch.isfinite(tensor).all() for tensor in saved.values())
+    strict = FinetuneArguments(model=str(base_folder), task="regression", train_file=str(train_file),
+                               on_bad_row="error")  # fmt: skip
+    with pytest.raises(TaskDataError, match=r"gb1_nan\.csv:2: label 'nan' is not a finite number"):
+        finetune(strict, training_args(tmp_path / "strict"))
+    assert not (tmp_path / "strict" / "model").exists()
+
+
+def test_label_normalisation_needs_a_finite_mean_and_std() -> None:
+    assert regression_label_scale([1.0, 3.0], "f.csv") == (2.0, 1.0)
+    assert regression_label_scale([5.0, 5.0], "f.csv") == (5.0, 1.0)
+    for labels in ([1.0, float("nan")], [1e308, -1e308, 1e308], [float("inf"), 1.0]):
+        with pytest.raises(NonFiniteError, match=r"f\.csv: the training labels have mean"):
+            regression_label_scale(labels, "f.csv")
+
+
+def test_non_finite_training_loss_stops_fine_tuning_and_saves_nothing(base_folder, tmp_path, monkeypatch) -> None:
+    """A NaN that slips past the reader (here injected into the dataset) stops training at that very step;
+    Trainer alone would hide it from the logs (logging_nan_inf_filter) and train on into NaN weights."""
+    getitem = TaskDataset.__getitem__
+
+    def poisoned(self, index):
+        return {**getitem(self, index), "labels": float("nan")}
+
+    monkeypatch.setattr(TaskDataset, "__getitem__", poisoned)
+    args = FinetuneArguments(model=str(base_folder), task="regression", **TASKS["regression"])
+    output = tmp_path / "out"
+    with pytest.raises(NonFiniteError, match="training loss is nan at step 1"):
+        finetune(args, training_args(output, steps=3, logging_steps=1))
+    assert_nothing_saved(output)
+
+
+def test_nan_predictions_stop_the_run_before_any_metric_or_model(base_folder, tmp_path, monkeypatch) -> None:
+    forward = protconv.ConvForSequenceClassification.forward
+
+    @functools.wraps(forward)  # Trainer reads the signature to pick the input columns
+    def nan_when_evaluating(self, *args, **kwargs):
+        output = forward(self, *args, **kwargs)
+        if not self.training:
+            output.logits = output.logits * float("nan")
+        return output
+
+    monkeypatch.setattr(protconv.ConvForSequenceClassification, "forward", nan_when_evaluating)
+    args = FinetuneArguments(model=str(base_folder), task="classification", **TASKS["classification"])
+    with pytest.raises(NonFiniteError, match=r"valid split: predictions: .* NaN or infinite"):
+        finetune(args, training_args(tmp_path / "out", steps=1))
+    assert_nothing_saved(tmp_path / "out")
+
+
+def test_weights_with_nan_are_never_saved(base_folder, tmp_path, monkeypatch) -> None:
+    import protconv.downstream.finetune as finetune_module
+
+    def corrupting_fold(model, mean, std):
+        with torch.no_grad():
+            model.classifier.out_proj.bias.fill_(float("inf"))
+
+    monkeypatch.setattr(finetune_module, "fold_label_scale", corrupting_fold)
+    args = FinetuneArguments(model=str(base_folder), task="regression", **TASKS["regression"])
+    with pytest.raises(NonFiniteError, match=r"NaN/inf values in classifier\.out_proj\.bias; refusing to save"):
+        finetune(args, training_args(tmp_path / "out", steps=1))
+    assert_nothing_saved(tmp_path / "out")
+
+
+def test_an_undefined_metric_is_reported_as_such_never_dropped() -> None:
+    """Pearson of constant predictions is NaN: kept in the results, null in finetune_results.json."""
+    metrics = _strip_prefix({"valid_loss": 0.5, "valid_pearson": float("nan"), "valid_runtime": 1.0}, "valid")
+    assert set(metrics) == {"loss", "pearson"} and math.isnan(metrics["pearson"])
+    assert _json_metrics(metrics) == {"loss": 0.5, "pearson": None}
+    assert json.loads(json.dumps(_json_metrics(metrics), allow_nan=False)) == {"loss": 0.5, "pearson": None}

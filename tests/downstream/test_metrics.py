@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from protconv.downstream.metrics import (
+    NonFiniteError,
     average_ranks,
     classification_metrics,
     metrics_for,
@@ -50,3 +51,19 @@ def test_regression_metrics_undo_label_normalisation() -> None:
 
     metrics = metrics_for("regression", (10.0, 2.0))(Prediction())
     assert metrics["mse"] == pytest.approx(((12 - 14) ** 2) / 2)
+
+
+@pytest.mark.parametrize("task", ["regression", "classification", "token-classification"])
+def test_nan_predictions_are_never_scored(task) -> None:
+    """All-NaN regression predictions used to score spearman=1.0; no metric may come out of them."""
+    logits = {"regression": np.array([[np.nan], [1.0], [2.0]]), "classification": np.array([[0.1, np.inf]] * 3)}
+    logits["token-classification"] = np.full((3, 4, 3), np.nan)
+    labels = {"regression": np.array([0.0, 1.0, 2.0]), "classification": np.array([0, 1, 1])}
+    labels["token-classification"] = np.zeros((3, 4), dtype=np.int64)
+
+    class Prediction:
+        predictions = logits[task]
+        label_ids = labels[task]
+
+    with pytest.raises(NonFiniteError, match=r"predictions: .* NaN or infinite"):
+        metrics_for(task)(Prediction())

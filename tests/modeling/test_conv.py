@@ -1,4 +1,8 @@
-"""ConvModel and its heads: CARP shapes, padding invariance, long inputs, heads and losses, bad input."""
+"""What is specific to ConvModel and its heads: CARP's sizes and layout, long inputs, heads' losses, bad configs.
+
+Padding invariance, hidden states, pooling, activation checkpointing, bad inputs, save/load and remote-code loading
+are the contract of every family: tests/modeling/test_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,7 @@ import torch
 from sequence_models.convolutional import ByteNetLM
 from torch.nn import functional as F
 
-import protconv
-from protconv import ConvConfig, ConvForMaskedLM, ConvForSequenceClassification, ConvForTokenClassification, ConvModel
+from protconv import ConvConfig, ConvForMaskedLM, ConvForSequenceClassification, ConvForTokenClassification
 
 PUBLISHED_PARAMETERS = {"carp-600k": 600e3, "carp-38m": 38e6, "carp-76m": 76e6, "carp-640m": 640e6}
 
@@ -39,52 +42,10 @@ def test_dilations_follow_carp_schedule() -> None:
     assert ConvConfig(num_hidden_layers=10, max_dilation=8).dilations == [1, 2, 4, 8, 1, 2, 4, 8, 1, 2]
 
 
-def test_padded_batch_equals_items_alone(tiny_conv_config, tokenizer, real_proteins) -> None:
+def test_mask_token_embedding_is_zero(tiny_conv_config, tokenizer) -> None:
+    """CARP fixes the <mask> embedding at zero: a masked residue carries no input signal."""
     model = ConvForMaskedLM(tiny_conv_config).eval()
-    sequences = sorted(real_proteins, key=len)[:4]
-    batch = tokenizer(sequences, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        together = model(**batch, output_hidden_states=True)
-        for row, sequence in enumerate(sequences):
-            alone = model(**tokenizer(sequence, return_tensors="pt"), output_hidden_states=True)
-            length = alone.logits.shape[1]
-            torch.testing.assert_close(together.logits[row, :length], alone.logits[0], rtol=1e-5, atol=1e-5)
-            for mixed, single in zip(together.hidden_states, alone.hidden_states, strict=True):
-                torch.testing.assert_close(mixed[row, :length], single[0], rtol=1e-5, atol=1e-5)
-
-
-def test_pooled_embedding_ignores_padding_and_special_tokens(tiny_conv_config, tokenizer, real_proteins) -> None:
-    model = ConvModel(tiny_conv_config).eval()
-    sequences = real_proteins[:3]
-    with torch.no_grad():
-        pooled = model(**tokenizer(sequences, padding=True, return_tensors="pt")).pooler_output
-        out = model(**tokenizer(sequences[1], return_tensors="pt"))
-    torch.testing.assert_close(pooled[1], out.last_hidden_state[0, 1:-1].mean(0), rtol=1e-5, atol=1e-5)
-
-
-def test_hidden_states_tuple_output_and_mask_embedding(tiny_conv_config, tokenizer) -> None:
-    model = ConvForMaskedLM(tiny_conv_config).eval()
-    inputs = tokenizer("MKTAYIAKQR", return_tensors="pt")
-    out = model(**inputs, output_hidden_states=True)
-    assert len(out.hidden_states) == tiny_conv_config.num_hidden_layers + 1
-    assert out.logits.shape == (1, 12, tiny_conv_config.vocab_size)
-    logits, hidden = model(**inputs, output_hidden_states=True, return_dict=False)
-    assert torch.equal(logits, out.logits) and len(hidden) == len(out.hidden_states)
-    # CARP fixes the <mask> embedding at zero: a masked residue carries no input signal.
     assert torch.count_nonzero(model.conv.embeddings.word_embeddings.weight[tokenizer.mask_token_id]) == 0
-
-
-def test_gradient_checkpointing_gives_same_gradients(tiny_conv_config, tokenizer) -> None:
-    inputs = tokenizer(["MKTAYIAKQRQISFVK", "MKTA"], padding=True, return_tensors="pt")
-    labels = inputs["input_ids"].masked_fill(inputs["attention_mask"] == 0, -100)
-    model = ConvForMaskedLM(tiny_conv_config).train()
-    model(**inputs, labels=labels).loss.backward()
-    plain = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    model.activation_checkpointing_enable()
-    model(**inputs, labels=labels).loss.backward()
-    for expected, param in zip(plain, model.parameters(), strict=True):
-        torch.testing.assert_close(param.grad, expected)
 
 
 def test_twenty_thousand_residues_forward() -> None:
@@ -132,23 +93,7 @@ def test_token_classification_ignores_minus_100(tiny_conv_config, tokenizer) -> 
     torch.testing.assert_close(out.loss, F.cross_entropy(out.logits[keep], labels[keep]))
 
 
-def test_cls_pooling_requires_cls_token(tiny_conv_config) -> None:
-    model = ConvModel(ConvConfig(**{**tiny_conv_config.to_diff_dict(), "pooling": "cls"})).eval()
-    no_cls = protconv.build_tokenizer(add_cls=False)(["MKT", "MK"], padding=True, return_tensors="pt")
-    with pytest.raises(ValueError, match=r"rows \[0, 1\] lack it"):
-        model(**no_cls)
-
-
-def test_bad_inputs_raise_clear_errors(tiny_conv_config) -> None:
-    model = ConvForMaskedLM(tiny_conv_config)
-    with pytest.raises(ValueError, match="empty batch"):
-        model(input_ids=torch.zeros((0, 5), dtype=torch.long))
-    with pytest.raises(ValueError, match=r"shape \(batch, length\)"):
-        model(input_ids=torch.tensor([5, 6, 7]))
-    with pytest.raises(ValueError, match=r"attention_mask shape \(1, 2\) does not match input_ids shape \(1, 3\)"):
-        model(input_ids=torch.tensor([[5, 6, 7]]), attention_mask=torch.ones(1, 2))
-    with pytest.raises(ValueError, match=r"token id 40 at \(row, position\) \(0, 1\) is outside"):
-        model(input_ids=torch.tensor([[5, 40, 7]]))
+def test_bad_config_raises_clear_errors() -> None:
     with pytest.raises(ValueError, match="unknown Conv preset"):
         ConvConfig.from_preset("carp-1b")
     with pytest.raises(ValueError, match="kernel_size must be odd"):

@@ -187,7 +187,7 @@ def test_protconv_pretrain_command(tmp_path, capsys) -> None:
     assert "stopped at step 1; model saved to" in capsys.readouterr().out
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
-    assert main(["pretrain", "--config", str(config), "--resume_from", str(tmp_path / "nowhere")]) == 1
+    assert main(["pretrain", "--config", str(config), "--resume_from", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

@@ -13,6 +13,24 @@ from ..modeling.vocabulary import IGNORE_INDEX
 from .task_data import TaskType
 
 
+class NonFiniteError(RuntimeError):
+    """Fine-tuning met a NaN or infinity: in a training loss, in the predictions to be scored, or in the weights
+    to be saved. Nothing is reported or written from such a run."""
+
+
+_DIVERGED = "the model has diverged: lower --learning_rate, check the labels, prefer bf16 to fp16"
+
+
+def check_finite(values: np.ndarray, what: str, hint: str = _DIVERGED) -> None:
+    """Raise ``NonFiniteError`` if ``values`` holds a NaN or an infinity (``what`` names them in the message)."""
+    values = np.asarray(values)
+    if values.dtype.kind in "fc" and not np.isfinite(values).all():
+        bad = int(values.size - np.isfinite(values).sum())
+        raise NonFiniteError(
+            f"{what}: {bad} of {values.size} values are NaN or infinite; no metric is computed from them ({hint})"
+        )
+
+
 def average_ranks(values: np.ndarray) -> np.ndarray:
     """Ranks 1..n, tied values sharing the mean of their ranks (the convention of Spearman's rho)."""
     values = np.asarray(values, dtype=np.float64)
@@ -75,6 +93,9 @@ def metrics_for(task: TaskType, label_scale: tuple[float, float] = (0.0, 1.0)) -
 
     ``label_scale`` = (mean, std) of the regression normalisation: predictions and labels are mapped back to
     the assay's units before scoring, so reported MSE is in those units.
+
+    Non-finite predictions (or labels) raise ``NonFiniteError``: a metric of NaN predictions is meaningless
+    (Spearman's rho of all-NaN predictions comes out as 1.0), so none is ever reported.
     """
     mean, std = label_scale
 
@@ -82,6 +103,8 @@ def metrics_for(task: TaskType, label_scale: tuple[float, float] = (0.0, 1.0)) -
         logits, labels = prediction.predictions, prediction.label_ids
         if isinstance(logits, tuple):
             logits = logits[0]
+        check_finite(logits, "predictions")
+        check_finite(labels, "labels", "labels must be finite numbers")
         if task == "regression":
             return regression_metrics(np.ravel(logits) * std + mean, np.ravel(labels) * std + mean)
         if task == "classification":

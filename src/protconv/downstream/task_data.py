@@ -4,6 +4,7 @@ fine-tuning and the baselines so both see one split), and the tokenised datasets
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -13,8 +14,17 @@ import torch
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from ..data.task_files import LabelledSequences, read_csv_task, read_residue_task
+from ..data.task_files import (
+    LabelledSequences,
+    TaskDataError,
+    csv_has_split_column,
+    read_csv_task,
+    read_residue_task,
+    report_skipped,
+)
 from ..modeling.vocabulary import IGNORE_INDEX
+
+logger = logging.getLogger(__name__)
 
 TaskType = Literal["regression", "classification", "token-classification"]
 SPLITS = ("train", "valid", "test")
@@ -100,11 +110,29 @@ class TaskCollator:
 
 
 def load_task_splits(args: TaskDataArguments, seed: int = 0) -> tuple[dict[str, LabelledSequences], str | None]:
-    """train/valid/test data (absent splits omitted) and, for token tasks, the class characters."""
+    """train/valid/test data (absent splits omitted) and, for token tasks, the class characters.
+
+    Under ``on_bad_row="skip"`` every skipped row (file, line, reason) and a count per split are logged as one
+    warning (``protconv.downstream.task_data``; on stderr when logging is not configured). A training split left
+    without a single usable row is an error.
+    """
     splits, classes = _read_splits(args)
-    if args.max_train_samples and "train" in splits:
+    if not len(splits.get("train", ())):
+        raise TaskDataError(_no_training_rows(args, splits.get("train")))
+    report = report_skipped(splits)
+    if report:
+        logger.warning(report)
+    splits = {split: data for split, data in splits.items() if len(data)}
+    if args.max_train_samples:
         splits["train"] = subsample(splits["train"], args.max_train_samples, seed)
     return splits, classes
+
+
+def _no_training_rows(args: TaskDataArguments, train: LabelledSequences | None) -> str:
+    message = f"{args.train_file}: no usable training rows"
+    if train is not None and train.skipped:
+        message += f" ({len(train.skipped)} bad rows skipped; the first: {train.skipped[0]})"
+    return message
 
 
 def _read_splits(args: TaskDataArguments) -> tuple[dict[str, LabelledSequences], str | None]:
@@ -113,11 +141,9 @@ def _read_splits(args: TaskDataArguments) -> tuple[dict[str, LabelledSequences],
             raise ValueError("token-classification needs --labels_file (and usually --mask_file)")
         splits, classes = {}, args.classes
         for split in SPLITS:
-            data, classes = read_residue_task(
+            splits[split], classes = read_residue_task(
                 args.train_file, args.labels_file, args.mask_file, classes, split, on_bad_row=args.on_bad_row
             )
-            if len(data):
-                splits[split] = data
         return splits, classes
     kind = "float" if args.task == "regression" else "int"
     options = {
@@ -126,17 +152,10 @@ def _read_splits(args: TaskDataArguments) -> tuple[dict[str, LabelledSequences],
         "label_column": args.label_column,
         "on_bad_row": args.on_bad_row,
     }
-    if _is_flip_csv(args.train_file):
-        splits = {split: read_csv_task(args.train_file, split=split, **options) for split in SPLITS}
-    else:
-        files = {"train": args.train_file, "valid": args.validation_file, "test": args.test_file}
-        splits = {split: read_csv_task(path, **options) for split, path in files.items() if path}
-    return {split: data for split, data in splits.items() if len(data)}, None
-
-
-def _is_flip_csv(path: str) -> bool:
-    with open(path, encoding="utf-8") as handle:
-        return "set" in handle.readline().strip().split(",")
+    if csv_has_split_column(args.train_file):
+        return {split: read_csv_task(args.train_file, split=split, **options) for split in SPLITS}, None
+    files = {"train": args.train_file, "valid": args.validation_file, "test": args.test_file}
+    return {split: read_csv_task(path, **options) for split, path in files.items() if path}, None
 
 
 def subsample(data: LabelledSequences, count: int, seed: int) -> LabelledSequences:
