@@ -76,3 +76,18 @@ def test_misspelled_config_overrides_are_errors(tmp_path, tiny_conv_config, mode
     with pytest.raises(ValueError, match=r"'hiden_size' \(did you mean 'hidden_size'\?\)"):
         resolve_config(model, {"hiden_size": 64})
     assert resolve_config(model, {"hidden_size": 64, "num_labels": 3}).hidden_size == 64
+
+
+def test_finetuning_loads_a_bin_folder_and_refuses_a_payload(tmp_path, tiny_conv_config) -> None:
+    from protconv.downstream.finetune import build_task_model
+
+    original = protconv.ConvForMaskedLM(tiny_conv_config)
+    folder = _bin_folder(tmp_path, tiny_conv_config, original.state_dict())
+    model = build_task_model(folder, "regression", 1)
+    assert torch.equal(model.conv.layers[0].conv.weight, original.conv.layers[0].conv.weight)
+    marker = tmp_path / "executed"
+    (tmp_path / "bin-model" / "pytorch_model.bin").unlink()
+    torch.save({"weights": _Payload(marker)}, tmp_path / "bin-model" / "pytorch_model.bin")
+    with pytest.raises(WeightsFormatError):
+        build_task_model(folder, "regression", 1)
+    assert not marker.exists()

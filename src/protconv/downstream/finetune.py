@@ -34,7 +34,7 @@ from transformers import (
 
 from ..data.task_files import LabelledSequences
 from ..hub import model_card, save_hub_folder
-from ..registry import has_saved_weights, resolve_config
+from ..registry import has_saved_weights, load_pretrained, resolve_config
 from ..tokenization import build_tokenizer
 from .metrics import NonFiniteError, metrics_for
 from .task_data import TaskCollator, TaskDataArguments, TaskDataset, TaskType, load_task_splits
@@ -85,7 +85,7 @@ def build_task_model(model: str, task: TaskType, num_labels: int) -> PreTrainedM
     elif task == "classification":
         overrides["problem_type"] = "single_label_classification"
     if has_saved_weights(model):
-        return auto.from_pretrained(model, **overrides)
+        return load_pretrained(auto, model, **overrides)
     return auto.from_config(resolve_config(model, overrides))
 
 
