@@ -67,7 +67,7 @@ def test_run_writes_metrics_plot_checkpoints_and_a_hub_folder(tmp_path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(result.model_dir)
     assert model.config.hidden_size == 32 and model.config.auto_map["AutoModelForMaskedLM"]
     card = (result.model_dir / "README.md").read_text()
-    assert f"{result.validation['perplexity']:.3f}" in card and "max_tokens_per_batch: 512" in card
+    assert f"{result.validation['perplexity']:.4f}" in card and "max_tokens_per_batch: 512" in card
     logits = model(**tokenizer("MKTAYIAK<mask>QR", return_tensors="pt")).logits
     assert torch.isfinite(logits).all()
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from ..tokenization.validation import InvalidSequenceError
 from .fasta import read_fasta
 
@@ -139,3 +141,132 @@ class FastaCorpus:
             return True
         held_out = in_held_out_split(sequence, self.held_out_fraction, self.split_seed)
         return held_out == (self.side == "validation")
+
+
+#: Invalid records named in the log under ``invalid="skip"`` (the rest are only counted).
+_LOGGED_SKIPS = 5
+
+
+class FastaRecords:
+    """Records of ``paths`` read at random through their indexes (:mod:`protconv.data.fasta_index`): the record
+    source of the pretraining pipeline, with the policies and split of :class:`FastaCorpus`.
+
+    Everything is decided when it is built, from the indexes alone: ``invalid="error"`` raises the first invalid
+    record's error (file, line, record, position), as reading the stream would; ``"skip"`` leaves invalid records
+    out, counts them in ``skipped`` and logs the first few; ``"X"`` keeps them with unknown characters as X (a
+    record without residues is still an error). ``held_out_fraction``/``side`` select one side of the same hash
+    split as ``FastaCorpus``. Record ``i`` of this source is the ``i``-th kept record in file order; ``lengths``
+    holds their residue counts and ``read`` returns their cleaned residues, reading only those records' bytes.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        invalid: InvalidPolicy = "error",
+        held_out_fraction: float = 0.0,
+        side: Side = "all",
+        split_seed: int = 0,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        from .fasta_index import open_index
+
+        if invalid not in ("error", "skip", "X"):
+            raise ValueError(f"invalid must be 'error', 'skip' or 'X', got {invalid!r}")
+        if not paths:
+            raise ValueError("no FASTA files given")
+        self.paths = [Path(p) for p in paths]
+        for path in self.paths:
+            if not path.is_file():
+                raise FileNotFoundError(f"FASTA file not found: {path}")
+        self.invalid = invalid
+        self.unknown = "X" if invalid == "X" else "error"
+        self.skipped = 0
+        self.reads = 0
+        self.indexes = []
+        kept: list[np.ndarray] = []
+        for path in self.paths:
+            index = open_index(path, cache_dir)
+            keep = self._apply_policy(index)
+            if side != "all":
+                held = index.held_out(held_out_fraction, split_seed)
+                keep &= held if side == "validation" else ~held
+            if not keep.any() and side != "validation":
+                raise InvalidSequenceError(f"{path}: no usable FASTA records (empty file, or not FASTA)")
+            if side != "validation":  # warned once, by the training side
+                self._check_nucleotides(index, path)
+            self.indexes.append(index)
+            kept.append(np.flatnonzero(keep).astype(np.uint32 if len(index) < 2**32 else np.int64))
+        self._kept = kept
+        self._starts = np.cumsum([0] + [len(k) for k in kept])
+        self.lengths = np.concatenate([np.asarray(i.lengths)[k] for i, k in zip(self.indexes, kept, strict=True)])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def _apply_policy(self, index) -> np.ndarray:
+        keep = np.ones(len(index), dtype=bool)
+        if not len(index.invalid):
+            return keep
+        if self.invalid == "error":
+            raise index.error(int(index.invalid[0]))
+        if self.invalid == "X":
+            empty = index.invalid[np.asarray(index.lengths)[index.invalid] == 0]
+            if len(empty):
+                raise index.error(int(empty[0]))
+            return keep
+        keep[index.invalid] = False
+        for record in index.invalid[: max(0, _LOGGED_SKIPS - self.skipped)].tolist():
+            logger.warning("skipping invalid record: %s", index.error(record))
+        self.skipped += len(index.invalid)
+        return keep
+
+    def _check_nucleotides(self, index, path: Path) -> None:
+        """The DNA/RNA warning of ``FastaCorpus``, from the file's first records of 20+ residues."""
+        lengths = np.asarray(index.lengths[: 50 * _NUCLEOTIDE_SAMPLE])
+        candidates = np.flatnonzero(lengths >= _NUCLEOTIDE_MIN_LENGTH)
+        candidates = np.setdiff1d(candidates, index.invalid)[:_NUCLEOTIDE_SAMPLE]
+        check = _NucleotideCheck(path)
+        for record in candidates.tolist():
+            if check.add(index.sequence(record, "X")):
+                return
+        check.finish()
+
+    def locate(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(file number, record number in that file's index) of each of this source's ``records``."""
+        records = np.asarray(records, dtype=np.int64)
+        files = np.searchsorted(self._starts, records, "right") - 1
+        local = np.empty(len(records), dtype=np.int64)
+        for number in np.unique(files).tolist():
+            mine = files == number
+            local[mine] = self._kept[number][records[mine] - self._starts[number]]
+        return files, local
+
+    def read(self, records: np.ndarray) -> list[str]:
+        """Cleaned residues of ``records`` (this source's numbering), reading only their bytes."""
+        files, local = self.locate(records)
+        self.reads += len(local)
+        if len(self.indexes) == 1:
+            return self.indexes[0].sequences(local, self.unknown)
+        found: list[str] = [""] * len(local)
+        for number in np.unique(files).tolist():
+            mine = np.flatnonzero(files == number)
+            for at, sequence in zip(mine.tolist(), self.indexes[number].sequences(local[mine], self.unknown),
+                                    strict=True):  # fmt: skip
+                found[at] = sequence
+        return found
+
+    def record_ids(self) -> list[str]:
+        """The first word of every kept record's header (cluster files map these ids), in this source's order."""
+        ids: list[str] = []
+        for index, keep in zip(self.indexes, self._kept, strict=True):
+            headers = index.headers()
+            ids.extend(headers[i].split(maxsplit=1)[0] if headers[i] else "" for i in keep.tolist())
+        return ids
+
+    def headers(self) -> list[str]:
+        """Every kept record's header, in this source's order."""
+        found: list[str] = []
+        for index, keep in zip(self.indexes, self._kept, strict=True):
+            headers = index.headers()
+            found.extend(headers[i] for i in keep.tolist())
+        return found

@@ -251,3 +251,29 @@ def _load(path: Path) -> _Family:
             data["profiles"],
             float(data["neff"]),
         )
+
+
+class MSARecords:
+    """The members of an :class:`MSACorpus` as a record source of the pretraining pipeline: ``lengths`` for
+    planning, ``read`` for a batch's members. Families are small and their profiles are cached arrays, so every
+    member of the corpus's side is held in memory (residues, row indices and a shared per-family target table)."""
+
+    skipped = 0  # nothing is skipped in alignments (their readers are strict)
+
+    def __init__(self, corpus: MSACorpus) -> None:
+        corpus.prepare()
+        self.corpus = corpus
+        self.members: list[ProfiledSequence] = list(corpus)
+        self.lengths = np.array([len(member) for member in self.members], dtype=np.int64)
+        self.reads = 0
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def read(self, records: np.ndarray) -> list[ProfiledSequence]:
+        self.reads += len(records)
+        return [self.members[i] for i in np.asarray(records, dtype=np.int64).tolist()]
+
+    def record_ids(self) -> list[str]:
+        """Members have no identifiers of their own: ``file:member number``."""
+        return [f"msa:{i}" for i in range(len(self.members))]

@@ -44,7 +44,57 @@ class ModelArguments:
 class DataArguments:
     """Where the proteins come from and how they become batches."""
 
-    train_files: list[str] = field(default_factory=list, metadata={"help": "training FASTA files (plain or .gz)"})
+    train_files: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "training FASTA files (plain or .gz). Each is indexed once (record offsets and lengths, in "
+            "--data_cache_dir) so that every process reads only its own records; a .gz file is decompressed once "
+            "into that cache (it takes the uncompressed size on disk), as compressed data cannot be read at random"
+        },
+    )
+    data_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "where FASTA indexes, decompressed copies of .gz files and per-row arrays of --dataset_name are "
+            "kept, keyed by each file's size, time and contents (default: OUTPUT_DIR/data_cache)"
+        },
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "a Hugging Face `datasets` dataset (Hub name, or a local folder of Parquet/Arrow/CSV/JSON files "
+            "or a save_to_disk folder) whose --sequence_column holds proteins; needs `pip install datasets`"
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "the dataset's configuration name"})
+    dataset_split: str = field(default="train", metadata={"help": "the split trained on"})
+    dataset_validation_split: str | None = field(
+        default=None, metadata={"help": "a held-out split (e.g. validation); if none, --validation_fraction"}
+    )
+    sequence_column: str = field(default="sequence", metadata={"help": "the dataset column holding the residues"})
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "stream --dataset_name instead of preparing it (for corpora too large for local disk): rows come "
+            "through a shuffle buffer of --shuffle_buffer rows (shards shuffled too, re-seeded each epoch); every "
+            "process reads the whole stream and keeps its share, and resuming re-reads the stream to its position"
+        },
+    )
+    shuffle_buffer: int = field(default=10_000, metadata={"help": "rows in the --streaming shuffle buffer"})
+    cluster_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "TSV of 'member_id<TAB>cluster_id' lines (member_id: the first word of a FASTA header): each "
+            "epoch trains on one member of every cluster, drawn anew (seeded); unlisted records are their own cluster"
+        },
+    )
+    cluster_header_field: str | None = field(
+        default=None,
+        metadata={
+            "help": "cluster by the NAME=VALUE word of each FASTA header instead, e.g. UniRef50 for headers that "
+            "carry 'UniRef50=UniRef50_Q6GZX4'"
+        },
+    )
     msa_files: list[str] = field(
         default_factory=list,
         metadata={
@@ -81,7 +131,13 @@ class DataArguments:
         default=1024, metadata={"help": "tokens per sequence incl. special tokens; longer are cropped"}
     )
     max_tokens_per_batch: int = field(default=8192, metadata={"help": "padded tokens per micro-batch per process"})
-    pool_size: int = field(default=10_000, metadata={"help": "sequences sorted by length together (streaming window)"})
+    pool_size: int = field(
+        default=100_000,
+        metadata={
+            "help": "records grouped by length together: windows of each epoch's shuffled records (or pools of the "
+            "--streaming stream) are sorted by length before being cut into batches; larger pads less"
+        },
+    )
     mlm_probability: float = 0.15
     mask_fraction: float = field(default=0.8, metadata={"help": "share of selected residues replaced by <mask>"})
     random_fraction: float = field(default=0.1, metadata={"help": "share of selected residues replaced at random"})
@@ -190,10 +246,22 @@ def parse_overrides(text: str | None) -> dict[str, Any]:
 
 def validate(model_args: ModelArguments, data_args: DataArguments, train_args: PretrainingArguments) -> None:
     """Catch inconsistent arguments before any process starts reading data."""
-    if not data_args.train_files and not data_args.msa_files:
+    if not data_args.train_files and not data_args.msa_files and not data_args.dataset_name:
         raise ValueError(
-            "no training data: pass --train_files FASTA [...] and/or --msa_files MSA_OR_DIR [...] (or in the config)"
+            "no training data: pass --train_files FASTA [...], --dataset_name NAME_OR_PATH and/or --msa_files "
+            "MSA_OR_DIR [...] (or in the config)"
         )
+    if data_args.streaming and (not data_args.dataset_name or data_args.train_files or data_args.msa_files):
+        raise ValueError("--streaming reads one --dataset_name only (FASTA and MSA inputs are indexed instead)")
+    if (data_args.cluster_file or data_args.cluster_header_field) and not data_args.train_files:
+        raise ValueError("--cluster_file/--cluster_header_field cluster FASTA records: pass --train_files")
+    if data_args.cluster_file and data_args.cluster_header_field:
+        raise ValueError("pass one of --cluster_file and --cluster_header_field")
+    if data_args.cluster_file and not Path(data_args.cluster_file).is_file():
+        raise FileNotFoundError(f"cluster file not found: {data_args.cluster_file}")
+    for name in ("pool_size", "shuffle_buffer"):
+        if getattr(data_args, name) < 1:
+            raise ValueError(f"{name} must be at least 1")
     objective = model_args.pretraining_objective
     if objective is not None and objective not in PRETRAINING_OBJECTIVES:
         raise ValueError(f"pretraining_objective must be one of {', '.join(PRETRAINING_OBJECTIVES)}, got {objective!r}")

@@ -133,6 +133,7 @@ class _Run:
                 train_args.seed,
                 objective=model.config.pretraining_objective,
                 cache_dir=data_args.profile_cache_dir or self.output_dir / "profile_cache",
+                data_cache_dir=data_args.data_cache_dir or self.output_dir / "data_cache",
             )
         optimizer = torch.optim.AdamW(
             _parameter_groups(model, train_args.weight_decay),
@@ -458,6 +459,7 @@ RESUMABLE_CHANGES = frozenset(
         "prefetch_batches",
         "max_nonfinite_steps",
         "profile_cache_dir",
+        "data_cache_dir",
     }
 )
 _SUMMARY = (

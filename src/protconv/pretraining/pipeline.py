@@ -1,29 +1,48 @@
-"""The pretraining data pipeline of one process: corpora (FASTA, MSAs) -> token-budget batches -> this process's
-shard -> masked tensors (+ profile targets), with a position (epoch, batches done) that a checkpoint records and a
-resumed run skips to."""
+"""The pretraining data pipeline of one process: record sources (indexed FASTA files, a ``datasets`` split, MSA
+members) -> an epoch plan computed from their lengths -> this process's batches, read and cropped -> masked tensors
+(+ profile targets), with a position (epoch, batches done) that a checkpoint records and a resumed run jumps to.
+
+Every process builds the same plan from ``(seed, epoch)`` without talking to the others (``protconv.data.plans``):
+a global shuffle of all records (or of one member per cluster), cut into token-budget batches of similar lengths,
+dealt round-robin to the processes. A process then reads only the records of its own batches, so its throughput
+does not fall with the number of processes, and resuming at batch ``k`` reads nothing before ``k``.
+
+``--streaming`` datasets cannot be read at random: they keep the streaming path (every process reads the stream,
+cuts batches from pools, keeps its share, and a resumed run re-reads the stream up to its position).
+"""
 
 from __future__ import annotations
 
+import csv
 import itertools
+import logging
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from ..data.batching import Batch, TokenBudgetBatcher, shard
-from ..data.fasta_corpus import FastaCorpus
+from ..data.datasets_corpus import DatasetRecords, StreamingDataset
+from ..data.datasets_corpus import load as load_dataset
+from ..data.fasta_corpus import FastaRecords
 from ..data.masking import PretrainingCollator
-from ..data.msa_corpus import MSACorpus, ProfiledSequence
+from ..data.msa_corpus import MSACorpus, MSARecords, ProfiledSequence
+from ..data.plans import FILLER_SEQUENCE, BatchShape, Clusters, EpochPlan, crop_offsets, plan_epoch, plan_in_order
 from ..modeling.configuration_base import objective_parts
 from .arguments import DataArguments
 
+logger = logging.getLogger(__name__)
+
 #: Stands in for the epoch in validation seeds, so validation masks never coincide with an epoch's.
 _VALIDATION_STREAM = 1 << 40
+#: Held-out sequences a streamed dataset is read for when no --max_validation_sequences caps them.
+STREAMING_VALIDATION_SEQUENCES = 2000
 
 
 def masking_seed(*parts: int) -> int:
@@ -41,35 +60,127 @@ class DataPosition:
     batches_done: int = 0
 
 
+class RecordSource(Protocol):
+    """What the pipeline needs of a corpus: residue counts to plan with, and random reads of records."""
+
+    lengths: np.ndarray
+    skipped: int
+
+    def __len__(self) -> int: ...
+
+    def read(self, records: np.ndarray) -> list[str | ProfiledSequence]: ...
+
+    def record_ids(self) -> list[str]: ...
+
+
+@dataclass
+class Corpora:
+    """Several record sources numbered one after the other (FASTA proteins, dataset rows, MSA members)."""
+
+    parts: list[RecordSource]
+    lengths: np.ndarray = field(init=False, repr=False)
+    starts: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.starts = np.cumsum([0] + [len(part) for part in self.parts]).astype(np.int64)
+        self.lengths = (
+            np.concatenate([np.asarray(part.lengths, dtype=np.int64) for part in self.parts])
+            if self.parts
+            else np.zeros(0, dtype=np.int64)
+        )
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def read(self, records: np.ndarray) -> list[str | ProfiledSequence]:
+        """The records (global numbers), each read by its own source."""
+        records = np.asarray(records, dtype=np.int64)
+        parts = np.searchsorted(self.starts, records, "right") - 1
+        found: list[Any] = [None] * len(records)
+        for number in np.unique(parts).tolist():
+            mine = np.flatnonzero(parts == number)
+            for at, sequence in zip(mine.tolist(), self.parts[number].read(records[mine] - self.starts[number]),
+                                    strict=True):  # fmt: skip
+                found[at] = sequence
+        return found
+
+    def __iter__(self) -> Iterator[str | ProfiledSequence]:
+        """Every record in order (blocks of reads)."""
+        for start in range(0, len(self), 4096):
+            yield from self.read(np.arange(start, min(start + 4096, len(self))))
+
+    @property
+    def skipped(self) -> int:
+        """Invalid records left out (``invalid_sequences=skip``)."""
+        return sum(part.skipped for part in self.parts)
+
+
 @dataclass
 class PretrainingData:
     """Batches for one process of ``world_size``, reproducible from ``seed`` alone."""
 
-    train: Corpora
-    validation: Corpora | None
-    batcher: TokenBudgetBatcher
+    train: Corpora | StreamingDataset
+    validation: Corpora | StreamingDataset | None
+    shape: BatchShape
     collator: PretrainingCollator
     world_size: int = 1
     rank: int = 0
     seed: int = 0
     prefetch: int = 2
     max_validation_sequences: int | None = None
+    window: int = 100_000
+    clusters: Clusters | None = None
     _validation: list[dict[str, torch.Tensor]] | None = field(default=None, init=False, repr=False)
+    _plan: tuple[int, EpochPlan] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.train, StreamingDataset)
+
+    def plan(self, epoch: int) -> EpochPlan:
+        """The plan of ``epoch`` (the same on every process; the last one is kept)."""
+        if self._plan is None or self._plan[0] != epoch:
+            self._plan = (
+                epoch,
+                plan_epoch(self.train.lengths, self.shape, self.seed, epoch, self.window, self.clusters),
+            )
+        return self._plan[1]
 
     def epoch(self, position: DataPosition) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
         """``(batch index, tensors)`` for this process from ``position`` to the end of the epoch.
 
-        Batches already done are skipped before any encoding or masking, so resuming costs one re-read of the
-        stream up to that point, and every batch's mask is seeded by its own (epoch, batch index, rank).
+        Resuming computes the epoch's plan (from lengths only) and starts reading at batch ``batches_done``; every
+        batch's mask is seeded by its own (epoch, batch index, rank).
         """
-        batches = shard(self.batcher.batches(self.train, position.epoch), self.world_size, self.rank)
-        todo = itertools.islice(enumerate(batches), position.batches_done, None)
+        if self.streaming:
+            return _prefetched(self._streamed(position), self.prefetch)
 
         def collated() -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-            for index, batch in todo:
+            plan = self.plan(position.epoch)
+            for index in range(position.batches_done, plan.rounds(self.world_size)):
+                batch = self.batch(self.train, plan.share(self.world_size, self.rank, index), position.epoch)
                 yield index, self.collator(batch, masking_seed(self.seed, position.epoch, index, self.rank))
 
         return _prefetched(collated(), self.prefetch)
+
+    def batch(self, corpora: Corpora, records: np.ndarray | None, stream: int) -> Batch:
+        """Read and crop ``records`` (``None``: a filler batch); crops are seeded by (seed, ``stream``, record)."""
+        room = self.shape.room
+        if records is None:
+            return Batch((FILLER_SEQUENCE[:room],), (), filler=True)
+        sequences = corpora.read(records)
+        offsets = crop_offsets(corpora.lengths[records], room, self.seed, stream, records).tolist()
+        cropped = tuple(s[o : o + room] if len(s) > room else s for s, o in zip(sequences, offsets, strict=True))
+        return Batch(cropped, tuple(records.tolist()))
+
+    def _streamed(self, position: DataPosition) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        self.train.epoch = position.epoch
+        batcher = TokenBudgetBatcher(
+            self.shape.max_tokens, self.shape.max_length, self.shape.special_tokens, self.window, self.seed
+        )
+        batches = shard(batcher.batches(self.train, position.epoch), self.world_size, self.rank)
+        for index, batch in itertools.islice(enumerate(batches), position.batches_done, None):
+            yield index, self.collator(batch, masking_seed(self.seed, position.epoch, index, self.rank))
 
     def validation_batches(self) -> list[dict[str, torch.Tensor]]:
         """This process's validation shard, masked once with a fixed seed so that every evaluation is comparable."""
@@ -78,11 +189,19 @@ class PretrainingData:
         return self._validation
 
     def _collate_validation(self) -> list[dict[str, torch.Tensor]]:
-        sequences = itertools.islice(iter(self.validation), self.max_validation_sequences)
-        plan = TokenBudgetBatcher(
-            self.batcher.max_tokens, self.batcher.max_length, self.batcher.special_tokens, 10**9, self.seed, False
-        ).batches(sequences)
-        mine: list[Batch] = list(shard(plan, self.world_size, self.rank))
+        if isinstance(self.validation, StreamingDataset):
+            sequences = itertools.islice(iter(self.validation), self.max_validation_sequences)
+            plan = TokenBudgetBatcher(
+                self.shape.max_tokens, self.shape.max_length, self.shape.special_tokens, 10**9, self.seed, False
+            ).batches(sequences)
+            mine = list(shard(plan, self.world_size, self.rank))
+        else:
+            count = min(len(self.validation), self.max_validation_sequences or len(self.validation))
+            plan = plan_in_order(np.arange(count), self.validation.lengths, self.shape)
+            mine = [
+                self.batch(self.validation, plan.share(self.world_size, self.rank, i), _VALIDATION_STREAM)
+                for i in range(plan.rounds(self.world_size))
+            ]
         return [
             self.collator(batch, masking_seed(self.seed, _VALIDATION_STREAM, i, self.rank))
             for i, batch in enumerate(mine)
@@ -97,11 +216,16 @@ def build_data(
     seed: int,
     objective: str = "mlm",
     cache_dir: str | Path | None = None,
+    data_cache_dir: str | Path | None = None,
 ) -> PretrainingData:
-    """Wire the corpora, batcher and collator described by ``data_args`` for the model's ``objective``.
+    """Wire the record sources, plan and collator described by ``data_args`` for the model's ``objective``.
 
     The held-out split does not depend on ``seed``: runs with different seeds are validated on the same proteins.
-    Profiles of ``msa_files`` are computed (or read from ``cache_dir``) here, before the first step.
+    Profiles of ``msa_files`` are computed (or read from ``cache_dir``) and FASTA files indexed (or their indexes
+    read from the data cache) here, before the first step. The data cache is ``data_cache_dir``, else
+    ``--data_cache_dir``, else ``data_cache`` beside ``cache_dir`` (the loop passes ``OUTPUT_DIR/profile_cache``,
+    so ``OUTPUT_DIR/data_cache``), or inside ``cache_dir`` when ``--profile_cache_dir`` chose it; with none of
+    these, indexes are kept in memory.
     """
     parts = objective_parts(objective)
     if "profile" in parts and not data_args.msa_files:
@@ -114,75 +238,169 @@ def build_data(
         mask_fraction=data_args.mask_fraction,
         random_fraction=data_args.random_fraction,
     )
-    train, validation = _corpora(data_args, cache_dir)
-    batcher = TokenBudgetBatcher(
-        data_args.max_tokens_per_batch,
-        data_args.max_length,
-        collator.special_tokens_per_sequence,
-        data_args.pool_size,
-        seed,
-    )
+    shape = BatchShape(data_args.max_tokens_per_batch, data_args.max_length, collator.special_tokens_per_sequence)
+    data_cache = _data_cache(data_args, cache_dir, data_cache_dir)
+    if data_args.streaming:
+        train, validation = _streamed_corpora(data_args, seed)
+        clusters = None
+    else:
+        train, validation = _corpora(data_args, cache_dir, data_cache)
+        clusters = _clusters(data_args, train)
     return PretrainingData(
         train,
         validation,
-        batcher,
+        shape,
         collator,
         world_size,
         rank,
         seed,
         data_args.prefetch_batches,
         data_args.max_validation_sequences,
+        data_args.pool_size,
+        clusters,
     )
 
 
-def _corpora(data_args: DataArguments, cache_dir: str | Path | None) -> tuple[Corpora, Corpora | None]:
-    """Training and validation corpora: FASTA files and MSAs, each held out by its own files or by hash."""
+def _data_cache(data_args: DataArguments, cache_dir: str | Path | None, explicit: str | Path | None) -> Path | None:
+    if explicit is not None:
+        return Path(explicit)
+    if data_args.data_cache_dir:
+        return Path(data_args.data_cache_dir)
+    if cache_dir is None:
+        return None
+    return Path(cache_dir).parent / "data_cache" if data_args.profile_cache_dir is None else Path(cache_dir) / "data"
+
+
+def _corpora(
+    data_args: DataArguments, cache_dir: str | Path | None, data_cache: Path | None
+) -> tuple[Corpora, Corpora | None]:
+    """Training and validation sources: FASTA files, a dataset split and MSAs, each held out by its own files
+    (or split) or by a hash of the sequence."""
     fraction = data_args.validation_fraction
     train, validation = Corpora([]), Corpora([])
     if data_args.train_files:
         split = not data_args.validation_files and fraction > 0
 
-        def fasta(paths: list[str], side: str, held_out: float) -> FastaCorpus:
-            return FastaCorpus(paths, data_args.invalid_sequences, held_out, side)
+        def fasta(paths: list[str], side: str, held_out: float) -> FastaRecords:
+            return FastaRecords(paths, data_args.invalid_sequences, held_out, side, cache_dir=data_cache)
 
         train.parts.append(fasta(data_args.train_files, "train" if split else "all", fraction if split else 0.0))
         if data_args.validation_files:
             validation.parts.append(fasta(data_args.validation_files, "all", 0.0))
         elif split:
             validation.parts.append(fasta(data_args.train_files, "validation", fraction))
+    if data_args.dataset_name:
+        split = not data_args.dataset_validation_split and fraction > 0
+        loaded: dict[str, Any] = {}
+
+        def rows(split_name: str, side: str, held_out: float) -> DatasetRecords:
+            if split_name not in loaded:  # train and validation sides of one split share the loaded dataset
+                loaded[split_name] = load_dataset(data_args.dataset_name, data_args.dataset_config, split_name)
+            return DatasetRecords(
+                data_args.dataset_name, data_args.dataset_config, split_name, data_args.sequence_column,
+                data_args.invalid_sequences, held_out, side, cache_dir=data_cache, dataset=loaded[split_name],
+            )  # fmt: skip
+
+        train.parts.append(rows(data_args.dataset_split, "train" if split else "all", fraction if split else 0.0))
+        if data_args.dataset_validation_split:
+            validation.parts.append(rows(data_args.dataset_validation_split, "all", 0.0))
+        elif split:
+            validation.parts.append(rows(data_args.dataset_split, "validation", fraction))
     if data_args.msa_files:
         split = not data_args.validation_msa_files and fraction > 0
 
-        def msas(paths: list[str], side: str, held_out: float) -> MSACorpus:
+        def msas(paths: list[str], side: str, held_out: float) -> MSARecords:
             corpus = MSACorpus(
                 paths, cache_dir, data_args.profile_prior, data_args.profile_pseudocount_weight,
                 data_args.msa_inserts, held_out, side,
             )  # fmt: skip
-            corpus.prepare()
-            return corpus
+            return MSARecords(corpus)
 
         train.parts.append(msas(data_args.msa_files, "train" if split else "all", fraction if split else 0.0))
         if data_args.validation_msa_files:
             validation.parts.append(msas(data_args.validation_msa_files, "all", 0.0))
         elif split:
             validation.parts.append(msas(data_args.msa_files, "validation", fraction))
-    return train, (validation if validation.parts else None)
+    train = Corpora(train.parts)
+    if not len(train):
+        raise ValueError("the training data holds no usable records")
+    validation = Corpora(validation.parts)
+    return train, (validation if len(validation) else None)
 
 
-@dataclass
-class Corpora:
-    """Several corpora read one after the other (FASTA proteins, then MSA members)."""
+def _streamed_corpora(data_args: DataArguments, seed: int) -> tuple[StreamingDataset, StreamingDataset | None]:
+    fraction = data_args.validation_fraction
+    split = not data_args.dataset_validation_split and fraction > 0
 
-    parts: list[FastaCorpus | MSACorpus]
+    def stream(split_name: str, side: str, held_out: float, buffer: int, limit: int | None) -> StreamingDataset:
+        return StreamingDataset(
+            data_args.dataset_name, data_args.dataset_config, split_name, data_args.sequence_column,
+            data_args.invalid_sequences, held_out, side, seed, buffer, limit,
+        )  # fmt: skip
 
-    def __iter__(self) -> Iterator[str | ProfiledSequence]:
-        for part in self.parts:
-            yield from part
+    limit = data_args.max_validation_sequences or STREAMING_VALIDATION_SEQUENCES
+    train = stream(data_args.dataset_split, "train" if split else "all", fraction if split else 0.0,
+                   data_args.shuffle_buffer, None)  # fmt: skip
+    if data_args.dataset_validation_split:
+        return train, stream(data_args.dataset_validation_split, "all", 0.0, 0, limit)
+    if split:
+        return train, stream(data_args.dataset_split, "validation", fraction, 0, limit)
+    return train, None
 
-    @property
-    def skipped(self) -> int:
-        """Invalid records skipped in the last pass (``invalid_sequences=skip``)."""
-        return sum(part.skipped for part in self.parts)
+
+def _clusters(data_args: DataArguments, train: Corpora) -> Clusters | None:
+    """One cluster label per training record from ``--cluster_file`` or ``--cluster_header_field`` (FASTA
+    records only; every other record, and a FASTA record the file does not list, is a cluster of its own)."""
+    if not (data_args.cluster_file or data_args.cluster_header_field):
+        return None
+    names: dict[str, int] = {}
+    labels = np.full(len(train), -1, dtype=np.int64)
+    mapping = _read_cluster_file(data_args.cluster_file) if data_args.cluster_file else None
+    unlisted = 0
+    for part, start in zip(train.parts, train.starts.tolist(), strict=False):
+        if not isinstance(part, FastaRecords):
+            continue
+        if mapping is not None:
+            keys = [mapping.get(record_id) for record_id in part.record_ids()]
+        else:
+            keys = [_header_field(header, data_args.cluster_header_field) for header in part.headers()]
+        for offset, key in enumerate(keys):
+            if key is None:
+                unlisted += 1
+                continue
+            labels[start + offset] = names.setdefault(key, len(names))
+    singles = np.flatnonzero(labels < 0)
+    labels[singles] = len(names) + np.arange(len(singles))
+    clusters = Clusters.from_labels(labels)
+    if unlisted:
+        logger.warning("%d training records have no cluster (not in the cluster file/header): each is its own",
+                       unlisted)  # fmt: skip
+    logger.info("cluster sampling: %d training records in %d clusters", len(train), len(clusters))
+    return clusters
+
+
+def _read_cluster_file(path: str) -> dict[str, str]:
+    """``member_id<TAB>cluster_id`` lines (extra columns and ``#`` comments ignored) -> {member: cluster}."""
+    mapping: dict[str, str] = {}
+    with open(path, encoding="utf-8", newline="") as handle:
+        for number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
+            if not row or row[0].startswith("#"):
+                continue
+            if len(row) < 2:
+                raise ValueError(f"{path}:{number}: expected 'member_id<TAB>cluster_id', got {row!r}")
+            mapping[row[0].strip()] = row[1].strip()
+    if not mapping:
+        raise ValueError(f"{path}: no 'member_id<TAB>cluster_id' lines")
+    return mapping
+
+
+def _header_field(header: str, name: str) -> str | None:
+    """The value of ``name=VALUE`` among a header's words (UniRef style), if present."""
+    prefix = f"{name}="
+    for word in header.split():
+        if word.startswith(prefix):
+            return word[len(prefix) :]
+    return None
 
 
 _DONE = object()
