@@ -11,6 +11,7 @@ import torch
 from sequence_models.convolutional import ByteNetLM
 from torch.nn import functional as F
 
+import protconv
 from protconv import ConvConfig, ConvForMaskedLM, ConvForSequenceClassification, ConvForTokenClassification
 
 PUBLISHED_PARAMETERS = {"carp-600k": 600e3, "carp-38m": 38e6, "carp-76m": 76e6, "carp-640m": 640e6}
@@ -98,3 +99,50 @@ def test_bad_config_raises_clear_errors() -> None:
         ConvConfig.from_preset("carp-1b")
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         ConvConfig(kernel_size=4)
+
+
+def _unpacked_reference(model: protconv.ConvForMaskedLM) -> list:
+    """No-op hooks on every block and convolution switch the bf16 CPU fast paths off (they never bypass hooks)."""
+    hooks = []
+    for layer in model.conv.layers:
+        hooks.append(layer.register_forward_hook(lambda *args: None))
+        hooks.append(layer.conv.register_forward_hook(lambda *args: None))
+    return hooks
+
+
+def test_bf16_cpu_fast_paths_match_the_plain_operations_at_real_positions(tokenizer, real_proteins) -> None:
+    config = protconv.ConvConfig(hidden_size=32, intermediate_size=16, num_hidden_layers=8, max_dilation=128)
+    model = protconv.ConvForMaskedLM(config).eval()
+    batch = tokenizer([p[:40] for p in real_proteins[:3]] + [real_proteins[3][:300]], padding=True, return_tensors="pt")
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        fp32 = model(**batch).logits
+        model.to(torch.bfloat16)
+        embedded = model.conv.embeddings(batch["input_ids"])
+        assert model.conv._packed_positions(embedded, real) is not None  # the fast path is really taken
+        fast = model(**batch, output_hidden_states=True)
+        hooks = _unpacked_reference(model)
+        plain = model(**batch, output_hidden_states=True)
+        for hook in hooks:
+            hook.remove()
+    for fast_state, plain_state in zip(fast.hidden_states, plain.hidden_states, strict=True):
+        torch.testing.assert_close(fast_state[real].float(), plain_state[real].float(), rtol=0.03, atol=0.03)
+    torch.testing.assert_close(fast.logits[real].float(), plain.logits[real].float(), rtol=0.03, atol=0.03)
+    agreement = (fast.logits[real].argmax(-1) == fp32[real].argmax(-1)).float().mean()
+    assert agreement >= 0.9, float(agreement)
+
+
+def test_bf16_training_with_checkpointing_takes_the_channels_last_path(tokenizer, real_proteins) -> None:
+    config = protconv.ConvConfig(hidden_size=32, intermediate_size=16, num_hidden_layers=4, max_dilation=4)
+    model = protconv.ConvForMaskedLM(config).to(torch.bfloat16).train()
+    batch = tokenizer([p[:60] for p in real_proteins[:3]], padding=True, return_tensors="pt")
+    labels = batch["input_ids"].masked_fill(~batch["attention_mask"].bool(), -100)
+    model.zero_grad()
+    model(**batch, labels=labels).loss.backward()
+    direct = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.activation_checkpointing_enable()
+    model(**batch, labels=labels).loss.backward()
+    for before, after in zip(direct, (p.grad for p in model.parameters()), strict=True):
+        assert torch.isfinite(after).all()
+        torch.testing.assert_close(after, before)

@@ -4,11 +4,25 @@ sequence pretraining", Yang, Fusi, Lu 2022), as transformers models.
 The network is CARP's ``ByteNetLM`` operation for operation, so that converted CARP checkpoints reproduce the
 reference to float precision. Two upstream defects are not reproduced: dropout is active in training only, and
 the embedding-layer representation is ``hidden_states[0]``.
+
+Reduced precision on the CPU (bf16/fp16 weights, or CPU autocast to either) takes two fast paths; fp32, and any
+GPU, never does, so their outputs are those of the plain operations, bit for bit:
+
+- the dilated convolution runs channels-last, without the two transposing copies of ``Conv1d``, and drops the
+  taps that only ever see padding (``_channels_last_conv``);
+- without gradients (inference), a padded batch is packed: the position-wise work of every block (LayerNorms,
+  activations, both projections, the residual) runs on the real positions only, and the convolution reads them
+  scattered back into a zero-padded grid (``ConvModel._packed_positions``). Real positions get the values they
+  get unpacked (the matmuls see fewer rows, the same sums per row); padded positions, whose outputs mean nothing,
+  keep the embedding output through the blocks.
+
+``benchmarks/conv_cpu_dtype.py`` measures both against the reference.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
@@ -20,6 +34,51 @@ from .configuration_conv import ConvConfig
 from .model_inputs import checked_attention_mask
 from .pooling import pool
 from .task_models import MaskedLMMixin, PreTrainingMixin, SequenceClassificationMixin, TokenClassificationMixin
+
+_REDUCED_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def _reduced_precision_cpu(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is computed on in bf16/fp16 on the CPU (its dtype, or CPU autocast to either): the
+    condition of the fast paths."""
+    if tensor.device.type != "cpu":
+        return False
+    if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") in _REDUCED_PRECISION:
+        return True
+    return tensor.dtype in _REDUCED_PRECISION
+
+
+def _is_plain_conv(conv: nn.Module) -> bool:
+    """``conv`` is the ``nn.Conv1d`` ``ConvBlock`` builds, unwrapped: no subclass or adapter, no hook and no
+    replaced ``forward`` (an offloading hook, say) that calling its weight directly would bypass."""
+    return (
+        type(conv) is nn.Conv1d
+        and "forward" not in vars(conv)
+        and not conv._forward_hooks
+        and not conv._forward_pre_hooks
+        and conv.groups == 1
+        and conv.stride == (1,)
+        and conv.padding_mode == "zeros"
+        and conv.padding == (conv.dilation[0] * (conv.kernel_size[0] - 1) // 2,)
+    )
+
+
+def _channels_last_conv(conv: nn.Conv1d, inner: torch.Tensor) -> torch.Tensor:
+    """``conv`` on ``inner`` of shape (batch, length, channels), kept in that layout.
+
+    As a 2-D convolution over (batch, channels, 1, length) channels-last: oneDNN reads and writes the
+    (batch, length, channels) memory as it is, where ``Conv1d`` (a 3-D input is channels-first) needs a
+    transposing copy on each side. Taps farther from the centre than ``length - 1`` positions read only zero
+    padding for every output: they are left out (at dilation 128, proteins up to 256 long need 3 of the 5 taps).
+    Same arithmetic otherwise; the sums may be ordered differently, which is why fp32 never comes here.
+    """
+    dilation = conv.dilation[0]
+    half = (conv.kernel_size[0] - 1) // 2
+    reach = min(half, (inner.shape[1] - 1) // dilation)
+    weight = conv.weight[:, :, half - reach : half + reach + 1].unsqueeze(2)
+    channels_last = inner.unsqueeze(1).permute(0, 3, 1, 2)
+    output = F.conv2d(channels_last, weight, conv.bias, padding=(0, reach * dilation), dilation=(1, dilation))
+    return output.squeeze(2).transpose(1, 2)
 
 
 class ConvEmbeddings(nn.Module):
@@ -60,11 +119,29 @@ class ConvBlock(GradientCheckpointingLayer):
         self.proj_out = nn.Linear(inner, hidden)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, hidden_states: torch.Tensor, conv_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, conv_mask: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``hidden_states`` (batch, length, hidden), ``conv_mask`` (batch, length, 1).
+
+        Packed (``positions`` given, see ``ConvModel._packed_positions``): ``hidden_states`` (n, hidden) holds the
+        real positions only, ``positions`` their flat indices into the (batch, length) grid of ``conv_mask``.
+        """
         inner = self.act(self.norm_conv_in(self.proj_in(self.act(self.norm_in(hidden_states)))))
-        inner = self.conv((inner * conv_mask).transpose(1, 2)).transpose(1, 2)
+        if positions is None:
+            inner = self.convolve(inner * conv_mask)
+        else:  # scattered into zeros: padding reads as zero, as the mask makes it
+            grid = inner.new_zeros(*conv_mask.shape[:2], inner.shape[-1])
+            grid.view(-1, inner.shape[-1]).index_copy_(0, positions, inner)
+            inner = self.convolve(grid).flatten(0, 1).index_select(0, positions)
         update = self.proj_out(self.act(self.norm_out(inner)))
         return self.dropout(hidden_states + update)
+
+    def convolve(self, inner: torch.Tensor) -> torch.Tensor:
+        """The dilated convolution of (batch, length, intermediate) input, already masked."""
+        if _reduced_precision_cpu(inner) and _is_plain_conv(self.conv):
+            return _channels_last_conv(self.conv, inner)
+        return self.conv(inner.transpose(1, 2)).transpose(1, 2)
 
 
 class ConvPreTrainedModel(PreTrainedModel):
@@ -136,10 +213,20 @@ class ConvModel(ConvPreTrainedModel):
         hidden = self.embeddings(input_ids)
         conv_mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         all_hidden = [hidden] if output_hidden_states else None
-        for layer in self.layers:
-            hidden = layer(hidden, conv_mask)
-            if all_hidden is not None:
-                all_hidden.append(hidden)
+        positions = self._packed_positions(hidden, attention_mask)
+        if positions is None:
+            for layer in self.layers:
+                hidden = layer(hidden, conv_mask)
+                if all_hidden is not None:
+                    all_hidden.append(hidden)
+        else:
+            grid = hidden.flatten(0, 1)  # padded positions keep the embedding output
+            packed = grid.index_select(0, positions)
+            for layer in self.layers:
+                packed = layer(packed, conv_mask, positions)
+                if all_hidden is not None:
+                    all_hidden.append(grid.to(packed.dtype).index_copy(0, positions, packed).view(hidden.shape))
+            hidden = grid.to(packed.dtype).index_copy(0, positions, packed).view(hidden.shape)
         last_hidden_state = self.final_layer_norm(hidden)
         pooled = pool(last_hidden_state, input_ids, attention_mask, self.config) if self.add_pooling_layer else None
         output = BaseModelOutputWithPooling(
@@ -148,6 +235,22 @@ class ConvModel(ConvPreTrainedModel):
             hidden_states=tuple(all_hidden) if all_hidden is not None else None,
         )
         return output if return_dict is not False else output.to_tuple()
+
+    def _packed_positions(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
+        """Flat indices of the real positions when the blocks should run packed, else ``None``.
+
+        Packed: a padded batch in reduced precision on the CPU, without gradients. Every block's work but the
+        convolution is per position, so it runs on the real positions alone (on a batch of proteins of mixed
+        lengths, padding is often a third of the grid or more). Training (gradients enabled), fp32 and the GPU
+        run unpacked, and so do blocks with forward hooks (which expect (batch, length, hidden) tensors).
+        """
+        if torch.is_grad_enabled() or not _reduced_precision_cpu(hidden):
+            return None
+        if any(layer._forward_hooks or layer._forward_pre_hooks for layer in self.layers):
+            return None
+        if bool(attention_mask.all()) or not bool(attention_mask.any()):
+            return None
+        return attention_mask.flatten().nonzero().squeeze(-1)
 
 
 class ConvTaskModel(ConvPreTrainedModel):
