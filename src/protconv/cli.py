@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from .conversion import convert_carp
 from .hub import push_folder
+from .inference.commands import add_embed_command, add_predict_command, add_score_command
 
 T = TypeVar("T")
 
@@ -181,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (run, summary) in _PASS_THROUGH.items():
         command = commands.add_parser(name, add_help=False, help=f"{summary}; `{name} --help` lists options")
         command.set_defaults(run=run)
+    for add_command in (add_embed_command, add_score_command, add_predict_command):
+        command = add_command(commands)
+        command.set_defaults(command_parser=command)
     return parser
 
 

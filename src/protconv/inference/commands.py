@@ -1,0 +1,185 @@
+"""argparse subcommands ``embed``, ``score`` and ``predict``, thin over :mod:`protconv.inference`, for the
+``protconv`` command to mount::
+
+    commands = parser.add_subparsers(dest="command")
+    add_embed_command(commands)
+    add_score_command(commands)
+    add_predict_command(commands)
+    args = parser.parse_args()
+    args.run(args)
+
+Each builder returns its parser and sets ``run`` (a callable taking the parsed namespace). User errors are
+raised as ``ValueError``/``FileNotFoundError``/``FileExistsError`` subclasses with one-line messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import DEFAULT_MAX_TOKENS, DTYPES
+
+_DEVICE_HELP = "cpu, cuda, cuda:1, ... (default: auto, the GPU when there is one)"
+_TOKENS_HELP = (
+    "token budget of a batch, padding and special tokens included (default %(default)s); sequences are never "
+    "cropped: a longer one runs alone"
+)
+
+
+def _common_options(parser: argparse.ArgumentParser, unknown: bool = True) -> None:
+    parser.add_argument("--max_tokens_per_batch", type=int, default=DEFAULT_MAX_TOKENS, help=_TOKENS_HELP)
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="compute dtype (default float32)")
+    parser.add_argument("--device", default="auto", help=_DEVICE_HELP)
+    if unknown:
+        parser.add_argument(
+            "--unknown",
+            choices=["error", "X"],
+            default="error",
+            help="a character outside the amino-acid alphabet: error naming the record and position (default), "
+            "or map it to X",
+        )
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def add_embed_command(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "embed",
+        help="embed the proteins of a FASTA file into an HDF5 file (mean and/or per-residue)",
+        description=(
+            "Embed every FASTA record into OUTPUT.h5: one group per record id with datasets 'mean' (n_layers, "
+            "hidden) and/or 'per_residue' (n_layers, residues, hidden), residues only, and attributes 'layers' and "
+            "'length'. Sequences run whole: a model with learned absolute positions (position_embedding_type="
+            "'absolute') refuses a record longer than its max_position_embeddings before any work. Re-running the "
+            "same command continues a killed run, skipping the records already written."
+        ),
+    )
+    parser.add_argument("model", help="model folder or Hugging Face Hub id")
+    parser.add_argument("fasta", help="FASTA file (plain or gzip); record ids (first header word) must be unique")
+    parser.add_argument("output", help="HDF5 file to write (or to continue)")
+    parser.add_argument(
+        "--include",
+        default="mean",
+        help="comma list of mean, per_residue, cls (the <cls> state, for pooling='cls' models); default mean",
+    )
+    parser.add_argument(
+        "--layers",
+        default=None,
+        help="comma list of hidden_states indices (0 = embedding output, -1 = last block before the final "
+        "LayerNorm; write --layers=-1,-2 for negatives) and/or 'last' (last_hidden_state, what pooler_output "
+        "pools); default last",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT instead of continuing it")
+    _common_options(parser)
+    parser.set_defaults(run=run_embed)
+    return parser
+
+
+def run_embed(args: argparse.Namespace) -> None:
+    from .embed import embed
+
+    result = embed(
+        args.model,
+        args.fasta,
+        args.output,
+        include=args.include,
+        layers=args.layers,
+        max_tokens_per_batch=args.max_tokens_per_batch,
+        dtype=args.dtype,
+        device=args.device,
+        unknown=args.unknown,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    skipped = f" ({result.skipped} already present)" if result.skipped else ""
+    print(f"wrote {result.written} records to {result.output}{skipped} in {result.seconds:.1f}s")
+
+
+def add_score_command(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "score",
+        help="zero-shot variant effect scores from a masked LM (ESM-1v style)",
+        description=(
+            "Score the variants of a CSV file (ProteinGym/ESM mutant syntax: H24C, multi-mutants H24C:A25D) against "
+            "a wild type. Writes the table with one added column; with --score_column, prints the Spearman "
+            "correlation with that column and writes it to OUTPUT's stem + .spearman.json."
+        ),
+    )
+    parser.add_argument("model", help="masked-LM model folder or Hugging Face Hub id")
+    parser.add_argument("variants", help="CSV/TSV file with a mutant column")
+    parser.add_argument("output", help="CSV file to write: the input table plus the score column")
+    wild = parser.add_mutually_exclusive_group(required=True)
+    wild.add_argument("--sequence", help="the wild-type sequence")
+    wild.add_argument("--wildtype", help="FASTA file whose first record is the wild type")
+    parser.add_argument("--mutant_column", default="mutant", help="column of mutant names (default mutant)")
+    parser.add_argument("--offset", type=int, default=1, help="number of the wild type's first residue (default 1)")
+    parser.add_argument(
+        "--method",
+        choices=["masked-marginal", "wildtype-marginal", "pseudo-likelihood"],
+        default="masked-marginal",
+        help="masked-marginal (default; one forward per mutated position), wildtype-marginal (one forward), "
+        "pseudo-likelihood (L forwards per distinct sequence: slow)",
+    )
+    parser.add_argument("--output_column", help="name of the added column (default: the method, '_' for '-')")
+    parser.add_argument("--score_column", help="measured column to correlate with (Spearman); NaN/empty rows skipped")
+    _common_options(parser, unknown=False)
+    parser.set_defaults(run=run_score)
+    return parser
+
+
+def run_score(args: argparse.Namespace) -> None:
+    from .score import score
+
+    result = score(
+        args.model,
+        args.variants,
+        args.output,
+        sequence=args.sequence,
+        wildtype=args.wildtype,
+        mutant_column=args.mutant_column,
+        offset=args.offset,
+        method=args.method,
+        output_column=args.output_column,
+        score_column=args.score_column,
+        max_tokens_per_batch=args.max_tokens_per_batch,
+        dtype=args.dtype,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {len(result.scores)} {result.method} scores to {result.output} in {result.seconds:.1f}s")
+    if result.metrics_file is not None:
+        missing = f"; {result.missing_targets} rows without a target left out" if result.missing_targets else ""
+        print(f"spearman={result.spearman:.4f} on {result.spearman_rows} rows{missing} ({result.metrics_file})")
+
+
+def add_predict_command(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "predict",
+        help="predictions of a fine-tuned model on a FASTA or CSV file",
+        description=(
+            "Predict with a fine-tuned sequence- or token-classification model (the class is read from "
+            "config.architectures): regression value, class name and probability, or one label per residue."
+        ),
+    )
+    parser.add_argument("model", help="fine-tuned model folder or Hugging Face Hub id")
+    parser.add_argument("input", help="FASTA file, or CSV/TSV table with a sequence column")
+    parser.add_argument("output", help="CSV file to write")
+    parser.add_argument("--sequence_column", help="CSV input: the sequence column (default: sequence or seq)")
+    _common_options(parser)
+    parser.set_defaults(run=run_predict)
+    return parser
+
+
+def run_predict(args: argparse.Namespace) -> None:
+    from .predict import predict
+
+    result = predict(
+        args.model,
+        args.input,
+        args.output,
+        sequence_column=args.sequence_column,
+        max_tokens_per_batch=args.max_tokens_per_batch,
+        dtype=args.dtype,
+        device=args.device,
+        unknown=args.unknown,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {result.records} {result.task} predictions to {result.output} in {result.seconds:.1f}s")

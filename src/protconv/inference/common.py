@@ -1,0 +1,294 @@
+"""What embed, score and predict share: loading a model and its tokenizer, devices and dtypes, and token-budget
+batches of whole sequences.
+
+Batches follow the idea of :mod:`protconv.data.batching` (sort by length, cut greedily at a token budget that
+counts padding) without its cropping: inference runs every sequence whole, and a sequence longer than the budget
+runs alone in its own batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import re
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from ..modeling.pooling import residue_mask
+from ..modeling.vocabulary import RESIDUE_CHARACTERS
+from ..registry import has_saved_weights, load_pretrained
+from ..tokenization import build_tokenizer
+
+T = TypeVar("T")
+
+#: Default token budget of a batch, padding and special tokens included.
+DEFAULT_MAX_TOKENS = 16384
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# A Hub repository id: "name" or "owner/name" (letters, digits, '-', '_', '.').
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+class InferenceInputError(ValueError):
+    """A user input embed/score/predict refuses: a bad option, record, CSV row or model. One-line message that
+    names the file, record, line or position at fault."""
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"``: the GPU when there is one, else the CPU; otherwise the named device."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as error:
+        raise InferenceInputError(f"unknown device {device!r} ({error})") from None
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise InferenceInputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype}")
+        return dtype
+    if dtype not in DTYPES:
+        raise InferenceInputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return next(name for name, value in DTYPES.items() if value == dtype)
+
+
+def check_model_source(model: str | Path) -> str:
+    """``model`` as a string, after checking that a local path exists: a model folder or a Hub id."""
+    text = str(model)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InferenceInputError(f"{path}: not a model folder (expected a folder with config.json)")
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: no config.json in this folder; is it a saved model folder?")
+        return str(path)
+    if not _HUB_ID.match(text) or text.startswith((".", "~")):
+        raise FileNotFoundError(f"{text}: no such model folder (and not a Hugging Face Hub id)")
+    return text
+
+
+def load_config(model: str) -> PretrainedConfig:
+    return AutoConfig.from_pretrained(model)
+
+
+def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
+    """The model's own tokenizer (a folder's ``tokenizer.json``, or the Hub repository's); protconv's default
+    tokenizer (with ``<cls>``/``<eos>``) only for a local folder saved without one."""
+    path = Path(model)
+    if path.is_dir() and not (path / "tokenizer.json").is_file():
+        return build_tokenizer()
+    return AutoTokenizer.from_pretrained(model)
+
+
+def load_model(
+    model: str, auto_class: type, dtype: torch.dtype, device: torch.device, what: str
+) -> tuple[PreTrainedModel, str]:
+    """``auto_class`` weights of ``model`` in eval mode on ``device``, and a fingerprint of their values.
+
+    Weights the checkpoint lacks would be random: that is an error naming them (``what`` says which part the
+    command needs, e.g. "a masked-LM head"), never a silent random model. The fingerprint (computed on the CPU,
+    before the move) identifies the weights whatever the folder is called.
+    """
+    has_saved_weights(model)  # a folder holding only unsafe weight formats: WeightsFormatError
+    loaded, info = load_pretrained(auto_class, model, dtype=dtype, output_loading_info=True)
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        raise InferenceInputError(
+            f"{model}: the checkpoint lacks weights of {type(loaded).__name__} ({shown}); this command needs {what}"
+        )
+    fingerprint = weights_fingerprint(loaded)
+    return loaded.to(device).eval(), fingerprint
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of every tensor's name, shape, dtype and value sums (float64): equal weights, equal hash."""
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            values = tensor.detach().to("cpu", torch.float64)
+            digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+            digest.update(f"{float(values.sum()):.17g}|{float((values * values).sum()):.17g};".encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How the tokenizer frames one sequence: special tokens before (``<cls>``) and after (``<eos>``) residues."""
+
+    prefix: int
+    suffix: int
+
+    @property
+    def special_tokens(self) -> int:
+        return self.prefix + self.suffix
+
+
+def tokenizer_framing(tokenizer: PreTrainedTokenizerBase) -> Framing:
+    encoded = tokenizer("ACD", return_special_tokens_mask=True)
+    special = encoded["special_tokens_mask"]
+    if len(special) - sum(special) != 3:
+        raise InferenceInputError(
+            f"the model's tokenizer turns the 3 residues 'ACD' into {len(special) - sum(special)} non-special "
+            "tokens; protconv inference needs one token per residue"
+        )
+    prefix = special.index(0)
+    return Framing(prefix, len(special) - prefix - 3)
+
+
+def check_length_limit(config: PretrainedConfig, tokens: int, where: str) -> None:
+    """A model with learned absolute positions cannot run more tokens than it has positions: say so up front."""
+    if getattr(config, "position_embedding_type", None) != "absolute":
+        return
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is not None and tokens > limit:
+        raise InferenceInputError(
+            f"{where}: {tokens} tokens (special tokens included) exceed this model's max_position_embeddings={limit} "
+            "(learned absolute positions); protconv runs sequences whole, so shorten or split this sequence, or use "
+            "a model with rotary positions or a Conv model"
+        )
+
+
+def plan_batches(lengths: Sequence[int], max_tokens: int, special_tokens: int = 0) -> list[list[int]]:
+    """Indices into ``lengths`` grouped into batches of at most ``max_tokens`` padded tokens (special tokens
+    included), longest first, each batch of similar lengths; no sequence is cropped, and one longer than the
+    budget is a batch of its own. Longest first: a budget too large for the device fails at once, not at the end.
+    """
+    if max_tokens < 1:
+        raise InferenceInputError(f"max_tokens_per_batch must be positive, got {max_tokens}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    group: list[int] = []
+    width = 0
+    for i in order:
+        if group and (len(group) + 1) * width > max_tokens:
+            batches.append(group)
+            group = []
+        if not group:
+            width = lengths[i] + special_tokens  # the first (longest) member sets the padded width
+        group.append(i)
+    if group:
+        batches.append(group)
+    return batches
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of ``size`` items (the last may be shorter)."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def encode(
+    tokenizer: PreTrainedTokenizerBase, sequences: Sequence[str], device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Padded ``input_ids``/``attention_mask`` of whole sequences on ``device`` (never truncated)."""
+    batch = tokenizer(list(sequences), padding=True, truncation=False, return_tensors="pt")
+    return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
+
+
+class BatchEncoder:
+    """``encode`` for clean residue strings, through a character table built from the tokenizer.
+
+    Converting the tokenizer's Python lists to tensors costs about as much as a small model's forward on a
+    CPU; the table gives the same ids (checked against the tokenizer on every residue character when built)
+    at numpy speed. Tokenizers that are not one-token-per-character, or pad on the left, use ``encode``.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
+        self.framing = tokenizer_framing(tokenizer)
+        vocab = tokenizer.get_vocab()
+        self.table = np.full(256, -1, dtype=np.int64)
+        for char in RESIDUE_CHARACTERS:
+            if char in vocab:
+                self.table[ord(char)] = vocab[char]
+        reference = tokenizer(RESIDUE_CHARACTERS)["input_ids"]
+        prefix, suffix = self.framing.prefix, self.framing.suffix
+        self.prefix_ids = list(reference[:prefix])
+        self.suffix_ids = list(reference[len(reference) - suffix :])
+        own = self.prefix_ids + self.table[np.frombuffer(RESIDUE_CHARACTERS.encode(), np.uint8)].tolist()
+        own += self.suffix_ids
+        self.fast = own == list(reference) and tokenizer.padding_side == "right" and tokenizer.pad_token_id is not None
+
+    def __call__(self, sequences: Sequence[str], device: torch.device) -> dict[str, torch.Tensor]:
+        if not self.fast or not all(sequence.isascii() for sequence in sequences):
+            return encode(self.tokenizer, sequences, device)
+        prefix, special = self.framing.prefix, self.framing.special_tokens
+        width = max(len(sequence) for sequence in sequences) + special
+        ids = np.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(sequences), width), dtype=np.int64)
+        for row, sequence in enumerate(sequences):
+            residues = self.table[np.frombuffer(sequence.encode(), np.uint8)]
+            if (residues < 0).any():
+                return encode(self.tokenizer, sequences, device)
+            end = prefix + len(sequence)
+            ids[row, :prefix] = self.prefix_ids
+            ids[row, prefix:end] = residues
+            ids[row, end : end + self.framing.suffix] = self.suffix_ids
+            mask[row, : len(sequence) + special] = 1
+        return {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
+
+
+def residue_positions(
+    inputs: dict[str, torch.Tensor], config: PretrainedConfig, lengths: Sequence[int]
+) -> torch.Tensor:
+    """The boolean residue mask of a batch (``pooling.residue_mask``), checked against the residue counts."""
+    mask = residue_mask(inputs["input_ids"], inputs["attention_mask"], config)
+    counts = mask.sum(dim=1).tolist()
+    if counts != list(lengths):
+        raise RuntimeError(f"tokenizer/model mismatch: residue counts {counts} for sequences of lengths {lengths}")
+    return mask
+
+
+def progress_bar(total: int, unit: str, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit=unit, desc=desc, disable=not enabled, dynamic_ncols=True, smoothing=0.1)
+
+
+@contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block ends, then deliver them: an output commit (an HDF5
+    write and flush) is never cut in half by them. Only in the main thread (elsewhere signals cannot be caught)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in _DEFERRED}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            signal.raise_signal(received[0])
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("protconv")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        import protconv
+
+        return protconv.__version__

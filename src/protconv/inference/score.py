@@ -1,0 +1,394 @@
+"""Zero-shot variant effect scores from a masked language model (Meier et al. 2021, ESM-1v).
+
+Three methods, each a log-likelihood ratio of the variant to the wild type (higher = predicted fitter):
+
+* ``masked-marginal`` (default): for every mutated position ``i``, one forward of the wild type with only ``i``
+  masked; the score is the sum over the variant's mutations of ``log p(mutant aa | i masked) - log p(wt aa | i
+  masked)``. Every distinct position is computed once, whatever the number of variants that mutate it.
+* ``wildtype-marginal``: the same sum read off ONE unmasked forward of the wild type.
+* ``pseudo-likelihood``: ``PLL(variant) - PLL(wild type)``, where ``PLL(s) = sum_i log p(s_i | s with i masked)``:
+  ``L`` masked forwards per distinct sequence (the slowest by far), all batched together.
+
+Mutations are written as in ProteinGym and ESM: ``H24C`` (wild-type letter, position, mutant letter), several
+joined by ``:`` (``H24C:A25D``); ``offset`` is the number of the wild type's first residue. A row whose mutant is
+``WT``/``_wt``/``wildtype`` (any case) is the wild type itself and scores 0. Every wild-type letter is checked
+against the sequence; malformed names, positions outside the sequence, synonymous mutations and a position
+mutated twice in one variant are errors naming the CSV line, raised before the model is loaded.
+
+Residue ``i`` is found at its own token index whatever the tokenizer's framing (with or without ``<cls>``/``<eos>``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForMaskedLM
+
+from ..downstream.metrics import spearman
+from ..modeling.vocabulary import RESIDUE_CHARACTERS
+from ..tokenization.validation import clean_sequence
+from .common import (
+    DEFAULT_MAX_TOKENS,
+    InferenceInputError,
+    check_length_limit,
+    check_model_source,
+    chunks,
+    load_config,
+    load_model,
+    load_tokenizer,
+    progress_bar,
+    resolve_device,
+    resolve_dtype,
+)
+from .inputs import CsvRow, CsvTable, atomic_text_output, first_fasta_record, read_csv, same_file
+
+METHODS = ("masked-marginal", "wildtype-marginal", "pseudo-likelihood")
+WILD_TYPE_NAMES = frozenset({"wt", "_wt", "wildtype", "wild-type", "wild_type"})
+_MUTATION = re.compile(r"^([A-Za-z*])(\d+)([A-Za-z*])$")
+_MUTANT_LETTERS = "".join(c for c in RESIDUE_CHARACTERS if c != "-")
+_MISSING = frozenset({"", "nan", "na", "n/a", "none", "null"})
+
+
+@dataclass(frozen=True)
+class Mutation:
+    wildtype: str
+    position: int  # as written (offset applied)
+    index: int  # 0-based residue index in the wild type
+    mutant: str
+
+
+@dataclass(frozen=True)
+class Variant:
+    line: int
+    name: str
+    mutations: tuple[Mutation, ...]
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    output: Path
+    method: str
+    column: str
+    scores: list[float]
+    seconds: float
+    forwards: int  # model forward rows run (masked copies of the sequence)
+    spearman: float | None = None  # with score_column: Spearman of the scores with that column
+    spearman_rows: int = 0  # rows it was computed on
+    missing_targets: int = 0  # rows left out for a missing/NaN target
+    metrics_file: Path | None = None
+
+
+def parse_mutant(text: str, wildtype: str, offset: int, where: str) -> tuple[Mutation, ...]:
+    """``H24C`` or ``H24C:A25D`` -> mutations, checked against ``wildtype`` (position ``offset`` = index 0).
+
+    ``where`` (``file:line``) starts every error message. An empty tuple is the wild type itself.
+    """
+    name = text.strip()
+    if name.lower() in WILD_TYPE_NAMES:
+        return ()
+    if not name:
+        raise InferenceInputError(f"{where}: empty mutant (write e.g. H24C, H24C:A25D, or WT for the wild type)")
+    mutations: list[Mutation] = []
+    seen: dict[int, str] = {}
+    last = offset + len(wildtype) - 1
+    for part in name.split(":"):
+        match = _MUTATION.match(part.strip())
+        if match is None:
+            raise InferenceInputError(
+                f"{where}: mutant {name!r}: {part!r} is not a substitution like H24C (wild-type letter, position, "
+                "mutant letter; several joined by ':')"
+            )
+        wt, number, mt = match.group(1).upper(), int(match.group(2)), match.group(3).upper()
+        for letter in (wt, mt):
+            if letter not in _MUTANT_LETTERS:
+                raise InferenceInputError(f"{where}: mutant {name!r}: {letter!r} is not an amino-acid letter")
+        index = number - offset
+        if not 0 <= index < len(wildtype):
+            raise InferenceInputError(
+                f"{where}: mutant {name!r}: position {number} is outside the wild type (positions {offset}..{last} "
+                f"with offset {offset})"
+            )
+        if wildtype[index] != wt:
+            raise InferenceInputError(
+                f"{where}: mutant {name!r}: the wild type has {wildtype[index]!r} at position {number}, not {wt!r} "
+                f"(is the offset {offset} right?)"
+            )
+        if wt == mt:
+            raise InferenceInputError(f"{where}: mutant {name!r}: {part} is synonymous (no change)")
+        if number in seen:
+            raise InferenceInputError(
+                f"{where}: mutant {name!r}: position {number} is mutated twice ({seen[number]} and {part})"
+            )
+        seen[number] = part
+        mutations.append(Mutation(wt, number, index, mt))
+    return tuple(mutations)
+
+
+def read_wildtype(sequence: str | None, wildtype: str | Path | None) -> str:
+    if (sequence is None) == (wildtype is None):
+        raise InferenceInputError("give the wild type either as a sequence or as a FASTA file (exactly one of them)")
+    if sequence is not None:
+        return clean_sequence(sequence, record="the wild-type sequence")
+    return first_fasta_record(wildtype).sequence
+
+
+def score(
+    model: str | Path,
+    variants: str | Path,
+    output: str | Path,
+    *,
+    sequence: str | None = None,
+    wildtype: str | Path | None = None,
+    mutant_column: str = "mutant",
+    offset: int = 1,
+    method: str = "masked-marginal",
+    output_column: str | None = None,
+    score_column: str | None = None,
+    max_tokens_per_batch: int = DEFAULT_MAX_TOKENS,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> ScoreResult:
+    """Score every row of the CSV ``variants`` with the masked LM ``model``; write ``output``.
+
+    The wild type is ``sequence`` or the first record of the FASTA file ``wildtype``. ``output`` is the input
+    table (same columns, same delimiter) with one added column, ``output_column`` (default: the method name with
+    ``_`` for ``-``), written atomically. With ``score_column``, the Spearman correlation of the scores with that
+    column is computed over the rows where it holds a number (empty/NaN rows are left out and counted) and
+    written to ``<output stem>.spearman.json``.
+    """
+    started = time.perf_counter()
+    if method not in METHODS:
+        raise InferenceInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if max_tokens_per_batch < 1:
+        raise InferenceInputError(f"max_tokens_per_batch must be positive, got {max_tokens_per_batch}")
+    output = Path(output)
+    if same_file(variants, output):
+        raise InferenceInputError(f"{output}: the output would overwrite the input variants file")
+    column = output_column or method.replace("-", "_")
+    wt = read_wildtype(sequence, wildtype)
+    table, rows = _read_table(variants)
+    mutant_index = table.column(mutant_column, "the mutant column, e.g. H24C or H24C:A25D")
+    if column in table.header:
+        raise InferenceInputError(f"{table.path}: already has a column {column!r}; choose another output column name")
+    target_index = table.column(score_column, "the score column") if score_column else None
+    parsed = [
+        Variant(
+            row.line,
+            row.fields[mutant_index],
+            parse_mutant(row.fields[mutant_index], wt, offset, f"{table.path}:{row.line}"),
+        )
+        for row in rows
+    ]
+    targets = _targets(table, rows, target_index) if target_index is not None else None
+
+    source = check_model_source(model)
+    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
+    config = load_config(source)
+    tokenizer = load_tokenizer(source)
+    if tokenizer.mask_token_id is None:
+        raise InferenceInputError(f"{source}: the tokenizer has no mask token; scoring needs a masked LM")
+    encoded = tokenizer(wt, return_special_tokens_mask=True)
+    ids, special = list(encoded["input_ids"]), encoded["special_tokens_mask"]
+    residue_tokens = [j for j, is_special in enumerate(special) if not is_special]
+    if len(residue_tokens) != len(wt):
+        raise RuntimeError(f"the tokenizer made {len(residue_tokens)} residue tokens of {len(wt)} residues")
+    check_length_limit(config, len(ids), "the wild type")
+    letter_ids = _letter_ids(tokenizer)
+    network, _ = load_model(source, AutoModelForMaskedLM, torch_dtype, torch_device, "a masked-LM head (lm_head)")
+    runner = _Runner(network, tokenizer.mask_token_id, max(1, max_tokens_per_batch // len(ids)), torch_device)
+
+    if method == "pseudo-likelihood":
+        scores = _pseudo_likelihood(runner, ids, residue_tokens, parsed, letter_ids, progress)
+    else:
+        if method == "masked-marginal":
+            positions = sorted({m.index for v in parsed for m in v.mutations})
+            log_probs = runner.masked_log_probs(ids, residue_tokens, positions, progress)
+        else:
+            log_probs = runner.unmasked_log_probs(ids, residue_tokens)
+        scores = [
+            float(
+                sum(
+                    log_probs[m.index][letter_ids[m.mutant]] - log_probs[m.index][letter_ids[m.wildtype]]
+                    for m in v.mutations
+                )
+            )
+            for v in parsed
+        ]
+
+    with atomic_text_output(output) as handle:
+        writer = csv.writer(handle, delimiter=table.delimiter, lineterminator="\n")
+        writer.writerow([*table.header, column])
+        for row, value in zip(rows, scores, strict=True):
+            writer.writerow([*row.fields, repr(value)])
+    result = ScoreResult(output, method, column, scores, time.perf_counter() - started, runner.forwards)
+    if targets is not None:
+        result = _with_spearman(result, targets, model, variants, score_column)
+    return result
+
+
+def _read_table(path: str | Path) -> tuple[CsvTable, list[CsvRow]]:
+    with read_csv(path) as (table, rows):
+        return table, list(rows)
+
+
+def _targets(table: CsvTable, rows: list[CsvRow], index: int) -> list[float]:
+    values = []
+    for row in rows:
+        raw = row.fields[index].strip()
+        if raw.lower() in _MISSING:
+            values.append(math.nan)
+            continue
+        try:
+            values.append(float(raw))
+        except ValueError:
+            raise InferenceInputError(
+                f"{table.path}:{row.line}: score column {table.header[index]!r} holds {raw!r}, not a number "
+                "(leave the cell empty or write NaN for a missing value)"
+            ) from None
+    return values
+
+
+def _with_spearman(result: ScoreResult, targets: list[float], model, variants, score_column: str) -> ScoreResult:
+    scores = result.scores
+    keep = [i for i, value in enumerate(targets) if math.isfinite(value)]
+    rho = (
+        spearman(np.array([scores[i] for i in keep]), np.array([targets[i] for i in keep]))
+        if len(keep) > 1
+        else math.nan
+    )
+    metrics_file = result.output.with_name(result.output.stem + ".spearman.json")
+    payload = {
+        "model": str(model),
+        "variants": str(variants),
+        "method": result.method,
+        "output_column": result.column,
+        "score_column": score_column,
+        "spearman": rho if math.isfinite(rho) else None,
+        "rows": len(keep),
+        "missing_targets": len(targets) - len(keep),
+    }
+    with atomic_text_output(metrics_file) as handle:
+        json.dump(payload, handle, indent=2)
+        handle.write("\n")
+    return replace(
+        result,
+        spearman=rho,
+        spearman_rows=len(keep),
+        missing_targets=len(targets) - len(keep),
+        metrics_file=metrics_file,
+    )
+
+
+def _letter_ids(tokenizer) -> dict[str, int]:
+    ids = {}
+    for letter in _MUTANT_LETTERS:
+        token = tokenizer.convert_tokens_to_ids(letter)
+        if token is None or token == tokenizer.unk_token_id:
+            continue
+        ids[letter] = token
+    missing = [letter for letter in "ACDEFGHIKLMNPQRSTVWY" if letter not in ids]
+    if missing:
+        raise InferenceInputError(f"the model's tokenizer has no token for amino acids {''.join(missing)}")
+    return _StrictIds(ids)
+
+
+class _StrictIds(dict):
+    def __missing__(self, letter: str) -> int:
+        raise InferenceInputError(f"the model's tokenizer has no token for {letter!r}")
+
+
+class _Runner:
+    """Batched forwards of equal-length token rows, each with one position masked (or none)."""
+
+    def __init__(self, network, mask_id: int, batch_size: int, device: torch.device) -> None:
+        self.network, self.mask_id, self.batch_size, self.device = network, mask_id, batch_size, device
+        self.forwards = 0
+
+    def _log_softmax(self, rows: list[list[int]]) -> torch.Tensor:
+        """``(rows, tokens, vocab)`` float32 log-probabilities."""
+        input_ids = torch.tensor(rows, dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            logits = self.network(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).logits
+        self.forwards += len(rows)
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def masked(self, ids: list[int], token: int) -> list[int]:
+        row = list(ids)
+        row[token] = self.mask_id
+        return row
+
+    def masked_log_probs(
+        self, ids: list[int], residue_tokens: list[int], positions: list[int], progress: bool
+    ) -> dict[int, np.ndarray]:
+        """Residue index -> log-probabilities over the vocabulary with that residue (alone) masked."""
+        found: dict[int, np.ndarray] = {}
+        bar = progress_bar(len(positions), "pos", progress, "masked-marginal")
+        try:
+            for batch in chunks(positions, self.batch_size):
+                log_probs = self._log_softmax([self.masked(ids, residue_tokens[i]) for i in batch])
+                picked = log_probs[torch.arange(len(batch)), [residue_tokens[i] for i in batch]].cpu().numpy()
+                found.update(zip(batch, picked, strict=True))
+                bar.update(len(batch))
+        finally:
+            bar.close()
+        return found
+
+    def unmasked_log_probs(self, ids: list[int], residue_tokens: list[int]) -> dict[int, np.ndarray]:
+        log_probs = self._log_softmax([ids])[0, residue_tokens].cpu().numpy()
+        return dict(enumerate(log_probs))
+
+    def pseudo_log_likelihoods(
+        self, sequences: list[list[int]], residue_tokens: list[int], progress: bool
+    ) -> list[float]:
+        """``sum_i log p(s_i | s with residue i masked)`` of each token row in ``sequences``."""
+        totals = [0.0] * len(sequences)
+        jobs: Iterator[tuple[int, int]] = ((s, t) for s in range(len(sequences)) for t in residue_tokens)
+        bar = progress_bar(len(sequences) * len(residue_tokens), "fwd", progress, "pseudo-likelihood")
+        try:
+            for batch in chunks(jobs, self.batch_size):
+                log_probs = self._log_softmax([self.masked(sequences[s], t) for s, t in batch])
+                rows = torch.arange(len(batch))
+                tokens = torch.tensor([t for _, t in batch])
+                truth = torch.tensor([sequences[s][t] for s, t in batch])
+                values = log_probs[rows, tokens, truth].double().cpu().tolist()
+                for (s, _), value in zip(batch, values, strict=True):
+                    totals[s] += value
+                bar.update(len(batch))
+        finally:
+            bar.close()
+        return totals
+
+
+def _pseudo_likelihood(
+    runner: _Runner,
+    ids: list[int],
+    residue_tokens: list[int],
+    variants: Sequence[Variant],
+    letter_ids: dict[str, int],
+    progress: bool,
+) -> list[float]:
+    """PLL(variant) - PLL(wild type), each distinct sequence computed once."""
+    keys: dict[tuple[tuple[int, str], ...], int] = {(): 0}
+    rows = [ids]
+    for variant in variants:
+        key = tuple(sorted((m.index, m.mutant) for m in variant.mutations))
+        if key not in keys:
+            keys[key] = len(rows)
+            row = list(ids)
+            for index, mutant in key:
+                row[residue_tokens[index]] = letter_ids[mutant]
+            rows.append(row)
+    totals = runner.pseudo_log_likelihoods(rows, residue_tokens, progress)
+    return [
+        totals[keys[tuple(sorted((m.index, m.mutant) for m in variant.mutations))]] - totals[0] for variant in variants
+    ]
