@@ -39,3 +39,22 @@ def test_readme_profile_config_parses() -> None:
         ["--config", str(README.parent / "examples/configs/profile-multitask.yaml")]
     )
     assert model_args.pretraining_objective == "mlm+profile" and data_args.msa_files == ["../shared/data/msa"]
+
+
+def test_readme_command_line_examples_run(tmp_path, monkeypatch, capsys) -> None:
+    """The embed / score / finetune / predict block, line by line through ``protconv.cli.main``, in a scratch
+    folder that sees the repository's ``tests/data`` and holds the ``my-carp`` folder of the first example."""
+    import shlex
+
+    from protconv.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tests").symlink_to(README.parent / "tests")
+    exec(compile(python_blocks()[0], str(README), "exec"), {"__name__": "__readme__"})
+    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", README.read_text(), re.DOTALL) if "protconv embed" in b]
+    commands = [line for line in block.replace("\\\n", " ").splitlines() if line.startswith("protconv ")]
+    assert [c.split()[1] for c in commands] == ["embed", "score", "finetune", "predict"]
+    for command in commands:
+        assert main(shlex.split(command)[1:]) == 0, command
+    assert (tmp_path / "embeddings.h5").is_file() and (tmp_path / "predictions.csv").is_file()
+    assert "spearman" in capsys.readouterr().out.lower()
