@@ -27,6 +27,17 @@ class Batch:
     filler: bool = False
 
 
+def check_token_budget(max_tokens: int, max_length: int, special_tokens: int) -> None:
+    """A budget must leave room for residues and hold one sequence of maximal length (every planner's check)."""
+    if max_length <= special_tokens:
+        raise ValueError(f"max_length {max_length} leaves no room for residues")
+    if max_tokens < max_length:
+        raise ValueError(
+            f"max_tokens ({max_tokens}) must be at least max_length ({max_length}): "
+            "a batch must be able to hold one sequence of maximal length"
+        )
+
+
 @dataclass(frozen=True)
 class TokenBudgetBatcher:
     """Cuts a sequence stream into batches of at most ``max_tokens`` padded tokens.
@@ -43,13 +54,7 @@ class TokenBudgetBatcher:
     shuffle: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_length <= self.special_tokens:
-            raise ValueError(f"max_length {self.max_length} leaves no room for residues")
-        if self.max_tokens < self.max_length:
-            raise ValueError(
-                f"max_tokens ({self.max_tokens}) must be at least max_length ({self.max_length}): "
-                "a batch must be able to hold one sequence of maximal length"
-            )
+        check_token_budget(self.max_tokens, self.max_length, self.special_tokens)
         if self.pool_size < 1:
             raise ValueError(f"pool_size must be positive, got {self.pool_size}")
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .batching import check_token_budget
+
 #: Residues of a filler sequence (a batch that only keeps a process in step; its loss is ignored).
 FILLER_SEQUENCE = "MKTAYIAKQR"
 _PLAN_STREAM = 0x504C414E  # mixes into the epoch generator's seed, apart from masking and cropping streams
@@ -41,13 +43,7 @@ class BatchShape:
     special_tokens: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_length <= self.special_tokens:
-            raise ValueError(f"max_length {self.max_length} leaves no room for residues")
-        if self.max_tokens < self.max_length:
-            raise ValueError(
-                f"max_tokens ({self.max_tokens}) must be at least max_length ({self.max_length}): "
-                "a batch must be able to hold one sequence of maximal length"
-            )
+        check_token_budget(self.max_tokens, self.max_length, self.special_tokens)
 
     @property
     def room(self) -> int:
