@@ -13,67 +13,15 @@ import re
 import secrets
 import shutil
 import socket
+import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from huggingface_hub import ModelCard
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-
-def model_card(model: PreTrainedModel, title: str, summary: str, details: Mapping[str, Any] | None = None) -> str:
-    """A model card (README.md) with Hub metadata, usage with and without protconv, and the given details."""
-    config = model.config
-    n_params = sum(p.numel() for p in model.parameters())
-    rows = {
-        "architecture": type(model).__name__,
-        "parameters": f"{n_params:,}",
-        "layers": config.num_hidden_layers,
-        "hidden size": config.hidden_size,
-        "vocabulary": config.vocab_size,
-        **(details or {}),
-    }
-    table = "\n".join(f"| {key} | {value} |" for key, value in rows.items())
-    auto_class = next(
-        (name for name, target in config.auto_map.items() if target.endswith(f".{type(model).__name__}")),
-        "AutoModel",
-    )
-    return f"""---
-library_name: transformers
-pipeline_tag: fill-mask
-tags:
-- protconv
-- protein
-- protein-language-model
----
-
-# {title}
-
-{summary}
-
-| | |
-|---|---|
-{table}
-
-## Usage
-
-With protconv installed (`import protconv` registers the model type):
-
-```python
-import protconv
-from transformers import AutoTokenizer, {auto_class}
-
-tokenizer = AutoTokenizer.from_pretrained("REPO_OR_FOLDER")
-model = {auto_class}.from_pretrained("REPO_OR_FOLDER")
-```
-
-Without protconv, the modeling code shipped in this repository is used:
-
-```python
-model = {auto_class}.from_pretrained("REPO_OR_FOLDER", trust_remote_code=True)
-```
-"""
-
+from .model_card import build_card, retarget_usage
+from .modeling.hub_mixin import ProteinHubMixin
 
 #: Leftovers whose writer cannot be checked (another host, or an older protconv that put no pid in the name)
 #: are removed once untouched for this long: no export takes a day.
@@ -84,15 +32,20 @@ def save_hub_folder(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     folder: str | Path,
-    card: str | None = None,
+    card: ModelCard | str | None = None,
     overwrite: bool = False,
+    max_shard_size: int | str = "50GB",
 ) -> Path:
     """Write ``model`` + ``tokenizer`` (+ model card) as a folder that loads with the Auto classes anywhere.
 
-    The folder gets ordinary permissions (those of ``mkdir``: 0o777 less the umask). Staging folders of this
-    target left by dead processes are cleaned up first.
+    The card's usage code is pointed at ``folder`` as given (its name only, if absolute: a card never holds a
+    local path); ``push`` points it at the repo. The folder gets ordinary permissions (those of ``mkdir``: 0o777
+    less the umask). Staging folders of this target left by dead processes are cleaned up first.
     """
     folder = Path(folder)
+    card_text = (
+        None if card is None else retarget_usage(str(card), folder.name if folder.is_absolute() else str(folder))
+    )
     if folder.parent.is_dir():
         remove_stale_staging(folder)
     if folder.exists() and any(folder.iterdir()) and not overwrite:
@@ -100,10 +53,10 @@ def save_hub_folder(
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = _make_sibling(folder, "")
     try:
-        model.save_pretrained(staging)
+        model.save_pretrained(staging, max_shard_size=max_shard_size)
         tokenizer.save_pretrained(staging)
-        if card is not None:
-            (staging / "README.md").write_text(card, encoding="utf-8")
+        if card_text is not None:
+            (staging / "README.md").write_text(card_text, encoding="utf-8")
         if folder.exists():  # move the old folder aside first: at every instant one complete folder exists
             backup = _make_sibling(folder, "old.")
             os.replace(folder, backup / folder.name)
@@ -199,36 +152,121 @@ def _holds_only_an_export(path: Path, name: str) -> bool:
 def push_folder(
     folder: str | Path,
     repo_id: str,
-    private: bool = False,
+    private: bool | None = False,
     token: str | None = None,
     api=None,
     revision: str | None = None,
     commit_message: str | None = None,
     create_pr: bool = False,
+    commit_description: str | None = None,
 ) -> str:
-    """Upload a Hub-ready folder to ``repo_id`` (created if needed); returns the commit URL (or the pull request's).
+    """Upload a Hub-ready folder to ``repo_id`` (created if needed) in one commit; returns the commit URL (or the
+    pull request's).
 
-    ``revision`` is the branch to commit to (created from main if missing; with ``create_pr``, the branch the
-    pull request targets). ``token`` defaults to the logged-in user's (``hf auth login`` or ``HF_TOKEN``).
+    The folder's protconv card is uploaded with its usage code naming ``repo_id``; the folder itself is not
+    modified. ``revision`` is the branch to commit to (created from main if missing; with ``create_pr``, the branch
+    the pull request targets). ``token`` defaults to the logged-in user's (``hf auth login`` or ``HF_TOKEN``).
     """
-    from huggingface_hub import HfApi
+    from huggingface_hub import CommitOperationAdd, HfApi
 
     folder = Path(folder)
     has_weights = any((folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
     if not (folder / "config.json").is_file() or not has_weights:
         raise FileNotFoundError(f"{folder} is not a saved model folder (config.json and safetensors weights needed)")
     api = api or HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    upload = {
-        "folder_path": str(folder),
-        "repo_id": repo_id,
-        "commit_message": commit_message or "Upload protconv model",
-    }
-    if revision is not None:
-        if not create_pr:
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        upload["revision"] = revision
-    if create_pr:
-        upload["create_pr"] = True
-    commit = api.upload_folder(**upload)
+    repo_id = getattr(api.create_repo(repo_id, private=private, exist_ok=True), "repo_id", None) or repo_id
+    operations = [
+        CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
+        for path in _folder_files(folder)
+        if path.relative_to(folder).as_posix() != "README.md"
+    ]
+    card = folder / "README.md"
+    if card.is_file():
+        text = retarget_usage(card.read_text(encoding="utf-8"), repo_id)
+        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=text.encode("utf-8")))
+    if revision is not None and not create_pr:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    commit = api.create_commit(
+        repo_id=repo_id,
+        operations=operations,
+        commit_message=commit_message or "Upload protconv model",
+        commit_description=commit_description,
+        revision=revision,
+        create_pr=create_pr,
+    )
     return str(getattr(commit, "pr_url", None) or getattr(commit, "commit_url", commit))
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """Every file of the folder, hidden entries (``.cache``, ``.git``, editor files) left out, as upload_folder."""
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    )
+
+
+def push_model(
+    model: PreTrainedModel,
+    repo_id: str,
+    *,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    card: ModelCard | str | None = None,
+    commit_message: str | None = None,
+    commit_description: str | None = None,
+    private: bool | None = None,
+    token: bool | str | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    max_shard_size: int | str | None = "50GB",
+    tags: list[str] | None = None,
+    api=None,
+) -> str:
+    """``model.push_to_hub`` for protconv models: weights, config, code, the tokenizer and a protconv card.
+
+    transformers' own ``push_to_hub`` uploads its generic card and no tokenizer. The tokenizer and card default
+    to those of the folder the model was loaded from (so a converted or fine-tuned model keeps its card and its
+    CARP-style tokenizer); otherwise protconv's tokenizer and a new card.
+    """
+    source = Path(model.name_or_path) if model.name_or_path else None
+    tokenizer = tokenizer or _source_tokenizer(source)
+    if card is None:
+        card = _source_card(source) or build_card(
+            model, repo_id.split("/")[-1], "A protein language model built with protconv.", tags=tags or ()
+        )
+    with tempfile.TemporaryDirectory() as workdir:
+        folder = save_hub_folder(model, tokenizer, Path(workdir) / "model", card=card, max_shard_size=max_shard_size)
+        return push_folder(
+            folder,
+            repo_id,
+            private=private,
+            token=token if isinstance(token, str) else None,
+            api=api,
+            revision=revision,
+            commit_message=commit_message,
+            create_pr=create_pr,
+            commit_description=commit_description,
+        )
+
+
+def _source_tokenizer(source: Path | None) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    from .tokenization import build_tokenizer
+
+    if source is not None and (source / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(source)
+    return build_tokenizer()
+
+
+def _source_card(source: Path | None) -> str | None:
+    """The card of the folder the model came from, if protconv wrote it."""
+    card = None if source is None else source / "README.md"
+    if card is None or not card.is_file():
+        return None
+    text = card.read_text(encoding="utf-8")
+    tags = ModelCard(text, ignore_metadata_errors=True).data.tags or []
+    return text if "protconv" in tags else None
+
+
+ProteinHubMixin.hub_publisher = push_model
