@@ -294,8 +294,9 @@ class FakeApi:
     def create_branch(self, repo_id, branch, exist_ok):
         self.calls.append(("create_branch", repo_id, branch, exist_ok))
 
-    def upload_folder(self, **kwargs):
-        self.calls.append(("upload_folder", kwargs))
+    def create_commit(self, repo_id, operations, **kwargs):
+        files = sorted(operation.path_in_repo for operation in operations)
+        self.calls.append(("create_commit", repo_id, files, kwargs))
         pr = "https://huggingface.co/org/model/discussions/1" if kwargs.get("create_pr") else None
         return SimpleNamespace(commit_url="https://huggingface.co/org/model/commit/abc", pr_url=pr)
 
@@ -314,28 +315,25 @@ def test_push_options_reach_the_hub(files, fake_hub, capsys) -> None:
     assert run(argv, capsys)[0] == 0
     (api,) = fake_hub.instances
     assert api.token == "hf_x"
+    files_uploaded = sorted(path.name for path in Path(files.base).iterdir())
+    commit = {"commit_message": "first", "commit_description": None, "revision": "v2", "create_pr": False}
     assert api.calls == [
         ("create_repo", "org/model", False, True),
         ("create_branch", "org/model", "v2", True),
-        (
-            "upload_folder",
-            {"folder_path": str(files.base), "repo_id": "org/model", "commit_message": "first", "revision": "v2"},
-        ),
+        ("create_commit", "org/model", files_uploaded, commit),
     ]
     capsys.readouterr()
     assert main(["push", str(files.base), "org/model", "--create_pr", "--private"]) == 0
     assert capsys.readouterr().out.strip() == "https://huggingface.co/org/model/discussions/1"
     calls = fake_hub.instances[-1].calls
     assert calls[0] == ("create_repo", "org/model", True, True)
-    assert calls[1] == (
-        "upload_folder",
-        {
-            "folder_path": str(files.base),
-            "repo_id": "org/model",
-            "commit_message": "Upload protconv model",
-            "create_pr": True,
-        },
-    )
+    commit = {
+        "commit_message": "Upload protconv model",
+        "commit_description": None,
+        "revision": None,
+        "create_pr": True,
+    }
+    assert calls[1] == ("create_commit", "org/model", files_uploaded, commit)
 
 
 def _http_error(status: int):
@@ -450,7 +448,7 @@ def test_a_lost_swap_puts_the_previous_folder_back(tiny_model, tokenizer, tmp_pa
 
 def test_an_export_killed_midway_leaves_nothing_after_the_next(tiny_model, tokenizer, tmp_path) -> None:
     class KilledWhileSaving:
-        def save_pretrained(self, path):
+        def save_pretrained(self, path, **_options):
             (Path(path) / "config.json").write_text("{}")
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -467,3 +465,11 @@ def test_an_export_killed_midway_leaves_nothing_after_the_next(tiny_model, token
     save_hub_folder(tiny_model, tokenizer, tmp_path / "model")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]
     assert json.loads((tmp_path / "model" / "config.json").read_text())["model_type"] == "protconv_conv"
+
+
+def test_version_is_the_installed_distributions(capsys) -> None:
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"protconv {version('protconv')}\n"
+    assert protconv.__version__ == version("protconv"), "pyproject.toml and protconv.__version__ disagree"

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from . import __version__
 from .conversion import convert_carp
 from .hub import push_folder
 from .inference.commands import add_embed_command, add_predict_command, add_score_command
@@ -161,6 +162,7 @@ _PASS_THROUGH = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="protconv", description="protconv: protein language models.")
+    parser.add_argument("--version", action="version", version=f"protconv {__version__}")
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback of errors (before the subcommand; or PROTCONV_DEBUG=1)"
     )

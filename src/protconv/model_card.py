@@ -104,14 +104,14 @@ class CardResult:
 def pipeline_tag(model: PreTrainedModel) -> str:
     """The pipeline that runs this model's head. A pretraining model with a masked-LM part fills masks (its folder
     loads with ``AutoModelForMaskedLM``); one trained on profiles alone is an encoder."""
-    name = type(model).__name__
-    if name.endswith("ForPreTraining"):
-        parts = objective_parts(getattr(model.config, "pretraining_objective", "mlm"))
-        return "fill-mask" if "mlm" in parts else "feature-extraction"
-    for suffix, tag in PIPELINE_TAGS.items():
-        if name.endswith(suffix):
-            return tag
-    raise ValueError(f"no pipeline tag for {name}")
+    for cls in type(model).__mro__:  # a subclass (a test's, a user's) inherits its family class's head
+        if cls.__name__.endswith("ForPreTraining"):
+            parts = objective_parts(getattr(model.config, "pretraining_objective", "mlm"))
+            return "fill-mask" if "mlm" in parts else "feature-extraction"
+        for suffix, tag in PIPELINE_TAGS.items():
+            if cls.__name__.endswith(suffix):
+                return tag
+    raise ValueError(f"no pipeline tag for {type(model).__name__}")
 
 
 def citations(model: PreTrainedModel) -> list[str]:

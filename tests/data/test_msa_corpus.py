@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -134,3 +136,18 @@ def test_an_unreadable_cache_file_is_recomputed(tmp_path) -> None:
     again = [m.targets() for m in MSACorpus(source, cache_dir=tmp_path)]
     assert all(np.array_equal(a, b) for a, b in zip(expected, again, strict=True))
     assert len(cached.read_bytes()) > 100, "the broken entry is rewritten"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("progress", "terminal", "shown"), [(True, True, True), (True, False, False), (False, True, False)]
+)
+def test_preparing_profiles_shows_a_bar_on_a_terminal_when_asked(tmp_path, monkeypatch, progress, terminal, shown):
+    stderr = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    MSACorpus([MSA / "UniRef50_E9K9Y4.a3m"], cache_dir=tmp_path, progress=progress).prepare()
+    assert ("MSA profiles" in stderr.getvalue()) == shown

@@ -120,7 +120,8 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_older_one_exactly(finished_
     newest = run / "checkpoints" / "checkpoint-00000004"
     (newest / "optimizer.json").write_text('{"param_groups": [', encoding="utf-8")
     result = pretrain(model_args, data_args, replace(train_args, resume=True, stop_after_steps=None))
-    assert "falling back to checkpoint-00000002" in capsys.readouterr().out
+    assert "falling back to checkpoint-00000002" in capsys.readouterr().err  # a warning, on the console
+    assert "WARNING protconv.pretraining.loop:" in (run / "protconv.log").read_text()  # and in the run's log
     assert result.step == 6
     expected = load_file(uninterrupted / "model" / "model.safetensors")
     resumed = load_file(run / "model" / "model.safetensors")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
@@ -68,8 +71,33 @@ def test_run_writes_metrics_plot_checkpoints_and_a_hub_folder(tmp_path) -> None:
     assert model.config.hidden_size == 32 and model.config.auto_map["AutoModelForMaskedLM"]
     card = (result.model_dir / "README.md").read_text()
     assert f"{result.validation['perplexity']:.4f}" in card and "max_tokens_per_batch: 512" in card
+    assert_card_reproduces_the_run(result, run, tmp_path)
     logits = model(**tokenizer("MKTAYIAK<mask>QR", return_tensors="pt")).logits
     assert torch.isfinite(logits).all()
+
+
+def assert_card_reproduces_the_run(result, run: Path, tmp_path: Path) -> None:
+    """The card is Hub metadata plus a config block that ``--config`` reads back into the same arguments."""
+    import re
+
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(result.model_dir / "README.md")
+    assert card.data.pipeline_tag == "fill-mask" and card.data.license == "mit"
+    assert card.data.model_name and card.data.eval_results
+    figures = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert figures["perplexity"] == pytest.approx(result.validation["perplexity"])
+    assert str(tmp_path) not in card.content, "no local path in a published card"
+    (block,) = re.findall(r"```yaml\n(.*?)```", card.text, flags=re.DOTALL)
+    beside_the_data = tmp_path / "reproduce"
+    beside_the_data.mkdir()
+    (beside_the_data / "some_proteins.fasta").write_bytes((DATA / "some_proteins.fasta").read_bytes())
+    (beside_the_data / "run.yaml").write_text(block)
+    model, data, train = parse_arguments(["--config", str(beside_the_data / "run.yaml"), "--output_dir", "x"])
+    original = arguments(run)
+    assert data.train_files == [str(beside_the_data / "some_proteins.fasta")]
+    assert (model, replace(data, train_files=original[1].train_files)) == original[:2]
+    assert train.learning_rate == original[2].learning_rate and train.max_steps == original[2].max_steps
 
 
 def test_resume_reaches_bit_identical_weights(tmp_path) -> None:
@@ -153,7 +181,8 @@ def test_yaml_config_with_command_line_overrides(tmp_path) -> None:
     )
     model_args, data_args, train_args = parse_arguments(["--config", str(config), "--max_steps", "7", "--seed", "3"])
     assert (model_args.model, model_args.config_overrides) == ("carp-600k", "num_hidden_layers=2")
-    assert data_args.train_files == ["a.fasta", "b.fasta.gz"] and data_args.add_eos is False
+    assert data_args.train_files == [str(tmp_path / "a.fasta"), str(tmp_path / "b.fasta.gz")]  # beside the config
+    assert data_args.add_eos is False
     assert (train_args.max_steps, train_args.seed, train_args.report_to) == (7, 3, ["tensorboard"])
     config.write_text("modle: carp-600k\n")
     with pytest.raises(ValueError, match=r"unknown arguments \['modle'\]"):
@@ -236,3 +265,101 @@ def test_profile_objective_without_msas_is_refused(tmp_path) -> None:
     model_args, data_args, train_args = arguments(tmp_path / "run")
     with pytest.raises(ValueError, match="needs profile targets: pass --msa_files"):
         pretrain(replace(model_args, pretraining_objective="mlm+profile"), data_args, train_args)
+
+
+def _tiny_config(folder: Path, output_dir: str, **extra: object) -> Path:
+    """A YAML config of a two-step run of a tiny model; ``output_dir`` is relative to ``folder``."""
+    config = folder / f"{output_dir}.yaml"
+    lines = [
+        "model: protconv_conv",
+        "config_overrides: {hidden_size: 16, intermediate_size: 8, num_hidden_layers: 2}",
+        f"train_files: [{DATA / 'some_proteins.fasta'}]",
+        "validation_fraction: 0.2\nmax_length: 128\nmax_tokens_per_batch: 512",
+        "max_steps: 2\neval_steps: 1\nwarmup_steps: 0\ndisable_tqdm: true",
+        f"output_dir: {output_dir}",
+        *(f"{key}: {value}" for key, value in extra.items()),
+    ]
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def _reset() -> None:
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+def test_pretrain_tells_its_story_on_the_console_and_in_the_run_log(tmp_path, capsys) -> None:
+    from protconv.cli import main
+
+    config = _tiny_config(tmp_path, "tiny-run")
+    assert main(["pretrain", "--config", str(config), "--stop_after_steps", "1"]) == 0
+    err, log_file = capsys.readouterr().err, tmp_path / "tiny-run" / "protconv.log"
+    log = log_file.read_text()
+    for text in (err, log):
+        assert "INFO protconv.pretraining.loop: run tiny-run: protconv_conv (" in text
+        assert "INFO protconv.pretraining.loop: step 1: validation loss" in text
+    assert all(
+        re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING) protconv\.", line) for line in log.splitlines()
+    )
+    _reset()
+    assert main(["pretrain", "--config", str(config), "--resume", "--log_level", "warning"]) == 0
+    assert " INFO " not in capsys.readouterr().err
+    appended = log_file.read_text()
+    assert appended.startswith(log) and " INFO " not in appended[len(log) :]
+
+
+def test_trackers_name_the_run_after_run_name_or_the_output_folder(tmp_path, monkeypatch) -> None:
+    import accelerate.tracking
+    from accelerate.utils import LoggerType
+
+    from protconv.cli import main
+
+    started, logged = [], []
+    run = SimpleNamespace(log=lambda values, step=None: logged.append(step), finish=lambda: None)
+    wandb = ModuleType("wandb")
+    wandb.init = lambda **kwargs: started.append(kwargs) or run
+    wandb.config = SimpleNamespace(update=lambda values, allow_val_change=False: None)
+    monkeypatch.setitem(sys.modules, "wandb", wandb)
+    monkeypatch.setattr(accelerate.tracking, "_available_trackers", [LoggerType.WANDB])
+    assert (
+        main(["pretrain", "--config", str(_tiny_config(tmp_path, "a", report_to="[wandb]")), "--run_name", "lr-3"]) == 0
+    )
+    _reset()
+    assert main(["pretrain", "--config", str(_tiny_config(tmp_path, "second", report_to="[wandb]"))]) == 0
+    assert started == [{"project": "protconv", "name": "lr-3"}, {"project": "protconv", "name": "second"}]
+    assert logged and set(logged) <= {0, 1, 2}
+
+
+def test_a_tracker_that_is_not_installed_is_one_line(tmp_path, capsys, monkeypatch) -> None:
+    import accelerate.tracking
+
+    from protconv.cli import main
+
+    monkeypatch.setattr(accelerate.tracking, "_available_trackers", [])
+    config = _tiny_config(tmp_path, "run")
+    assert main(["pretrain", "--config", str(config), "--report_to", "tensorboard"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "protconv pretrain: error: --report_to tensorboard: not installed (pip install tensorboard)"
+    ]
+
+
+def test_the_progress_bar_is_closed_when_a_step_fails(tmp_path, monkeypatch) -> None:
+    from protconv.pretraining import loop
+
+    closed = []
+
+    class Bar:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def fail(self, batch, window) -> bool:
+        raise RuntimeError("a failing step")
+
+    monkeypatch.setattr(loop, "tqdm", Bar)
+    monkeypatch.setattr(loop._Run, "_micro_step", fail)
+    with pytest.raises(RuntimeError, match="a failing step"):
+        pretrain(*arguments(tmp_path / "run", eval_at_start=False))
+    assert closed == [True]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .fasta_corpus import Side, in_held_out_split
 from .msa import ALIGNMENT_SUFFIXES, format_suffix, read_alignment
@@ -127,6 +128,9 @@ class MSACorpus:
     held_out_fraction: float = 0.0
     side: Side = "all"
     split_seed: int = 0
+    #: Show a progress bar while ``prepare`` computes or reads profiles (only ever on a terminal). Pass True on one
+    #: process only: under ``accelerate launch`` every process prepares the same files.
+    progress: bool = False
     skipped: int = field(default=0, init=False)  # for symmetry with FastaCorpus: nothing is ever skipped here
     _files: list[Path] = field(default_factory=list, init=False, repr=False)
     _memory: dict[Path, _Family] = field(default_factory=dict, init=False, repr=False)
@@ -141,7 +145,11 @@ class MSACorpus:
 
     def prepare(self) -> None:
         """Compute and cache every file's profile now (otherwise the first epoch does it on the way)."""
-        for path in self._files:
+        # disable=None: tqdm draws only on a terminal, so a log file gets no bar lines; leave=False: once done,
+        # the bar gives way to the loop's own.
+        files = tqdm(self._files, desc="MSA profiles", unit="file", disable=None if self.progress else True,
+                     leave=False, dynamic_ncols=True)  # fmt: skip
+        for path in files:
             self._family(path)
 
     def __iter__(self) -> Iterator[ProfiledSequence]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -14,6 +17,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from ..modeling.configuration_base import PRETRAINING_OBJECTIVES
+from ..run_logging import LOG_LEVELS
 
 
 @dataclass
@@ -182,7 +186,23 @@ class PretrainingArguments:
     save_steps: int = 500
     save_total_limit: int = field(default=3, metadata={"help": "checkpoints kept (oldest deleted)"})
     max_nonfinite_steps: int = field(default=3, metadata={"help": "consecutive non-finite losses before stopping"})
-    report_to: list[str] = field(default_factory=list, metadata={"help": "accelerate trackers: tensorboard, wandb..."})
+    report_to: list[str] = field(
+        default_factory=list, metadata={"help": "accelerate trackers: tensorboard, wandb, mlflow... (none: no tracker)"}
+    )
+    run_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "the run's name in the trackers (wandb, mlflow, tensorboard...; their project is 'protconv'); "
+            "default: the name of --output_dir"
+        },
+    )
+    log_level: str = field(
+        default="info",
+        metadata={
+            "help": f"{' | '.join(LOG_LEVELS)}: what the console and OUTPUT_DIR/protconv.log show (other processes "
+            "than the main one show warnings only)"
+        },
+    )
     plot: bool = True
     disable_tqdm: bool = False
 
@@ -214,20 +234,115 @@ def parse_arguments(argv: Sequence[str] | None = None, prog: str | None = None) 
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of argument names; an unknown name is an error, not silently ignored."""
+    """Read a YAML mapping of argument names, checked and ready for ``set_defaults``.
+
+    An unknown name or a value of the wrong type is an error naming the file and the field: argparse would
+    otherwise take a non-string default as it is (``max_steps: 1.5`` would run). Paths are relative to the config
+    file's folder (see ``PATH_OPTIONS``), so a config means the same run wherever it is launched from.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of argument names to values")
-    known = {f.name for cls in ARGUMENT_CLASSES for f in fields(cls)}
-    unknown = sorted(set(values) - known)
+    types_by_name = _field_types()
+    unknown = sorted(set(values) - set(types_by_name))
     if unknown:
         raise ValueError(f"{path}: unknown arguments {unknown}")
     if isinstance(values.get("config_overrides"), dict):
         values["config_overrides"] = ",".join(f"{k}={v}" for k, v in values["config_overrides"].items())
-    return values
+    checked = {}
+    for name, value in values.items():
+        try:
+            checked[name] = _check_type(value, types_by_name[name])
+        except ValueError as error:
+            raise ValueError(f"{path}: {name}: {error}") from None
+    return _resolve_paths(checked, path.parent)
+
+
+#: Options whose values are paths. In a config file they are relative to the file's folder; on the command line
+#: relative to the working directory, as a shell user expects. ``output_dir`` is one of them: a config then
+#: describes one run folder, wherever it is launched from, so that ``--resume`` from another directory continues
+#: that run instead of starting a new one, and a config kept beside its runs writes there.
+PATH_OPTIONS = frozenset(
+    {
+        "train_files",
+        "validation_files",
+        "msa_files",
+        "validation_msa_files",
+        "cluster_file",
+        "data_cache_dir",
+        "profile_cache_dir",
+        "output_dir",
+        "resume_from",
+    }
+)
+#: Options that are a path or a name (a preset, a model type, a Hub id): taken as a path relative to the config
+#: file's folder only when that path exists, as ``from_pretrained`` and ``load_dataset`` prefer a local folder.
+PATH_OR_NAME_OPTIONS = frozenset({"model", "dataset_name"})
+
+
+def _resolve_paths(values: dict[str, Any], folder: Path) -> dict[str, Any]:
+    resolved = dict(values)
+    for name, value in values.items():
+        if name in PATH_OPTIONS and isinstance(value, list):
+            resolved[name] = [_from_folder(item, folder) for item in value]
+        elif name in PATH_OPTIONS and value is not None:
+            resolved[name] = _from_folder(value, folder)
+        elif name in PATH_OR_NAME_OPTIONS and value is not None:
+            candidate = _from_folder(value, folder)
+            resolved[name] = candidate if os.path.exists(candidate) else value
+    return resolved
+
+
+def _from_folder(value: str, folder: Path) -> str:
+    """``value`` joined to the config's folder as ``--config`` named it: relative when that was relative, so that
+    the run's record reads like a command line (and shows no home folder); ``~`` and absolute paths as they are.
+    Normalised (``examples/configs/../data`` -> ``examples/data``) for the same reason."""
+    value = os.path.expanduser(value)
+    return value if os.path.isabs(value) else os.path.normpath(os.path.join(folder, value))
+
+
+def _field_types() -> dict[str, Any]:
+    return {f.name: typing.get_type_hints(cls)[f.name] for cls in ARGUMENT_CLASSES for f in fields(cls)}
+
+
+_KIND = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_PLURAL = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
+
+
+def _check_type(value: Any, annotation: Any) -> Any:
+    """``value`` as the field's type, or a ValueError saying what was expected. A string is read as the command
+    line would read it (YAML takes ``1e-3`` for a string); any other value must already have the field's type."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (annotation,) = [a for a in args if a is not type(None)]
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        items = [value] if isinstance(value, str) else value  # one file needs no brackets
+        if not isinstance(items, list):
+            raise ValueError(f"expected a list of {_PLURAL[item]}, got {value!r}")
+        return [_check_scalar(v, item) for v in items]
+    return _check_scalar(value, annotation)
+
+
+def _check_scalar(value: Any, kind: type) -> Any:
+    if value == "None":
+        raise ValueError("'None' is a string in YAML; write null (or leave the option out) for no value")
+    if isinstance(value, str) and kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    elif isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    hint = " (quote it)" if kind is str and isinstance(value, int | float | bool) else ""
+    raise ValueError(f"expected {_KIND[kind]}, got {value!r}{hint}")
 
 
 def parse_overrides(text: str | None) -> dict[str, Any]:
@@ -273,6 +388,8 @@ def validate(model_args: ModelArguments, data_args: DataArguments, train_args: P
         raise ValueError(f"msa_inserts must be background or mask, got {data_args.msa_inserts!r}")
     if data_args.invalid_sequences not in ("error", "skip", "X"):
         raise ValueError(f"invalid_sequences must be error, skip or X, got {data_args.invalid_sequences!r}")
+    if train_args.log_level.lower() not in LOG_LEVELS:
+        raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {train_args.log_level!r}")
     if train_args.mixed_precision not in (None, "no", "fp16", "bf16"):
         raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {train_args.mixed_precision!r}")
     for name in ("max_steps", "logging_steps", "eval_steps", "save_steps", "gradient_accumulation_steps"):

@@ -19,12 +19,16 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.tracking import GeneralTracker, TensorBoardTracker, get_available_trackers
 from accelerate.utils import DistributedType, set_seed
+from huggingface_hub import ModelCard
 from tqdm.auto import tqdm
 from transformers import PretrainedConfig, PreTrainedModel, get_scheduler
 
-from ..hub import model_card, save_hub_folder
+from ..hub import save_hub_folder
+from ..model_card import CardResult, build_card, config_yaml, public_name
 from ..modeling.configuration_base import objective_parts, profile_task_alpha
+from ..run_logging import configure_logging
 from ..tokenization import build_tokenizer
 from .arguments import DataArguments, ModelArguments, PretrainingArguments, as_flat_dict, parse_overrides
 from .checkpoints import (
@@ -44,6 +48,11 @@ from .pipeline import DataPosition, PretrainingData, build_data
 from .plotting import plot_curves
 
 logger = logging.getLogger(__name__)
+
+#: The run's log, in its output folder: appended to, so a resumed run continues it.
+LOG_FILE = "protconv.log"
+#: The trackers' project (wandb project, mlflow experiment...); each run is named by ``--run_name``.
+TRACKER_PROJECT = "protconv"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -68,11 +77,15 @@ def pretrain(
 ) -> PretrainingResult:
     """Pretrain ``model`` (default: built from ``model_args``) on ``data_args``' corpora with the model's
     ``pretraining_objective`` (masked LM, MSA profile prediction, or both)."""
-    run = _Run(model_args, data_args, train_args, model)
+    configure_logging(train_args.log_level)  # the console now; the run's log file once its folder is locked
     try:
-        return run.train()
+        run = _Run(model_args, data_args, train_args, model)
+        try:
+            return run.train()
+        finally:
+            run.release()
     finally:
-        run.release()
+        configure_logging(train_args.log_level)  # closes the log file: later records are not this run's
 
 
 class _Run:
@@ -90,10 +103,11 @@ class _Run:
         self.output_dir = Path(train_args.output_dir)
         self.checkpoints = self.output_dir / "checkpoints"
         self.metrics_path = self.output_dir / "metrics.jsonl"
+        self.run_name = train_args.run_name or self.output_dir.resolve().name
         self.accelerator = Accelerator(
             gradient_accumulation_steps=train_args.gradient_accumulation_steps,
             mixed_precision=train_args.mixed_precision,
-            log_with=train_args.report_to or None,
+            log_with=_trackers(train_args.report_to, self.run_name, self.output_dir) or None,
             project_dir=str(self.output_dir),
         )
         self.lock = OutputDirLock(self.output_dir) if self.accelerator.is_main_process else None
@@ -118,6 +132,9 @@ class _Run:
     ) -> None:
         """Output folder, model, data, optimizer, schedule; the state of a checkpoint when resuming."""
         resume_candidates = self._prepare_output_dir()
+        main = self.accelerator.is_main_process
+        # The main process alone writes the file: appends from several hosts to one shared file can interleave.
+        configure_logging(train_args.log_level, self.output_dir / LOG_FILE if main else None, main_process=main)
         set_seed(train_args.seed)
         self.tokenizer = build_tokenizer(data_args.add_cls, data_args.add_eos)
         if model is None:
@@ -134,7 +151,14 @@ class _Run:
                 objective=model.config.pretraining_objective,
                 cache_dir=data_args.profile_cache_dir or self.output_dir / "profile_cache",
                 data_cache_dir=data_args.data_cache_dir or self.output_dir / "data_cache",
+                progress=self.accelerator.is_main_process and not train_args.disable_tqdm,
             )
+        # After the data, so that an error in the inputs is the only line a failed set-up prints.
+        parameters = sum(parameter.numel() for parameter in model.parameters())  # before accelerate shards them
+        self._print(
+            f"run {self.run_name}: {model_args.model} ({parameters:,} parameters, objective "
+            f"{model.config.pretraining_objective}), {train_args.max_steps} steps, output in {self.output_dir}"
+        )
         optimizer = torch.optim.AdamW(
             _parameter_groups(model, train_args.weight_decay),
             lr=train_args.learning_rate,
@@ -152,8 +176,13 @@ class _Run:
         self.state = TrainState(arguments=self.run_arguments)
         if resume_candidates:
             self._resume(resume_candidates)
-        if train_args.report_to:
-            self.accelerator.init_trackers("protconv-pretraining", config=_tracker_config(self.run_arguments))
+        if self.accelerator.log_with:
+            self.accelerator.init_trackers(
+                TRACKER_PROJECT,
+                config=_tracker_config(self.run_arguments),
+                init_kwargs=_run_name_kwargs(self.accelerator.log_with, self.run_name),
+            )
+            _name_started_trackers(self.accelerator, self.run_name)
         self.skipped_steps = 0
         self.nonfinite_streak = 0
         self.last_validation: dict[str, float] = {}
@@ -188,6 +217,7 @@ class _Run:
                 shutil.rmtree(stale, ignore_errors=True)
             self.metrics_path.unlink(missing_ok=True)
             (self.output_dir / "curves.png").unlink(missing_ok=True)
+            (self.output_dir / LOG_FILE).unlink(missing_ok=True)
         self.accelerator.wait_for_everyone()
         return []
 
@@ -205,7 +235,8 @@ class _Run:
             reason = error or CheckpointError(f"checkpoint {path} is unreadable on another process")
             if index + 1 == len(candidates):
                 raise reason
-            self._print(f"warning: {reason}; falling back to {candidates[index + 1].name}")
+            if self.accelerator.is_main_process:
+                logger.warning("%s; falling back to %s", reason, candidates[index + 1].name)
         self._check_resumed_arguments(contents.state, path)
         self.state = apply_checkpoint(contents, self.trainables)
         self.state.arguments = self.run_arguments
@@ -263,6 +294,15 @@ class _Run:
             dynamic_ncols=True,
             mininterval=0.5 if sys.stderr.isatty() else 30.0,  # a log file gets a line every 30 s, not every step
         )
+        try:
+            self._steps(stop_at, progress)
+        finally:  # an error or Ctrl-C must not leave a half-drawn bar above its message
+            progress.close()
+        return self._finish(stop_at)
+
+    def _steps(self, stop_at: int, progress: tqdm) -> None:
+        """Train until step ``stop_at``, epoch after epoch, from the position of ``self.state``."""
+        args = self.train_args
         window = ObjectiveSums()
         window_start, window_bad = time.perf_counter(), False
         self.model.train()
@@ -288,8 +328,6 @@ class _Run:
                 if from_start and not seen_batches:
                     raise ValueError("the training corpus produced no batches")
                 self.state.epoch, self.state.batches_done = self.state.epoch + 1, 0
-        progress.close()
-        return self._finish(stop_at)
 
     def _micro_step(self, batch: dict[str, torch.Tensor], window: ObjectiveSums) -> bool:
         """Forward and backward of one micro-batch; False (and no backward anywhere) if any process's loss is
@@ -393,8 +431,10 @@ class _Run:
             self._print(f"step {self.state.step}: validation " + ", ".join(shown))
 
     def _print(self, message: str) -> None:
+        """A line of the run's story: on the console (above the progress bar) and in the log file, main process
+        only (the others would repeat it)."""
         if self.accelerator.is_main_process:
-            tqdm.write(message)
+            logger.info(message)
 
     # ------------------------------------------------------------------------------------------------ end
     def _finish(self, stop_at: int) -> PretrainingResult:
@@ -422,20 +462,49 @@ class _Run:
         self.accelerator.wait_for_everyone()
         return folder
 
-    def _card(self, model: PreTrainedModel) -> str:
+    def _card(self, model: PreTrainedModel) -> ModelCard:
+        """Validation figures go to ``model-index``; the run's arguments become a YAML block that ``--config``
+        reads back (data paths as file names: beside that YAML, they resolve)."""
         validation = self.last_validation
-        sources = [*self.run_arguments["train_files"], *self.run_arguments["msa_files"]]
+        arguments = self.run_arguments
+        sources = [*arguments["train_files"], *arguments["msa_files"]] + (
+            [arguments["dataset_name"]] if arguments.get("dataset_name") else []
+        )
+        data_name = ", ".join(str(public_name(source)) for source in sources)
         details: dict[str, Any] = {
-            "pretraining objective": _objective_text(self.config, self.run_arguments),
-            "pretraining data": ", ".join(Path(p).name for p in sources),
+            "pretraining objective": _objective_text(self.config, arguments),
+            "pretraining data": data_name,
             "optimizer steps": self.state.step,
             "tokens seen": f"{self.state.tokens_seen:,.0f}",
         }
         names = {"loss": "loss", "perplexity": "perplexity", "accuracy": "masked accuracy", "profile_kl": "profile KL"}
-        details.update({f"validation {names[k]}": f"{validation[k]:.4f}" for k in names if k in validation})
-        config = "\n".join(f"{key}: {value!r}" for key, value in sorted(self.run_arguments.items()))
-        card = model_card(model, f"{self.run_arguments['model']} pretrained with protconv", _SUMMARY, details)
-        return f"{card}\n## Pretraining configuration\n\n```yaml\n{config}\n```\n"
+        results = [
+            CardResult("fill-mask", data_name, names[key], validation[key], split="validation")
+            for key in names
+            if key in validation
+        ]
+        configuration = config_yaml(arguments, leave_out=_MACHINE_ARGUMENTS)
+        training = (
+            f"{_objective_text(self.config, arguments)}, {self.state.step} optimizer steps, "
+            f"{self.state.tokens_seen:,.0f} tokens, on {data_name}. Validation figures are over held-out "
+            "sequences of the same data.\n\nThe run's arguments, for `protconv pretrain --config` (data paths "
+            f"are file names, resolved beside this file):\n\n```yaml\n{configuration}```"
+        )
+        return build_card(
+            model,
+            f"{arguments['model']} pretrained with protconv",
+            _SUMMARY,
+            details=details,
+            results=results,
+            sections={"Training": training},
+            datasets=[arguments["dataset_name"]] if arguments.get("dataset_name") else (),
+        )
+
+
+#: Arguments that name this machine's folders or this run's state: left out of the card's configuration block.
+_MACHINE_ARGUMENTS = frozenset(
+    {"output_dir", "overwrite_output_dir", "resume", "resume_from", "data_cache_dir", "profile_cache_dir", "run_name"}
+)
 
 
 #: Arguments that steer how a run is started, shown, logged, validated or saved, not what it trains: they may
@@ -455,6 +524,8 @@ RESUMABLE_CHANGES = frozenset(
         "save_steps",
         "save_total_limit",
         "report_to",
+        "run_name",
+        "log_level",
         "plot",
         "prefetch_batches",
         "max_nonfinite_steps",
@@ -503,6 +574,53 @@ def _check_max_length(model: PreTrainedModel, max_length: int) -> None:
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and max_length > limit:
         raise ValueError(f"max_length {max_length} exceeds the model's max_position_embeddings ({limit})")
+
+
+#: The keyword by which each accelerate tracker takes a run's name: accelerate gives every tracker the one project
+#: name of ``init_trackers``; the run's own name goes through ``init_kwargs``. TensorBoard has no such keyword (its
+#: runs are folders) and is built by ``_trackers``; Aim and Comet are named once started.
+_RUN_NAME_KEYWORDS = {
+    "wandb": "name",
+    "trackio": "name",
+    "mlflow": "run_name",
+    "clearml": "task_name",
+    "swanlab": "experiment_name",
+}
+
+
+def _trackers(report_to: list[str], run_name: str, output_dir: Path) -> list[Any]:
+    """accelerate's ``log_with`` for ``--report_to``. A tracker whose package is missing is an error here
+    (accelerate would drop it with a debug message, and the run would log nowhere); ``none`` means none.
+    TensorBoard logs to ``OUTPUT_DIR/tensorboard/RUN_NAME``, so that ``tensorboard --logdir`` shows the run's name."""
+    requested = [name for name in report_to if name.lower() != "none"]
+    available = {str(tracker) for tracker in get_available_trackers()}
+    missing = [name for name in requested if name != "all" and name not in available and name in _KNOWN_TRACKERS]
+    if missing:
+        raise ImportError(f"--report_to {' '.join(missing)}: not installed (pip install {' '.join(missing)})")
+    return [
+        TensorBoardTracker(run_name, output_dir / "tensorboard") if name == "tensorboard" else name
+        for name in requested
+    ]
+
+
+_KNOWN_TRACKERS = frozenset({"tensorboard", "aim", "comet_ml", "dvclive", *_RUN_NAME_KEYWORDS})
+
+
+def _run_name_kwargs(trackers: list[Any], run_name: str) -> dict[str, dict[str, str]]:
+    names = {tracker.name if isinstance(tracker, GeneralTracker) else str(tracker) for tracker in trackers}
+    return {name: {keyword: run_name} for name, keyword in _RUN_NAME_KEYWORDS.items() if name in names}
+
+
+def _name_started_trackers(accelerator: Accelerator, run_name: str) -> None:
+    """Aim names its run after the project and Comet takes no name at start: rename them (main process only,
+    where trackers run)."""
+    if not accelerator.is_main_process:
+        return
+    for tracker in accelerator.trackers:
+        if tracker.name == "aim":
+            tracker.tracker.name = run_name
+        elif tracker.name == "comet_ml":
+            tracker.tracker.set_name(run_name)
 
 
 def _tracker_config(arguments: dict[str, Any]) -> dict[str, Any]:

@@ -217,6 +217,7 @@ def build_data(
     objective: str = "mlm",
     cache_dir: str | Path | None = None,
     data_cache_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> PretrainingData:
     """Wire the record sources, plan and collator described by ``data_args`` for the model's ``objective``.
 
@@ -225,7 +226,8 @@ def build_data(
     read from the data cache) here, before the first step. The data cache is ``data_cache_dir``, else
     ``--data_cache_dir``, else ``data_cache`` beside ``cache_dir`` (the loop passes ``OUTPUT_DIR/profile_cache``,
     so ``OUTPUT_DIR/data_cache``), or inside ``cache_dir`` when ``--profile_cache_dir`` chose it; with none of
-    these, indexes are kept in memory.
+    these, indexes are kept in memory. ``progress``: show a bar while profiles are prepared (one process only,
+    and only on a terminal).
     """
     parts = objective_parts(objective)
     if "profile" in parts and not data_args.msa_files:
@@ -244,7 +246,7 @@ def build_data(
         train, validation = _streamed_corpora(data_args, seed)
         clusters = None
     else:
-        train, validation = _corpora(data_args, cache_dir, data_cache)
+        train, validation = _corpora(data_args, cache_dir, data_cache, progress)
         clusters = _clusters(data_args, train)
     return PretrainingData(
         train,
@@ -272,7 +274,7 @@ def _data_cache(data_args: DataArguments, cache_dir: str | Path | None, explicit
 
 
 def _corpora(
-    data_args: DataArguments, cache_dir: str | Path | None, data_cache: Path | None
+    data_args: DataArguments, cache_dir: str | Path | None, data_cache: Path | None, progress: bool = False
 ) -> tuple[Corpora, Corpora | None]:
     """Training and validation sources: FASTA files, a dataset split and MSAs, each held out by its own files
     (or split) or by a hash of the sequence."""
@@ -312,7 +314,7 @@ def _corpora(
         def msas(paths: list[str], side: str, held_out: float) -> MSARecords:
             corpus = MSACorpus(
                 paths, cache_dir, data_args.profile_prior, data_args.profile_pseudocount_weight,
-                data_args.msa_inserts, held_out, side,
+                data_args.msa_inserts, held_out, side, progress=progress,
             )  # fmt: skip
             return MSARecords(corpus)
 

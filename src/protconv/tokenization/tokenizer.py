@@ -1,7 +1,15 @@
 """Build the protein tokenizer as a plain ``PreTrainedTokenizerFast``.
 
-A plain fast tokenizer (no protconv subclass) is what lets ``AutoTokenizer.from_pretrained`` load a saved folder on
-a machine where protconv is not installed: everything it does is serialised in ``tokenizer.json``.
+A plain fast tokenizer (no protconv subclass) is what lets a saved folder's tokenizer load on a machine where
+protconv is not installed: everything it does is serialised in ``tokenizer.json``, and ``tokenizer_config.json``
+names a transformers class, so no code from the folder runs.
+
+One caveat comes from transformers, not from these files: since transformers 5, ``AutoTokenizer.from_pretrained``
+always reads the folder's model config first. In a model folder that config is protconv's (a ``model_type``
+transformers does not know, ``auto_map`` pointing at the shipped code), so without protconv ``AutoTokenizer`` asks
+whether to trust that code (15 s) and then warns, unless it is given ``trust_remote_code=True``.
+``PreTrainedTokenizerFast.from_pretrained(folder)`` reads only the tokenizer files and never asks. With protconv
+imported, or in a folder holding only the tokenizer, plain ``AutoTokenizer`` loads it silently.
 """
 
 from __future__ import annotations
@@ -45,8 +53,8 @@ def _build_backend() -> Tokenizer:
 def build_tokenizer(add_cls: bool = True, add_eos: bool = True) -> PreTrainedTokenizerFast:
     """Return protconv's tokenizer.
 
-    ``add_cls``/``add_eos`` choose whether ``<cls>``/``<eos>`` frame each sequence; they are saved in
-    ``tokenizer_config.json`` (as ``add_bos_token``/``add_eos_token``) and restored by ``from_pretrained``.
+    ``add_cls``/``add_eos`` choose whether ``<cls>``/``<eos>`` frame each sequence; they are saved as the
+    post-processor of ``tokenizer.json`` and restored by ``from_pretrained``.
     CARP checkpoints were trained without them: converted CARP folders set both to False.
     """
     return PreTrainedTokenizerFast(
