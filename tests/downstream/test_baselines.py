@@ -61,7 +61,41 @@ def test_baseline_command_writes_results(tmp_path, capsys) -> None:
 
     out = tmp_path / "baselines.json"
     argv = ["baseline", "--task", "regression", "--train_file", str(DATA / "gb1_three_vs_rest_slice.csv"),
-            "--baselines", "linear", "--output_file", str(out)]  # fmt: skip
+            "--baselines", "linear", "--output_file", str(out), "--disable_tqdm"]  # fmt: skip
     assert main(argv) == 0
     assert "linear (alpha=" in capsys.readouterr().out
     assert set(json.loads(out.read_text())["linear"]["metrics"]) == {"valid", "test"}
+
+
+class _Terminal:
+    """A stand-in for an interactive stderr: tqdm draws on it."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.text += text
+        return len(text)
+
+    def flush(self) -> None:
+        return None
+
+
+def test_baselines_show_progress_on_a_terminal_only(gb1_splits, monkeypatch) -> None:
+    import sys
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    cnn_baseline("regression", gb1_splits, epochs=2, batch_size=64, channels=8, progress=True)
+    linear_baseline("regression", gb1_splits, alphas=(1.0, 10.0), progress=True)
+    assert "cnn regression:" in terminal.text and "/4 [" in terminal.text  # 2 epochs of 2 batches
+    assert "linear regression:" in terminal.text and "/2 [" in terminal.text  # 2 L2 strengths
+    terminal.text = ""
+    cnn_baseline("regression", gb1_splits, epochs=1, channels=8, progress=False)
+    assert terminal.text == "", "--disable_tqdm"
+    monkeypatch.setattr(terminal, "isatty", lambda: False)
+    cnn_baseline("regression", gb1_splits, epochs=1, channels=8, progress=True)
+    assert terminal.text == "", "no bar in a log file or pipe"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import math
@@ -10,20 +11,25 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, TrainingArguments
 
 import protconv
 from protconv.data.task_files import TaskDataError
 from protconv.downstream.finetune import (
+    LOG_FILE,
     FinetuneArguments,
     NonFiniteError,
+    SequenceLengthError,
     _json_metrics,
     _strip_prefix,
+    check_lengths,
     finetune,
+    protconv_log_level,
     regression_label_scale,
 )
-from protconv.downstream.task_data import TaskCollator, TaskDataset, load_task_splits
+from protconv.downstream.task_data import TaskCollator, TaskDataset, count_truncated, load_task_splits
 from tests.helpers import DATA
 
 TASKS = {
@@ -71,7 +77,14 @@ def test_each_task_trains_evaluates_and_saves(base_folder, tmp_path, task) -> No
     auto = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
     reloaded = auto.from_pretrained(tmp_path / "model")
     assert isinstance(reloaded, protconv.modeling.ConvPreTrainedModel)
-    assert (tmp_path / "model" / "README.md").is_file()
+    card = ModelCard.load(tmp_path / "model" / "README.md")
+    tag = "token-classification" if task == "token-classification" else "text-classification"
+    assert card.data.pipeline_tag == tag, "a regression or classification head is not fill-mask"
+    figures = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert figures[("valid", key)] == pytest.approx(results["valid"][key])
+    assert {r.task_type for r in card.data.eval_results} == {tag}
+    assert card.data.base_model is None, "a local folder is not a Hub base model"
+    assert str(tmp_path) not in card.content and str(base_folder) not in card.content
 
 
 def test_regression_model_predicts_in_assay_units(base_folder, tmp_path) -> None:
@@ -287,3 +300,139 @@ def test_an_undefined_metric_is_reported_as_such_never_dropped() -> None:
     assert set(metrics) == {"loss", "pearson"} and math.isnan(metrics["pearson"])
     assert _json_metrics(metrics) == {"loss": 0.5, "pearson": None}
     assert json.loads(json.dumps(_json_metrics(metrics), allow_nan=False)) == {"loss": 0.5, "pearson": None}
+
+
+# ---------------------------------------------------------------- class names, long sequences, result files, logs
+
+
+def test_class_names_truncation_and_result_files_of_a_per_residue_run(base_folder, tmp_path) -> None:
+    """--classes CHE becomes id2label (pipelines print H/E/C); --max_length 100 cuts sequences and their labels,
+    and says how many; predictions and per-class scores use the names, as protconv predict does."""
+    from transformers import AutoConfig, pipeline
+
+    args = FinetuneArguments(model=str(base_folder), task="token-classification", max_length=100,
+                             **TASKS["token-classification"])  # fmt: skip
+    finetune(args, training_args(tmp_path, steps=2))
+    config = AutoConfig.from_pretrained(tmp_path / "model")
+    assert config.id2label == {0: "C", 1: "H", 2: "E"} and config.label2id == {"C": 0, "H": 1, "E": 2}
+    tagger = pipeline("token-classification", model=str(tmp_path / "model"))
+    entities = tagger("MKTAYIAKQRQISFVKSHFSRQ")
+    assert len(entities) == 22 and {entity["entity"] for entity in entities} <= {"C", "H", "E"}
+
+    summary = json.loads((tmp_path / "finetune_results.json").read_text())
+    splits, _ = load_task_splits(args)
+    expected = {split: sum(len(s) + 2 > 100 for s in data.sequences) for split, data in splits.items()}
+    assert summary["max_length"] == 100 and summary["truncated"] == expected and expected["train"] > 0
+    assert summary["classes"] == ["C", "H", "E"] and set(summary["per_class"]["test"]) <= {"C", "H", "E"}
+    assert (
+        sum(score["support"] for score in summary["per_class"]["test"].values())
+        == summary["results"]["test"]["residues"]
+    )
+    with open(tmp_path / "test_predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["id", "label", "residue_labels"] and len(rows) == len(splits["test"])
+    for row, sequence in zip(rows, splits["test"].sequences, strict=True):
+        assert len(row["residue_labels"]) == len(row["label"]) == min(len(sequence), 98)
+        assert set(row["residue_labels"]) <= set("CHE") and set(row["label"]) <= set("CHE.")
+    log = (tmp_path / LOG_FILE).read_text()
+    assert "--max_length 100 truncates" in log and f"{expected['train']} of 24 train" in log
+    assert "classes in id order (config.id2label): C, H, E" in log
+
+
+def test_truncation_cuts_per_residue_labels_with_the_residues(tokenizer) -> None:
+    data, _ = load_task_splits(FinetuneArguments(task="token-classification", **TASKS["token-classification"]))
+    test = data["test"]
+    long = max(range(len(test)), key=lambda i: len(test.sequences[i]))
+    item = TaskDataset(test, tokenizer, "token-classification", max_length=12)[long]
+    assert len(item["input_ids"]) == len(item["labels"]) == 12
+    assert item["labels"][0] == item["labels"][-1] == -100
+    assert item["labels"][1:-1] == test.labels[long][:10]
+    assert count_truncated(test, 12, 2) == sum(len(s) > 10 for s in test.sequences)
+    assert count_truncated(test, None, 2) == 0
+
+
+def test_learned_positions_refuse_longer_sequences_unless_truncated(tmp_path, tiny_performer_config) -> None:
+    """Conv and rotary Performers take any length; a Performer with learned absolute positions names the first
+    sequence it cannot take, before any model is built."""
+    folder = tmp_path / "absolute"
+    config = protconv.PerformerConfig(**{**tiny_performer_config.to_dict(), "position_embedding_type": "absolute",
+                                         "max_position_embeddings": 200})  # fmt: skip
+    protconv.PerformerForMaskedLM(config).save_pretrained(folder)
+    args = FinetuneArguments(model=str(folder), task="token-classification", **TASKS["token-classification"])
+    with pytest.raises(SequenceLengthError, match=r"^\S+ \(train split\): \d+ tokens \(special tokens included\) "
+                                                  r"exceed this model's max_position_embeddings=200 .* "
+                                                  r"Pass --max_length 200"):  # fmt: skip
+        finetune(args, training_args(tmp_path / "out"))
+    args.max_length = 400
+    with pytest.raises(SequenceLengthError, match="--max_length 400 exceeds this model's max_position_embeddings=200"):
+        finetune(args, training_args(tmp_path / "out"))
+    splits, _ = load_task_splits(args)
+    assert check_lengths(splits, protconv.ConvConfig(), 2, None) == {"train": 0, "valid": 0, "test": 0}
+    assert check_lengths(splits, config, 2, 200)["train"] == sum(len(s) > 198 for s in splits["train"].sequences)
+    assert not (tmp_path / "out" / "model").exists()
+
+
+def test_finetune_from_a_dataset_with_class_names_on_the_command_line(base_folder, tmp_path, capsys, monkeypatch):
+    """--dataset_name (a folder of Parquet files here) with string labels: names in id2label, the pipeline and the
+    predictions file; --log_level warning keeps INFO off the console and out of the log file."""
+    datasets = pytest.importorskip("datasets")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from transformers import pipeline
+
+    from protconv.cli import main
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf_cache")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with open(DATA / "stability_train_slice.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    names = ["stable" if float(row["label"]) > 0.5 else "unstable" for row in rows]
+    folder = tmp_path / "named"
+    folder.mkdir()
+    pq.write_table(
+        pa.table({"protein": [row["seq"] for row in rows[:100]], "label": names[:100]}), folder / "train.parquet"
+    )
+    pq.write_table(
+        pa.table({"protein": [row["seq"] for row in rows[100:]], "label": names[100:]}), folder / "validation.parquet"
+    )
+    out = tmp_path / "out"
+    argv = ["finetune", "--model", str(base_folder), "--task", "classification", "--dataset_name", str(folder),
+            "--sequence_column", "protein", "--output_dir", str(out), "--max_steps", "2", "--use_cpu",
+            "--report_to", "none", "--save_strategy", "no", "--disable_tqdm", "true",
+            "--log_level", "warning"]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "\nvalid loss=" in captured.out and "INFO" not in captured.err
+    model = out / "model"
+    assert json.loads((model / "config.json").read_text())["id2label"] == {"0": "stable", "1": "unstable"}
+    predicted = pipeline("text-classification", model=str(model))(["MKTAYIAKQRQISFVKSHFSRQ"])
+    assert predicted[0]["label"] in {"stable", "unstable"}
+    with open(out / "valid_predictions.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert list(table[0]) == ["id", "label", "predicted_label", "probability"] and len(table) == len(rows) - 100
+    assert table[0]["id"] == f"{folder} (validation) row 0" and table[0]["label"] == names[100]
+    assert {row["predicted_label"] for row in table} <= {"stable", "unstable"}
+    summary = json.loads((out / "finetune_results.json").read_text())
+    assert summary["classes"] == ["stable", "unstable"] and summary["truncated"] == {"train": 0, "valid": 0}
+    assert summary["max_length"] is None
+    assert "INFO" not in (out / LOG_FILE).read_text()
+
+
+def test_info_is_logged_to_the_console_and_the_run_log_by_default(base_folder, tmp_path, capsys) -> None:
+    args = FinetuneArguments(model=str(base_folder), task="regression", **TASKS["regression"])
+    finetune(args, training_args(tmp_path, steps=1))
+    err = capsys.readouterr().err
+    log = (tmp_path / LOG_FILE).read_text()
+    for text in (err, log):
+        assert "INFO protconv.downstream.finetune: train: 120 sequences" in text
+        assert "INFO protconv.downstream.finetune: valid: loss=" in text
+    assert protconv_log_level("passive") == "info" and protconv_log_level("detail") == "debug"
+
+
+def test_a_refused_run_leaves_no_output_folder(base_folder, tmp_path) -> None:
+    """Input errors stop before the run log is opened: nothing is created (Trainer's default output_dir would
+    otherwise gather log files in the working directory)."""
+    args = FinetuneArguments(model=str(base_folder), task="regression", train_file=str(tmp_path / "none.csv"))
+    with pytest.raises(FileNotFoundError):
+        finetune(args, training_args(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()

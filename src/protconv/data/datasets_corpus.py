@@ -1,5 +1,7 @@
-"""Proteins from a Hugging Face ``datasets`` dataset: a Hub name or a local folder (Parquet, Arrow, CSV, JSON, or a
-``save_to_disk`` folder), one string column of sequences.
+"""Proteins from a Hugging Face ``datasets`` dataset: a Hub name, a local folder (Parquet, Arrow, CSV, JSON, or a
+``save_to_disk`` folder) or a single local file (``.parquet``, ``.csv``/``.tsv``, ``.json``/``.jsonl``, ``.arrow``,
+optionally compressed), one string column of sequences. :func:`load` and :func:`load_splits` are the one place that
+turns such a name into ``datasets`` objects, for pretraining and fine-tuning alike.
 
 Two ways to read one:
 
@@ -20,6 +22,7 @@ an empty or missing value is an invalid row.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -55,10 +58,11 @@ def import_datasets() -> Any:
 
 def load(name: str, config: str | None, split: str, streaming: bool = False) -> Any:
     """A ``Dataset`` (or ``IterableDataset`` when ``streaming``): ``load_from_disk`` for a ``save_to_disk``
-    folder, ``load_dataset`` for anything else (Hub name, or a local folder/file of Parquet, Arrow, CSV, JSON)."""
+    folder, the matching builder for a single local file (whose one split is ``train``), ``load_dataset`` for
+    anything else (Hub name, or a local folder of Parquet, Arrow, CSV, JSON)."""
     datasets = import_datasets()
-    path = Path(name)
-    if path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
+    path = _local_path(name)
+    if _is_saved_folder(path):
         loaded = datasets.load_from_disk(str(path))
         if isinstance(loaded, datasets.DatasetDict):
             if split not in loaded:
@@ -66,11 +70,86 @@ def load(name: str, config: str | None, split: str, streaming: bool = False) -> 
             loaded = loaded[split]
         return loaded.to_iterable_dataset() if streaming else loaded
     try:
-        return datasets.load_dataset(name, config, split=split, streaming=streaming)
+        if path.is_file():
+            builder, options = file_builder(path, config)
+            return datasets.load_dataset(builder, split=split, streaming=streaming, **options)
+        return datasets.load_dataset(_source(name, path), config, split=split, streaming=streaming)
     except ValueError as error:
         if "split" in str(error).lower():
             raise ValueError(f"{name}: cannot load split {split!r} ({error})") from error
         raise
+
+
+def load_splits(name: str, config: str | None = None) -> dict[str, Any]:
+    """Every split of a dataset, by name, as prepared (memory-mapped) ``Dataset`` objects. A single file, and a
+    ``save_to_disk`` folder of one ``Dataset``, hold one split, ``train``."""
+    datasets = import_datasets()
+    path = _local_path(name)
+    if _is_saved_folder(path):
+        loaded = datasets.load_from_disk(str(path))
+        return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
+    if path.is_file():
+        builder, options = file_builder(path, config)
+        return dict(datasets.load_dataset(builder, **options))
+    return dict(datasets.load_dataset(_source(name, path), config))
+
+
+#: Builders of ``datasets`` for single local files, by extension (after a compression suffix).
+_FILE_BUILDERS = {
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".tab": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".arrow": "arrow",
+}
+_COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+def file_builder(path: Path, config: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The ``load_dataset`` builder and options for one local file: ``load_dataset`` itself only takes folders and
+    Hub names, and would look a file's name up on the Hub (with retries) before failing."""
+    if config is not None:
+        raise ValueError(f"{path}: --dataset_config_name {config!r} applies to Hub datasets, not to a local file")
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] in _COMPRESSION_SUFFIXES:
+        suffixes.pop()
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix not in _FILE_BUILDERS:
+        raise ValueError(
+            f"{path}: cannot tell the file's format from its extension {suffix!r}; "
+            f"expected one of {', '.join(_FILE_BUILDERS)} (optionally {'/'.join(_COMPRESSION_SUFFIXES)})"
+        )
+    options: dict[str, Any] = {"data_files": {"train": str(path)}}
+    if _FILE_BUILDERS[suffix] == "csv":
+        # Cells as written, as protconv's own CSV reader takes them: pandas would turn "NA" (a protein: Asn-Ala)
+        # or "null" into a missing value, and an empty label into NaN rather than a missing label.
+        options["keep_default_na"] = False
+        if suffix in (".tsv", ".tab"):
+            options["sep"] = "\t"
+    return _FILE_BUILDERS[suffix], options
+
+
+def _local_path(name: str) -> Path:
+    """``name`` as a path; one that is plainly meant as a local path (it starts with ``/``, ``.`` or ``~``, or ends
+    in a data file's extension) but does not exist is an error here, not a Hub lookup with retries."""
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    looks_local = name.startswith(("/", ".", "~")) or any(name.lower().endswith(s) for s in _FILE_BUILDERS)
+    if looks_local:
+        raise FileNotFoundError(errno.ENOENT, "no such file or folder (a dataset given as a local path)", name)
+    return path
+
+
+def _source(name: str, path: Path) -> str:
+    """What ``load_dataset`` is given: the expanded path of a local folder, else the name as written."""
+    return str(path) if path.is_dir() else name
+
+
+def _is_saved_folder(path: Path) -> bool:
+    return path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file())
 
 
 def _display(name: str, split: str) -> str:

@@ -8,6 +8,11 @@ sequence) are reported with file and line; ``on_bad_row="skip"`` skips them and 
 with the file as a whole (empty, header only, missing or repeated columns, bad bytes, a duplicated FASTA id)
 always raises :class:`TaskDataError` naming the file.
 
+Tables already in memory (the columns of a Hugging Face ``datasets`` split: Parquet, JSON, CSV or a Hub dataset)
+go through the same row checks with :func:`read_table_task` and :func:`read_residue_table`; their rows are named
+``NAME (SPLIT) row N`` (0-based, as ``dataset[N]``). Class labels may be names (``label_kind="class"``):
+:func:`assign_class_ids` turns them into ids over all splits at once, so every split shares one numbering.
+
 CSV files are read the way spreadsheets and pandas write them: UTF-8 with or without a byte order mark, comma-
 or tab-separated (tab for ``.tsv``/``.tab``, otherwise sniffed from the header line, ``;`` too when the header
 has neither), optionally gzip-compressed (recognised by its bytes, so ``.csv.gz`` and ``.tsv.gz`` work), CRLF
@@ -18,18 +23,24 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..modeling.vocabulary import IGNORE_INDEX
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 from .fasta import FastaEntry, open_text, read_fasta_entries
 
 Split = Literal["train", "valid", "test"]
 BadRowPolicy = Literal["skip", "error"]
-LabelKind = Literal["float", "int"]
+LabelKind = Literal["float", "int", "class"]
+
+#: Column names looked for when none is given (exact name first, then any case).
+SEQUENCE_COLUMNS = ("sequence", "seq")
+LABEL_COLUMNS = ("target", "label")
+MASK_COLUMNS = ("mask",)
 
 #: FLIP ``validation`` values, compared after stripping and lower-casing. Empty (and NA/NaN, as R and pandas
 #: write a missing value) means "not a validation row", which is how FLIP files mark ordinary training rows.
@@ -166,7 +177,7 @@ def _csv_table(path: Path) -> Iterator[tuple[list[str], Iterator[_CsvRow]]]:
         yield header, rows()
 
 
-def _column(header: list[str], wanted: str | None, candidates: tuple[str, ...], path: Path) -> int | None:
+def _column(header: list[str], wanted: str | None, candidates: tuple[str, ...], path: str | Path) -> int | None:
     """Index of the first of ``candidates`` (or of ``wanted``) in ``header``: exact name, else any case."""
     options = (wanted,) if wanted else candidates
     for exact in (True, False):
@@ -181,12 +192,23 @@ def _column(header: list[str], wanted: str | None, candidates: tuple[str, ...], 
     return None
 
 
-def _required_column(header: list[str], wanted: str | None, candidates: tuple[str, ...], path: Path) -> int:
+def _required_column(
+    header: list[str], wanted: str | None, candidates: tuple[str, ...], path: str | Path, option: str
+) -> int:
     index = _column(header, wanted, candidates, path)
     if index is None:
         options = (wanted,) if wanted else candidates
-        raise TaskDataError(f"{path}: no column {' or '.join(map(repr, options))} (columns: {header})")
+        raise TaskDataError(
+            f"{path}: no column {' or '.join(map(repr, options))} (columns: {', '.join(header)}); "
+            f"name the right one with {option}"
+        )
     return index
+
+
+def find_column(header: list[str], wanted: str | None, candidates: tuple[str, ...], source: str) -> int | None:
+    """Index of the column ``wanted`` (or of the first of ``candidates``), as every reader here finds it: the
+    exact name first, then any case; None if absent (a name matching two columns raises, naming ``source``)."""
+    return _column(header, wanted, candidates, source)
 
 
 def csv_has_split_column(path: str | Path) -> bool:
@@ -222,23 +244,107 @@ def _flip_side(set_value: str, validation: str) -> tuple[Split | None, str | Non
     return ("valid" if flag else "train"), None
 
 
-def _label(raw: str, kind: LabelKind) -> tuple[float | int | None, str | None]:
+def _label(raw: str, kind: LabelKind) -> tuple[float | int | str | None, str | None]:
     """The parsed label, or None and what is wrong with it. Integral floats ("3.0", as pandas writes an int
-    column holding a missing value) are accepted as class ids."""
+    column holding a missing value) are accepted as class ids; a ``"class"`` label is kept as written (a name
+    or an id, see :func:`assign_class_ids`), but ``nan``/``inf`` are missing values there too."""
     try:
         value = float(raw)
     except ValueError:
+        if kind == "class":
+            return raw, None
         return None, f"label {raw!r} is not a valid {kind}"
     if not math.isfinite(value):
         return None, f"label {raw!r} is not a finite number"
     if kind == "float":
         return value, None
+    if kind == "class":
+        return raw, None
     try:
         return int(raw), None
     except ValueError:
         if value.is_integer():
             return int(value), None
         return None, f"label {raw!r} is not a valid int"
+
+
+@dataclass(frozen=True)
+class _TaskColumns:
+    """Indices, in a table's header, of the columns a task reads (set/validation: FLIP's split columns)."""
+
+    sequence: int
+    label: int
+    set: int | None
+    validation: int | None
+
+
+def _task_columns(
+    header: list[str], sequence_column: str | None, label_column: str | None, source: str | Path
+) -> _TaskColumns:
+    return _TaskColumns(
+        _required_column(header, sequence_column, SEQUENCE_COLUMNS, source, "--sequence_column"),
+        _required_column(header, label_column, LABEL_COLUMNS, source, "--label_column"),
+        _column(header, None, ("set",), source),
+        _column(header, None, ("validation",), source),
+    )
+
+
+@dataclass
+class _Row:
+    """One table row: where it is (``file:line``, ``name (split) row N``), its fields by column index, or what
+    makes it unreadable (e.g. a wrong number of fields)."""
+
+    where: str
+    fields: Sequence[str] | Mapping[int, str] = ()
+    problem: str | None = None
+
+
+def _task_rows(
+    rows: Iterable[_Row],
+    columns: _TaskColumns,
+    label_kind: LabelKind,
+    split: Split | None,
+    on_bad_row: BadRowPolicy,
+    unknown: UnknownPolicy,
+    data: LabelledSequences,
+) -> int:
+    """Check every row and keep the good ones of ``split`` in ``data``; the one row check of every table format.
+    Returns the number of rows seen (of any split)."""
+    n_rows = 0
+    for row in rows:
+        n_rows += 1
+        where, fields = row.where, row.fields
+        if row.problem is not None:
+            data.reject(f"{where}: {row.problem}", on_bad_row)
+            continue
+        if split is not None:
+            validation = fields[columns.validation] if columns.validation is not None else ""
+            side, problem = _flip_side(fields[columns.set], validation)
+            if problem is not None:
+                data.reject(f"{where}: {problem}", on_bad_row)
+                continue
+            if side != split:
+                continue
+        raw_label = fields[columns.label].strip()
+        if not raw_label:
+            data.reject(f"{where}: missing label", on_bad_row)
+            continue
+        label, problem = _label(raw_label, label_kind)
+        if problem is not None:
+            data.reject(f"{where}: {problem}", on_bad_row)
+            continue
+        try:
+            sequence = clean_sequence(fields[columns.sequence], record=where, unknown=unknown)
+        except InvalidSequenceError as error:
+            data.reject(str(error), on_bad_row)
+            continue
+        data.add(sequence, label, where)
+    return n_rows
+
+
+def _check_split_column(columns: _TaskColumns, split: Split | None, source: str | Path) -> None:
+    if split is not None and columns.set is None:
+        raise TaskDataError(f"{source}: split={split!r} needs a FLIP 'set' column; this file is a single split")
 
 
 def read_csv_task(
@@ -255,55 +361,250 @@ def read_csv_task(
     ``split`` selects rows of a FLIP file (train / valid / test); leave it None for files that are one split.
     ``set`` must be train or test and ``validation`` true/false (also 1/0, yes/no; empty/NA = false), compared
     without case or surrounding spaces; a row with another value belongs to no split and is a bad row of every
-    split read. Labels must be finite numbers (``nan``/``inf`` are bad rows). See the module docstring for
-    the dialects accepted; an empty file, a header without rows, or a missing column raise ``TaskDataError``.
+    split read. Labels must be finite numbers (``nan``/``inf`` are bad rows); ``label_kind="class"`` keeps them
+    as written, for :func:`assign_class_ids`. See the module docstring for the dialects accepted; an empty file,
+    a header without rows, or a missing column raise ``TaskDataError``.
     """
     path = Path(path)
     data = LabelledSequences()
     with _csv_table(path) as (header, rows):
-        seq_col = _required_column(header, sequence_column, ("sequence", "seq"), path)
-        label_col = _required_column(header, label_column, ("target", "label"), path)
-        set_col = _column(header, None, ("set",), path)
-        validation_col = _column(header, None, ("validation",), path)
-        if split is not None and set_col is None:
-            raise TaskDataError(f"{path}: split={split!r} needs a FLIP 'set' column; this file is a single split")
-        n_rows = 0
-        for row in rows:
-            n_rows += 1
-            where = f"{path}:{row.first}"
-            fields = row.fields
-            if len(fields) != len(header):
-                spans = (
-                    f" (the row spans lines {row.first}-{row.last}: an unclosed quote?)" if row.last > row.first else ""
-                )
-                count = f"{len(fields)} field{'' if len(fields) == 1 else 's'}"
-                data.reject(f"{where}: {count}, but the header has {len(header)}{spans}", on_bad_row)
-                continue
-            if split is not None:
-                validation = fields[validation_col] if validation_col is not None else ""
-                side, problem = _flip_side(fields[set_col], validation)
-                if problem is not None:
-                    data.reject(f"{where}: {problem}", on_bad_row)
-                    continue
-                if side != split:
-                    continue
-            raw_label = fields[label_col].strip()
-            if not raw_label:
-                data.reject(f"{where}: missing label", on_bad_row)
-                continue
-            label, problem = _label(raw_label, label_kind)
-            if problem is not None:
-                data.reject(f"{where}: {problem}", on_bad_row)
-                continue
-            try:
-                sequence = clean_sequence(fields[seq_col], record=where, unknown=unknown)
-            except InvalidSequenceError as error:
-                data.reject(str(error), on_bad_row)
-                continue
-            data.add(sequence, label, where)
+        columns = _task_columns(header, sequence_column, label_column, path)
+        _check_split_column(columns, split, path)
+        n_rows = _task_rows(
+            (_csv_row(row, path, len(header)) for row in rows), columns, label_kind, split, on_bad_row, unknown, data
+        )
     if n_rows == 0:
         raise TaskDataError(f"{path}: no data rows (the file holds only its header)")
     return data
+
+
+def _csv_row(row: _CsvRow, path: Path, width: int) -> _Row:
+    where = f"{path}:{row.first}"
+    if len(row.fields) == width:
+        return _Row(where, row.fields)
+    spans = f" (the row spans lines {row.first}-{row.last}: an unclosed quote?)" if row.last > row.first else ""
+    count = f"{len(row.fields)} field{'' if len(row.fields) == 1 else 's'}"
+    return _Row(where, problem=f"{count}, but the header has {width}{spans}")
+
+
+# ---------------------------------------------------------------- tables in memory (datasets)
+
+#: Reads one column of a table as Python values (a ``datasets`` split: ``lambda name: split[name]``).
+ColumnReader = Callable[[str], Sequence[object]]
+
+
+def table_text(value: object) -> str:
+    """A cell of a typed table as the text a CSV file would hold, so that one set of checks serves both: a
+    missing value is empty, a float keeps its exact digits (``repr``), a bool is ``True``/``False`` and a list
+    (per-residue labels or mask) is its items joined (bools as 1/0)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "".join(str(int(item)) if isinstance(item, bool) else table_text(item) for item in value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _table_rows(source: str, header: list[str], column: ColumnReader, indices: Iterable[int | None]) -> list[_Row]:
+    """The rows of a table, each holding the text of the columns at ``indices`` (read once, column by column)."""
+    wanted = sorted({index for index in indices if index is not None})
+    values = {index: [table_text(value) for value in column(header[index])] for index in wanted}
+    count = len(next(iter(values.values()))) if values else 0
+    return [_Row(f"{source} row {i}", {index: values[index][i] for index in wanted}) for i in range(count)]
+
+
+def read_table_task(
+    source: str,
+    header: list[str],
+    column: ColumnReader,
+    label_kind: LabelKind = "float",
+    split: Split | None = None,
+    sequence_column: str | None = None,
+    label_column: str | None = None,
+    on_bad_row: BadRowPolicy = "error",
+    unknown: UnknownPolicy = "error",
+) -> LabelledSequences:
+    """:func:`read_csv_task` for a table in memory (``header`` its column names, ``column`` reads one), e.g. one
+    split of a ``datasets`` dataset; ``source`` names it in messages (``gb1.parquet (train)``). The same columns
+    are looked for, FLIP's ``set``/``validation`` split it the same way, and every row gets the same checks."""
+    columns = _task_columns(header, sequence_column, label_column, source)
+    _check_split_column(columns, split, source)
+    rows = _table_rows(source, header, column, (columns.sequence, columns.label, columns.set, columns.validation))
+    data = LabelledSequences()
+    if _task_rows(rows, columns, label_kind, split, on_bad_row, unknown, data) == 0:
+        raise TaskDataError(f"{source}: no data rows")
+    return data
+
+
+def table_has_split_column(header: list[str], source: str) -> bool:
+    """Whether a table has FLIP's ``set`` column (its rows hold train, validation and test)."""
+    return _column(header, None, ("set",), source) is not None
+
+
+def read_residue_table(
+    source: str,
+    header: list[str],
+    column: ColumnReader,
+    classes: str | None = None,
+    split: Split | None = None,
+    sequence_column: str | None = None,
+    label_column: str | None = None,
+    mask_column: str | None = None,
+    on_bad_row: BadRowPolicy = "error",
+    unknown: UnknownPolicy = "error",
+) -> tuple[LabelledSequences, str]:
+    """Per-residue labels from a table: a sequence column, a label column holding one class character per
+    residue (a string, or a list of one-character items), and optionally a 0/1 mask column (``mask`` by default,
+    if present). The checks are those of :func:`read_residue_task` (lengths, unknown characters, the mask);
+    FLIP's ``set``/``validation`` columns select ``split`` as for CSV files. ``classes`` defaults to the sorted
+    characters of this table's labels. Returns the data and the class string."""
+    columns = _task_columns(header, sequence_column, label_column, source)
+    _check_split_column(columns, split, source)
+    mask = _column(header, mask_column, MASK_COLUMNS, source)
+    if mask_column and mask is None:
+        raise TaskDataError(f"{source}: no column {mask_column!r} (columns: {', '.join(header)}); check --mask_column")
+    rows = _table_rows(source, header, column, (columns.sequence, columns.label, columns.set, columns.validation, mask))
+    if classes is None:
+        classes = residue_classes(row.fields[columns.label] for row in rows)
+    class_ids = {char: index for index, char in enumerate(classes)}
+    data = LabelledSequences()
+    for row in rows:
+        where, fields = row.where, row.fields
+        if split is not None:
+            validation = fields[columns.validation] if columns.validation is not None else ""
+            side, problem = _flip_side(fields[columns.set], validation)
+            if problem is not None:
+                data.reject(f"{where}: {problem}", on_bad_row)
+                continue
+            if side != split:
+                continue
+        try:
+            sequence = clean_sequence(fields[columns.sequence], record=where, unknown=unknown)
+        except InvalidSequenceError as error:
+            data.reject(str(error), on_bad_row)
+            continue
+        labels, problem = residue_labels(
+            "".join(fields[columns.label].split()), fields[mask] if mask is not None else None, len(sequence), class_ids
+        )
+        if problem is not None:
+            data.reject(f"{where}: {problem}", on_bad_row)
+            continue
+        data.add(sequence, labels, where)
+    if not rows:
+        raise TaskDataError(f"{source}: no data rows")
+    return data, classes
+
+
+def residue_classes(label_texts: Iterable[str]) -> str:
+    """The default class string of per-residue labels: every character seen, sorted (whitespace aside)."""
+    return "".join(sorted({char for text in label_texts for char in text if not char.isspace()}))
+
+
+def residue_labels(
+    labels: str, mask: str | None, length: int, class_ids: Mapping[str, int]
+) -> tuple[list[int] | None, str | None]:
+    """Class ids of one sequence's residues (``IGNORE_INDEX`` where ``mask`` is 0), or None and what is wrong."""
+    if not labels:
+        return None, "missing label"
+    if len(labels) != length:
+        return None, f"{len(labels)} labels for a sequence of {length} residues"
+    unknown = sorted(set(labels) - set(class_ids))
+    if unknown:
+        return None, f"label characters {unknown} not in classes {''.join(class_ids)!r}"
+    mask = "".join(mask.split()) if mask is not None else "1" * length
+    if len(mask) != length or set(mask) - {"0", "1"}:
+        return None, f"mask must be {length} characters of 0/1"
+    return [class_ids[char] if keep == "1" else IGNORE_INDEX for char, keep in zip(labels, mask, strict=True)], None
+
+
+# ---------------------------------------------------------------- class names
+
+
+def parse_classes(text: str, per_residue: bool) -> list[str]:
+    """``--classes``: names in id order. Comma-separated (``stable,unstable``); for per-residue tasks a run of
+    one-character names may also be written together (``CHE``). Names must be unique."""
+    if "," in text:
+        names = [name.strip() for name in text.split(",")]
+    elif per_residue:
+        names = list(text.strip())
+    else:
+        names = [text.strip()]
+    if any(not name for name in names):
+        raise TaskDataError(f"--classes {text!r}: an empty class name")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise TaskDataError(f"--classes {text!r}: {', '.join(map(repr, repeated))} given twice")
+    if per_residue and any(len(name) != 1 for name in names):
+        raise TaskDataError(f"--classes {text!r}: per-residue labels are single characters, e.g. CHE or C,H,E")
+    if not per_residue and len(names) < 2:
+        raise TaskDataError(f"--classes {text!r}: give at least two class names, separated by commas")
+    return names
+
+
+def assign_class_ids(
+    splits: Mapping[str, LabelledSequences],
+    classes: Sequence[str] | None = None,
+    num_labels: int | None = None,
+    on_bad_row: BadRowPolicy = "error",
+) -> list[str]:
+    """Turn the labels of every split (read with ``label_kind="class"``) into class ids, in place; returns the
+    class names in id order.
+
+    With ``classes``, a label that is one of the names gets its index, else an integer label within range is
+    taken as the id; any other label is a bad row. Without, integer labels (``3``, ``3.0``) are ids, named by
+    their digits (``"0"``, ``"1"``, ...; ``num_labels`` of them, default the largest + 1), and any other
+    labels are names, numbered in sorted order over all splits so that every split shares one numbering.
+    A ``num_labels`` that does not fit the classes found is an error.
+    """
+    raw = [label for data in splits.values() for label in data.labels]
+    if classes is not None:
+        names = list(classes)
+    elif all(_class_id(label) is not None for label in raw):
+        largest = max((_class_id(label) for label in raw), default=-1)
+        names = [str(i) for i in range(max(largest + 1, num_labels or 0))]
+    else:
+        names = sorted({str(label) for label in raw})
+    if num_labels is not None and num_labels != len(names):
+        raise TaskDataError(
+            f"--num_labels {num_labels} does not fit the {len(names)} classes of the data "
+            f"({_shorten(names)}); leave it out, or name the classes with --classes"
+        )
+    ids = {name: index for index, name in enumerate(names)}
+    for data in splits.values():
+        _apply_class_ids(data, ids, on_bad_row)
+    return names
+
+
+def _class_id(label: object) -> int | None:
+    """``label`` as a class id (a non-negative integer, possibly written ``3.0``), else None."""
+    value, problem = _label(str(label), "int")
+    return value if problem is None and value >= 0 else None
+
+
+def _apply_class_ids(data: LabelledSequences, ids: Mapping[str, int], on_bad_row: BadRowPolicy) -> None:
+    kept = LabelledSequences(skipped=data.skipped)
+    for sequence, label, where in zip(data.sequences, data.labels, data.names, strict=True):
+        index = ids.get(str(label))
+        if index is None:
+            number = _class_id(label)
+            index = number if number is not None and number < len(ids) else None
+        if index is None:
+            kept.reject(f"{where}: label {label!r} is not one of the classes ({_shorten(list(ids))})", on_bad_row)
+            continue
+        kept.add(sequence, index, where)
+    data.sequences, data.labels, data.names = kept.sequences, kept.labels, kept.names
+
+
+def _shorten(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 # ---------------------------------------------------------------- per-residue FASTA triples
@@ -396,7 +697,7 @@ def read_residue_task(
             data.reject(str(error), on_bad_row)
             continue
         mask = masks[name].text if mask_path else "1" * len(sequence)
-        labels = [class_ids[char] if keep == "1" else -100 for char, keep in zip(entry.text, mask, strict=True)]
+        labels = [class_ids[char] if keep == "1" else IGNORE_INDEX for char, keep in zip(entry.text, mask, strict=True)]
         data.add(sequence, labels, name)
     return data, classes
 

@@ -9,17 +9,23 @@ means little without them beside it.
   validation split.
 - ``cnn``: 1-3 Conv1d layers with ReLU over one-hot residues, masked max or mean pooling, a dense head
   (per-residue tasks: no pooling); the epoch with the best validation score is kept.
+
+Both show a progress bar (one step per L2 strength fitted, per CNN batch) on an interactive terminal; not when
+stderr is a file or pipe, nor with ``--disable_tqdm`` (the option's name in ``finetune`` and ``pretrain``).
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from ..data.task_files import LabelledSequences
 from ..modeling.vocabulary import IGNORE_INDEX, RESIDUE_CHARACTERS
@@ -30,6 +36,19 @@ _RESIDUE_INDEX = {char: index for index, char in enumerate(RESIDUE_CHARACTERS)}
 N_RESIDUES = len(RESIDUE_CHARACTERS)
 #: The headline score of each task type (used to pick hyper-parameters on the validation split).
 PRIMARY_METRIC = {"regression": "spearman", "classification": "accuracy", "token-classification": "accuracy"}
+
+
+#: Called once per unit of work done (a fit, a batch): advances a progress bar.
+Tick = Callable[[], object]
+
+
+def _no_tick() -> None:
+    return None
+
+
+def progress_bar(total: int, desc: str, enabled: bool) -> tqdm:
+    """A bar on stderr, drawn only when ``enabled`` and stderr is a terminal (a log file gets no bar lines)."""
+    return tqdm(total=total, desc=desc, disable=not (enabled and sys.stderr.isatty()), dynamic_ncols=True, leave=False)
 
 
 @dataclass
@@ -77,25 +96,30 @@ def linear_baseline(
     task: TaskType,
     splits: dict[str, LabelledSequences],
     alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0),
+    progress: bool = False,
 ) -> BaselineResult:
     """Ridge / logistic regression on one-hot features; L2 strength chosen on ``valid`` (else the middle one)."""
     start = time.perf_counter()
     candidates = alphas if "valid" in splits else (alphas[len(alphas) // 2],)
-    if task == "regression":
-        by_alpha = {alpha: _ridge_scores(splits, alpha) for alpha in candidates}
-    elif task == "token-classification":
-        by_alpha = _windowed_logistic(splits, candidates)
-    else:
-        by_alpha = _logistic_scores(splits, candidates)
+    with progress_bar(len(candidates), f"linear {task}", progress) as bar:
+        if task == "regression":
+            by_alpha = {alpha: _ridge_scores(splits, alpha, bar.update) for alpha in candidates}
+        elif task == "token-classification":
+            by_alpha = _windowed_logistic(splits, candidates, tick=bar.update)
+        else:
+            by_alpha = _logistic_scores(splits, candidates, tick=bar.update)
     metric = PRIMARY_METRIC[task]
     alpha = max(candidates, key=lambda a: by_alpha[a].get("valid", {}).get(metric, 0.0))
     return BaselineResult(by_alpha[alpha], f"alpha={alpha:g}", time.perf_counter() - start)
 
 
-def _ridge_scores(splits: dict[str, LabelledSequences], alpha: float) -> dict[str, dict[str, float]]:
+def _ridge_scores(
+    splits: dict[str, LabelledSequences], alpha: float, tick: Tick = _no_tick
+) -> dict[str, dict[str, float]]:
     length = max(len(s) for s in splits["train"].sequences)
     features = _splits_features(splits, length)
     weights, bias = ridge_fit(features["train"], np.asarray(splits["train"].labels, dtype=np.float64), alpha)
+    tick()
     return {
         name: regression_metrics(x @ weights + bias, np.asarray(splits[name].labels))
         for name, x in features.items()
@@ -150,6 +174,7 @@ def _logistic_path(
     features: int,
     classes: int,
     alphas: tuple[float, ...],
+    tick: Tick = _no_tick,
 ) -> dict[float, dict[str, dict[str, float]]]:
     """Fit every L2 strength from strongest to weakest, each warm-started from the previous solution.
 
@@ -163,6 +188,7 @@ def _logistic_path(
     results: dict[float, dict[str, dict[str, float]]] = {}
     for alpha in sorted(alphas, reverse=True):
         _fit_softmax(bits, compact, model, alpha)
+        tick()
         results[alpha] = {}
         with torch.no_grad():
             for name, (eval_bits, eval_labels) in evaluate.items():
@@ -173,7 +199,10 @@ def _logistic_path(
 
 
 def _logistic_scores(
-    splits: dict[str, LabelledSequences], alphas: tuple[float, ...], length_quantile: float = 0.95
+    splits: dict[str, LabelledSequences],
+    alphas: tuple[float, ...],
+    length_quantile: float = 0.95,
+    tick: Tick = _no_tick,
 ) -> dict[float, dict[str, dict[str, float]]]:
     """Proteins cropped/padded to the ``length_quantile`` of train lengths: the long tail of a fold-classification
     set would otherwise multiply the feature count for a handful of proteins."""
@@ -182,7 +211,7 @@ def _logistic_scores(
     classes = 1 + max(max(data.labels) for data in splits.values())
     evaluate = {name: (bits[name], np.asarray(data.labels)) for name, data in splits.items() if name != "train"}
     train = (bits["train"], torch.tensor(splits["train"].labels))
-    return _logistic_path(train, evaluate, length * N_RESIDUES, classes, alphas)
+    return _logistic_path(train, evaluate, length * N_RESIDUES, classes, alphas, tick)
 
 
 def _windows(data: LabelledSequences, half_width: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -198,14 +227,14 @@ def _windows(data: LabelledSequences, half_width: int) -> tuple[torch.Tensor, np
 
 
 def _windowed_logistic(
-    splits: dict[str, LabelledSequences], alphas: tuple[float, ...], half_width: int = 7
+    splits: dict[str, LabelledSequences], alphas: tuple[float, ...], half_width: int = 7, tick: Tick = _no_tick
 ) -> dict[float, dict[str, dict[str, float]]]:
     windows = {name: _windows(data, half_width) for name, data in splits.items()}
     classes = 1 + max(int(labels.max()) for _, labels in windows.values())
     evaluate = {name: window for name, window in windows.items() if name != "train"}
     bits, labels = windows["train"]
     features = (2 * half_width + 1) * N_RESIDUES
-    return _logistic_path((bits, torch.from_numpy(labels)), evaluate, features, classes, alphas)
+    return _logistic_path((bits, torch.from_numpy(labels)), evaluate, features, classes, alphas, tick)
 
 
 class SmallCNN(nn.Module):
@@ -281,7 +310,7 @@ def _cnn_predict(
 
 def cnn_baseline(
     task: TaskType, splits: dict[str, LabelledSequences], epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
-    layers: int = 2, channels: int = 128, pooling: str = "max", seed: int = 0,
+    layers: int = 2, channels: int = 128, pooling: str = "max", seed: int = 0, progress: bool = False,
 ) -> BaselineResult:  # fmt: skip
     """Train the small CNN with Adam; regression targets are z-scored; keep the best validation epoch."""
     start = time.perf_counter()
@@ -295,18 +324,23 @@ def cnn_baseline(
     scaled = LabelledSequences(train.sequences, [(y - mean) / std for y in train.labels] if task == "regression"
                                else train.labels)  # fmt: skip
     best_score, best_state, best_epoch = -np.inf, None, 0
-    for epoch in range(epochs):
-        model.train()
-        order = rng.permutation(len(train))
-        for batch_start in range(0, len(train), batch_size):
-            codes, labels = _cnn_batch(scaled, order[batch_start : batch_start + batch_size], task)
-            optimizer.zero_grad()
-            _cnn_loss(model(codes), labels, task).backward()
-            optimizer.step()
-        score = _cnn_predict(model, splits.get("valid", train), task, (mean, std))[PRIMARY_METRIC[task]]
-        if score > best_score:
-            best_score, best_epoch = score, epoch + 1
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    batches = -(-len(train) // batch_size)
+    with progress_bar(epochs * batches, f"cnn {task}", progress) as bar:
+        for epoch in range(epochs):
+            model.train()
+            order = rng.permutation(len(train))
+            for batch_start in range(0, len(train), batch_size):
+                codes, labels = _cnn_batch(scaled, order[batch_start : batch_start + batch_size], task)
+                optimizer.zero_grad()
+                loss = _cnn_loss(model(codes), labels, task)
+                loss.backward()
+                optimizer.step()
+                bar.update()
+                bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} loss {loss.item():.4f}", refresh=False)
+            score = _cnn_predict(model, splits.get("valid", train), task, (mean, std))[PRIMARY_METRIC[task]]
+            if score > best_score:
+                best_score, best_epoch = score, epoch + 1
+                best_state = {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
     metrics = {name: _cnn_predict(model, data, task, (mean, std)) for name, data in splits.items() if name != "train"}
     return BaselineResult(metrics, f"epoch={best_epoch}/{epochs}", time.perf_counter() - start)
@@ -329,6 +363,9 @@ class BaselineArguments:
     cnn_pooling: str = field(default="max", metadata={"help": "max | mean"})
     seed: int = 0
     output_file: str | None = field(default=None, metadata={"help": "write the results as JSON here"})
+    disable_tqdm: bool = field(
+        default=False, metadata={"help": "no progress bars (they are drawn only when stderr is a terminal anyway)"}
+    )
 
 
 def run_baselines(
@@ -337,11 +374,11 @@ def run_baselines(
     results = {}
     for name in [b.strip() for b in args.baselines.split(",") if b.strip()]:
         if name == "linear":
-            results[name] = linear_baseline(task, splits)
+            results[name] = linear_baseline(task, splits, progress=not args.disable_tqdm)
         elif name == "cnn":
             results[name] = cnn_baseline(
                 task, splits, epochs=args.cnn_epochs, layers=args.cnn_layers, channels=args.cnn_channels,
-                pooling=args.cnn_pooling, seed=args.seed,
+                pooling=args.cnn_pooling, seed=args.seed, progress=not args.disable_tqdm,
             )  # fmt: skip
         else:
             raise ValueError(f"unknown baseline {name!r}; choose linear and/or cnn")

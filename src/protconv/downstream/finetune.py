@@ -8,6 +8,13 @@ folded back into the head's last layer before saving, so the saved model predict
 Nothing non-finite gets through: NaN/inf labels are bad rows (``task_data``), a non-finite training loss stops
 the run at that step, NaN predictions are never scored, and weights holding a NaN/inf are never saved; each
 raises ``NonFiniteError``.
+
+Sequences run whole unless ``--max_length`` asks for truncation (Conv and rotary Performer models have no length
+limit); a model with learned absolute positions refuses a longer input, naming it, instead of failing mid-run.
+Class names (``--classes``, or the names found in the data) are saved as ``config.id2label``/``label2id``, so
+``transformers.pipeline`` and ``protconv predict`` print ``H``/``E``/``C``, not ``LABEL_0``. Besides the model,
+the output folder gets ``finetune_results.json`` (metrics, per-class scores by name, truncation and skipped-row
+counts), ``{valid,test}_predictions.csv`` (``predictions.py``) and the run's log, ``protconv.log``.
 """
 
 from __future__ import annotations
@@ -15,17 +22,21 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+from huggingface_hub import ModelCard
 from transformers import (
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
     HfArgumentParser,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
@@ -33,16 +44,25 @@ from transformers import (
 )
 
 from ..data.task_files import LabelledSequences
-from ..hub import model_card, save_hub_folder
+from ..hub import save_hub_folder
+from ..model_card import CardResult, build_card, config_yaml, public_name
 from ..registry import has_saved_weights, load_pretrained, resolve_config
+from ..run_logging import configure_logging
 from ..tokenization import build_tokenizer
 from .metrics import NonFiniteError, metrics_for
-from .task_data import TaskCollator, TaskDataArguments, TaskDataset, TaskType, load_task_splits
+from .predictions import ResidueWindow, SplitPredictions, split_predictions, write_predictions
+from .task_data import TaskCollator, TaskDataArguments, TaskDataset, TaskType, count_truncated, load_task_splits
 
-__all__ = ["FinetuneArguments", "NonFiniteError", "finetune", "parse_finetune_arguments"]
+__all__ = ["FinetuneArguments", "NonFiniteError", "SequenceLengthError", "finetune", "parse_finetune_arguments"]
 
 Mode = Literal["full", "frozen", "lora"]
 logger = logging.getLogger(__name__)
+#: The run's log, in the output folder beside the model.
+LOG_FILE = "protconv.log"
+
+
+class SequenceLengthError(ValueError):
+    """A sequence is longer than the model can take (learned absolute positions), and no truncation was asked."""
 
 
 @dataclass
@@ -52,21 +72,29 @@ class FinetuneArguments(TaskDataArguments):
     model: str = field(
         default="carp-600k", metadata={"help": "a saved protconv model folder, or a preset name to train from scratch"}
     )
-    num_labels: int | None = field(default=None, metadata={"help": "classification: default max label + 1"})
+    num_labels: int | None = field(
+        default=None,
+        metadata={"help": "classification: the number of classes, checked against the data (default: found)"},
+    )
     mode: Mode = field(default="full", metadata={"help": "full | frozen (head only) | lora"})
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     normalize_labels: bool = field(default=True, metadata={"help": "regression: train on z-scored targets"})
-    max_length: int | None = field(default=1024, metadata={"help": "truncate longer sequences (tokens)"})
+    max_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "truncate sequences to this many tokens (special tokens included; per-residue labels are cut with "
+            "them). Default: no truncation; a model with learned absolute positions refuses longer sequences"
+        },
+    )
+    write_predictions: bool = field(
+        default=True, metadata={"help": "write OUTPUT/{valid,test}_predictions.csv (protconv predict's columns)"}
+    )
 
 
-def num_labels_for(args: FinetuneArguments, splits: dict[str, LabelledSequences], classes: str | None) -> int:
-    if args.task == "regression":
-        return 1
-    if args.task == "token-classification":
-        return len(classes or "")
-    return args.num_labels or 1 + max(max(data.labels) for data in splits.values())
+def num_labels_for(task: TaskType, classes: list[str] | None) -> int:
+    return 1 if task == "regression" else len(classes or ())
 
 
 def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
@@ -76,10 +104,11 @@ def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
     return build_tokenizer()
 
 
-def build_task_model(model: str, task: TaskType, num_labels: int) -> PreTrainedModel:
-    """A task model from a saved folder's backbone (its LM head is dropped), or freshly initialised from a preset."""
+def build_task_model(model: str, task: TaskType, num_labels: int, classes: list[str] | None = None) -> PreTrainedModel:
+    """A task model from a saved folder's backbone (its LM head is dropped), or freshly initialised from a preset;
+    ``classes`` become ``config.id2label``/``label2id``."""
     auto = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
-    overrides = {"num_labels": num_labels}
+    overrides = {"num_labels": num_labels, **label_maps(classes)}
     if task == "regression":
         overrides["problem_type"] = "regression"
     elif task == "classification":
@@ -87,6 +116,13 @@ def build_task_model(model: str, task: TaskType, num_labels: int) -> PreTrainedM
     if has_saved_weights(model):
         return load_pretrained(auto, model, **overrides)
     return auto.from_config(resolve_config(model, overrides))
+
+
+def label_maps(classes: list[str] | None) -> dict[str, dict]:
+    """``id2label``/``label2id`` overrides for a config (none without class names)."""
+    if not classes:
+        return {}
+    return {"id2label": dict(enumerate(classes)), "label2id": {name: i for i, name in enumerate(classes)}}
 
 
 def prepare_mode(model: PreTrainedModel, args: FinetuneArguments) -> PreTrainedModel:
@@ -134,15 +170,53 @@ def fold_label_scale(model: PreTrainedModel, mean: float, std: float) -> None:
 def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[str, dict[str, float]]:
     """Fine-tune, evaluate on valid/test, save a Hub-ready folder to ``<output_dir>/model``; returns metrics.
 
-    Raises ``NonFiniteError`` (and writes no model) if the loss, the predictions or the weights go NaN/inf.
+    Raises ``NonFiniteError`` (and writes no model) if the loss, the predictions or the weights go NaN/inf, and
+    ``SequenceLengthError`` before any training if a sequence is too long for the model.
     """
-    splits, classes = load_task_splits(args, training_args.seed)
+    output = Path(training_args.output_dir)
+    with run_logging(training_args):
+        return _finetune(args, training_args, output)
+
+
+@contextmanager
+def run_logging(training_args: TrainingArguments) -> Iterator[None]:
+    """protconv's loggers at ``--log_level`` (INFO when it is ``passive``, Trainer's default, which leaves
+    transformers' own verbosity alone) on stderr; the run's log file (``open_run_log``) is closed at the end."""
+    configure_logging(protconv_log_level(training_args.log_level), main_process=training_args.should_log)
+    try:
+        yield
+    finally:
+        configure_logging(protconv_log_level(training_args.log_level), main_process=training_args.should_log)
+
+
+def open_run_log(training_args: TrainingArguments, output: Path) -> None:
+    """Add ``OUTPUT/protconv.log`` once the run is known to start: a command refused for its input leaves no
+    output folder behind (without ``--output_dir``, Trainer's default is a folder in the working directory)."""
+    level = protconv_log_level(training_args.log_level)
+    configure_logging(level, output / LOG_FILE, main_process=training_args.should_log)
+
+
+def protconv_log_level(trainer_level: str) -> str:
+    """``TrainingArguments.log_level`` as a level of protconv's loggers."""
+    return {"passive": "info", "detail": "debug"}.get(trainer_level, trainer_level)
+
+
+def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output: Path) -> dict[str, dict[str, float]]:
+    splits, classes = load_task_splits(args, training_args.seed, args.num_labels)
     label_scale = (0.0, 1.0)
     if args.task == "regression" and args.normalize_labels:
-        label_scale = regression_label_scale(splits["train"].labels, args.train_file)
+        label_scale = regression_label_scale(splits["train"].labels, args.source)
     tokenizer = load_tokenizer(args.model)
-    model = build_task_model(args.model, args.task, num_labels_for(args, splits, classes))
+    special_tokens = tokenizer.num_special_tokens_to_add(pair=False)
+    truncated = check_lengths(splits, resolve_config(args.model), special_tokens, args.max_length)
+    # Logged once the data and the model are known good: a user error before this point is one line on stderr.
+    open_run_log(training_args, output)
+    logger.info("fine-tuning %s for %s (mode %s) on %s", args.model, args.task, args.mode, args.source)
+    log_data(splits, classes, truncated, args.max_length)
+    model = build_task_model(args.model, args.task, num_labels_for(args.task, classes), classes)
+    config = model.config
     model = prepare_mode(model, args)
+    log_parameters(model)
     datasets = {
         split: TaskDataset(data, tokenizer, args.task, args.max_length, label_scale) for split, data in splits.items()
     }
@@ -158,22 +232,156 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
         compute_metrics=metrics_for(args.task, label_scale),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    results = {split: _evaluate(trainer, datasets[split], split) for split in ("valid", "test") if split in datasets}
-    output = Path(training_args.output_dir)
+    evaluated = {split: _evaluate(trainer, datasets[split], split) for split in ("valid", "test") if split in datasets}
+    results = {split: metrics for split, (metrics, _) in evaluated.items()}
+    window = ResidueWindow.of(tokenizer, args.max_length)
+    tables = {  # in the names of config.id2label, as protconv predict writes them
+        split: split_predictions(args.task, splits[split], logits, config, label_scale, window)
+        for split, (_, logits) in evaluated.items()
+    }
     check_finite_weights(trainer.model, "the fine-tuned model")
     final = _finalise(trainer.model, args, label_scale, output)
     check_finite_weights(final, "the model to save")
-    details = {"task": args.task, "mode": args.mode, "train file": Path(args.train_file).name}
-    details.update({f"{split} {k}": f"{v:.4f}" for split, metrics in results.items() for k, v in metrics.items()})
-    card = model_card(final, f"protconv fine-tuned ({args.task})", "Fine-tuned with `protconv finetune`.", details)
-    save_hub_folder(final, tokenizer, output / "model", card=card, overwrite=True)
+    save_hub_folder(final, tokenizer, output / "model", card=_card(final, args, results), overwrite=True)
+    _write_results(args, output, results, tables, classes=classes, truncated=truncated, splits=splits)
+    return results
+
+
+def _write_results(
+    args: FinetuneArguments,
+    output: Path,
+    results: dict[str, dict[str, float]],
+    tables: dict[str, SplitPredictions],
+    *,
+    classes: list[str] | None,
+    truncated: dict[str, int],
+    splits: dict[str, LabelledSequences],
+) -> None:
+    """``finetune_results.json`` and the predictions files, written once the model is saved (a failed run
+    leaves none of them)."""
+    written = _write_predictions(tables, output) if args.write_predictions else {}
     summary = {
         "results": {split: _json_metrics(metrics) for split, metrics in results.items()},
-        "skipped_rows": {s: len(d.skipped) for s, d in splits.items()},
+        "per_class": {split: table.per_class for split, table in tables.items() if table.per_class is not None},
+        "classes": classes,
+        "predictions": written,
+        "max_length": args.max_length,
+        "truncated": truncated,
+        "skipped_rows": {split: len(rows.skipped) for split, rows in splits.items()},
         "args": asdict(args),
     }
     (output / "finetune_results.json").write_text(json.dumps(summary, indent=2, default=str, allow_nan=False))
-    return results
+    for split, metrics in results.items():
+        logger.info("%s: %s", split, " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    logger.info("saved %s; results in %s", output / "model", output / "finetune_results.json")
+
+
+def _card(model: PreTrainedModel, args: FinetuneArguments, results: dict[str, dict[str, float]]) -> ModelCard:
+    """The fine-tuned model's card: validation/test figures as ``model-index``, the base model and dataset as Hub
+    metadata where they are Hub ids, and the fine-tuning arguments."""
+    data = str(public_name(args.dataset_name or args.train_file))
+    base = str(public_name(args.model))
+    task_type = "token-classification" if args.task == "token-classification" else "text-classification"
+    figures = [
+        CardResult(task_type, data, metric, value, split=split)
+        for split, metrics in results.items()
+        for metric, value in metrics.items()
+    ]
+    arguments = config_yaml(asdict(args))
+    training = f"`protconv finetune` ({args.mode}) from `{base}` on `{data}`, with:\n\n```yaml\n{arguments}```"
+    return build_card(
+        model,
+        f"{base} fine-tuned on {data} ({args.task})",
+        f"A {args.task} model fine-tuned with `protconv finetune` from `{base}` on `{data}`. Report it beside the "
+        "supervised baselines of `protconv baseline` on the same splits.",
+        details={"task": args.task, "mode": args.mode, "base model": base, "data": data},
+        results=figures,
+        sections={"Training": training},
+        datasets=[args.dataset_name] if args.dataset_name else (),
+        base_model=args.model,
+    )
+
+
+def _write_predictions(tables: dict[str, SplitPredictions], output: Path) -> dict[str, str]:
+    written = {}
+    for split, table in tables.items():
+        path = output / f"{split}_predictions.csv"
+        write_predictions(path, table)
+        written[split] = path.name
+    return written
+
+
+def position_limit(config: PretrainedConfig) -> int | None:
+    """How many tokens the model can take: ``max_position_embeddings`` for learned absolute positions, else no
+    limit (Conv; Performer with rotary positions)."""
+    if getattr(config, "position_embedding_type", None) != "absolute":
+        return None
+    return getattr(config, "max_position_embeddings", None)
+
+
+def check_lengths(
+    splits: dict[str, LabelledSequences], config: PretrainedConfig, special_tokens: int, max_length: int | None
+) -> dict[str, int]:
+    """How many sequences of each split ``max_length`` truncates. Without ``max_length``, a sequence longer than
+    the model's position limit raises ``SequenceLengthError`` naming it (and how many more there are)."""
+    limit = position_limit(config)
+    if max_length is not None:
+        if max_length <= special_tokens:
+            raise ValueError(
+                f"--max_length {max_length} leaves no room for a residue ({special_tokens} special tokens)"
+            )
+        if limit is not None and max_length > limit:
+            raise SequenceLengthError(
+                f"--max_length {max_length} exceeds this model's max_position_embeddings={limit} (learned absolute "
+                f"positions); use --max_length {limit} or less"
+            )
+        return {split: count_truncated(data, max_length, special_tokens) for split, data in splits.items()}
+    if limit is not None:
+        for split, data in splits.items():
+            over = [i for i, sequence in enumerate(data.sequences) if len(sequence) + special_tokens > limit]
+            if over:
+                first = over[0]
+                raise SequenceLengthError(
+                    f"{data.names[first]} ({split} split): {len(data.sequences[first]) + special_tokens} tokens "
+                    f"(special tokens included) exceed this model's max_position_embeddings={limit} (learned "
+                    f"absolute positions); {len(over)} {split} sequence(s) are too long. Pass --max_length {limit} "
+                    "to truncate them, or use a model with rotary positions or a Conv model"
+                )
+    return dict.fromkeys(splits, 0)
+
+
+def log_data(
+    splits: dict[str, LabelledSequences], classes: list[str] | None, truncated: dict[str, int], max_length: int | None
+) -> None:
+    """What the run trains and scores on: rows and lengths per split, the classes, and what truncation cuts."""
+    for split, data in splits.items():
+        lengths = [len(sequence) for sequence in data.sequences]
+        skipped = f"; {len(set(data.skipped))} bad rows skipped" if data.skipped else ""
+        logger.info(
+            "%s: %d sequences, %d-%d residues (median %d)%s",
+            split, len(data), min(lengths), max(lengths), int(np.median(lengths)), skipped,
+        )  # fmt: skip
+    if classes:
+        shown = ", ".join(classes[:20]) + (f", ... ({len(classes)} in all)" if len(classes) > 20 else "")
+        logger.info("classes in id order (config.id2label): %s", shown)
+    if max_length is None:
+        return
+    cut = {split: count for split, count in truncated.items() if count}
+    if not cut:
+        logger.info("--max_length %d: no sequence is longer, none truncated", max_length)
+        return
+    counts = ", ".join(f"{count} of {len(splits[split])} {split}" for split, count in cut.items())
+    logger.warning(
+        "--max_length %d truncates %s sequences: the model sees only their first %d tokens, in training and in "
+        "evaluation (per-residue scores cover the residues kept)",
+        max_length, counts, max_length,
+    )  # fmt: skip
+
+
+def log_parameters(model: torch.nn.Module) -> None:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    logger.info("parameters: %s trainable of %s", f"{trainable:,}", f"{total:,}")
 
 
 def regression_label_scale(labels: list[float], source: str) -> tuple[float, float]:
@@ -214,17 +422,21 @@ class FiniteLossTrainer(Trainer):
         return loss
 
 
-def _evaluate(trainer: Trainer, dataset: TaskDataset, split: str) -> dict[str, float]:
+def _evaluate(trainer: Trainer, dataset: TaskDataset, split: str) -> tuple[dict[str, float], np.ndarray]:
+    """The split's metrics (logged like ``Trainer.evaluate``'s) and the model's outputs, in dataset order."""
     try:
-        metrics = _strip_prefix(trainer.evaluate(dataset, metric_key_prefix=split), split)
+        output = trainer.predict(dataset, metric_key_prefix=split)
     except NonFiniteError as error:
         raise NonFiniteError(f"{split} split: {error}") from error
+    trainer.log(output.metrics)
+    metrics = _strip_prefix(output.metrics, split)
     if not math.isfinite(metrics.get("loss", 0.0)):
         raise NonFiniteError(f"{split} split: the evaluation loss is {metrics['loss']} (no model saved)")
     for name, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             logger.warning("%s %s is undefined (%s), e.g. constant predictions; reported as such", split, name, value)
-    return metrics
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return metrics, np.asarray(logits)
 
 
 def check_finite_weights(model: torch.nn.Module, what: str) -> None:

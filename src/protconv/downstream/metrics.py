@@ -112,3 +112,19 @@ def metrics_for(task: TaskType, label_scale: tuple[float, float] = (0.0, 1.0)) -
         return token_metrics(logits, labels)
 
     return compute
+
+
+def per_class_metrics(predicted: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support of every class that occurs in ``labels`` or ``predicted``, keyed by its
+    name (``names[id]``), in id order. A class never predicted has precision 0 (and one never seen, recall 0)."""
+    predicted, labels = np.ravel(predicted), np.ravel(labels)
+    scores: dict[str, dict[str, float]] = {}
+    for cls in np.union1d(predicted, labels).tolist():
+        true_positive = int(np.sum((predicted == cls) & (labels == cls)))
+        n_predicted, support = int(np.sum(predicted == cls)), int(np.sum(labels == cls))
+        precision = true_positive / n_predicted if n_predicted else 0.0
+        recall = true_positive / support if support else 0.0
+        f1 = 2.0 * true_positive / (n_predicted + support)
+        name = names[cls] if 0 <= cls < len(names) else str(cls)
+        scores[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+    return scores
