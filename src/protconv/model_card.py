@@ -131,6 +131,11 @@ def hub_id_or_none(name: str | None) -> str | None:
     return name if re.fullmatch(r"[\w.-]+/[\w.-]+", name) else None
 
 
+def data_name(name: str) -> str:
+    """A dataset as a card names it: a Hub id as is, a local file or folder by its name only."""
+    return hub_id_or_none(name) or PurePath(name).name or name
+
+
 def public_name(value: Any) -> Any:
     """A value with absolute paths cut to their last component, recursively, so no local path reaches a card."""
     if isinstance(value, str) and value and PurePath(value).is_absolute():
@@ -269,7 +274,7 @@ def _eval_result(result: CardResult) -> EvalResult:
         dataset_name=result.dataset,
         dataset_split=result.split,
         metric_type=result.metric,
-        metric_value=float(result.value),
+        metric_value=round(float(result.value), 4),
     )
 
 

@@ -45,7 +45,7 @@ from transformers import (
 
 from ..data.task_files import LabelledSequences
 from ..hub import save_hub_folder
-from ..model_card import CardResult, build_card, config_yaml, public_name
+from ..model_card import CardResult, build_card, config_yaml, data_name
 from ..registry import has_saved_weights, load_pretrained, resolve_config
 from ..run_logging import configure_logging
 from ..tokenization import build_tokenizer
@@ -276,16 +276,21 @@ def _write_results(
     logger.info("saved %s; results in %s", output / "model", output / "finetune_results.json")
 
 
+#: Trainer's bookkeeping and the training objective (on z-scored targets for regression): not evaluation figures.
+_NOT_CARD_METRICS = frozenset({"loss", "epoch", "runtime", "samples_per_second", "steps_per_second"})
+
+
 def _card(model: PreTrainedModel, args: FinetuneArguments, results: dict[str, dict[str, float]]) -> ModelCard:
     """The fine-tuned model's card: validation/test figures as ``model-index``, the base model and dataset as Hub
     metadata where they are Hub ids, and the fine-tuning arguments."""
-    data = str(public_name(args.dataset_name or args.train_file))
-    base = str(public_name(args.model))
+    data = data_name(args.dataset_name or args.train_file)
+    base = data_name(args.model)
     task_type = "token-classification" if args.task == "token-classification" else "text-classification"
     figures = [
         CardResult(task_type, data, metric, value, split=split)
         for split, metrics in results.items()
         for metric, value in metrics.items()
+        if metric not in _NOT_CARD_METRICS
     ]
     arguments = config_yaml(asdict(args))
     training = f"`protconv finetune` ({args.mode}) from `{base}` on `{data}`, with:\n\n```yaml\n{arguments}```"
