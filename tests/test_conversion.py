@@ -75,7 +75,9 @@ def test_converted_model_matches_reference(tmp_path, real_proteins, hparams) -> 
     reference = reference_model(hparams)
     folder = convert_carp(write_checkpoint(tmp_path / "carp.pt", reference, hparams), tmp_path / "hub")
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    model, info = AutoModelForMaskedLM.from_pretrained(folder, output_loading_info=True)
+    model.eval()
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
     sequences = real_proteins[:6]
     batch = tokenizer(sequences, padding=True, return_tensors="pt")
     assert batch["input_ids"].shape[1] == max(map(len, sequences)), "CARP input has no start/stop tokens"
@@ -91,6 +93,15 @@ def test_converted_model_matches_reference(tmp_path, real_proteins, hparams) -> 
     # Tokens CARP never saw are never predicted: the softmax over CARP's 30 tokens is unchanged.
     probabilities = torch.softmax(ours.logits, -1)[..., columns].sum(-1)
     torch.testing.assert_close(probabilities, torch.ones_like(probabilities))
+
+
+def test_progress_bar_names_the_stages_and_stays_off_the_logs(tmp_path, capsys) -> None:
+    checkpoint = write_checkpoint(tmp_path / "carp.pt", reference_model(ODD_SHAPE), ODD_SHAPE)
+    convert_carp(checkpoint, tmp_path / "quiet")  # stderr is not a terminal here: no bar by default
+    assert "convert-carp" not in capsys.readouterr().err
+    convert_carp(checkpoint, tmp_path / "shown", progress=True)
+    err = capsys.readouterr().err
+    assert all(stage in err for stage in ("reading the checkpoint", "mapping the weights", "writing the folder"))
 
 
 def test_cli_converts_and_reports_errors(tmp_path, capsys) -> None:

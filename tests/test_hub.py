@@ -7,17 +7,19 @@ contract of every model family: tests/modeling/test_contract.py.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 import protconv
-from protconv.hub import model_card, push_folder, save_hub_folder
+from protconv.hub import push_folder, save_hub_folder
+from protconv.model_card import build_card
 
 
 @pytest.fixture
 def saved_folder(tmp_path, tiny_conv_config, tokenizer):
     model = protconv.ConvForMaskedLM(tiny_conv_config).eval()
-    folder = save_hub_folder(model, tokenizer, tmp_path / "model", card=model_card(model, "tiny", "A test model."))
+    folder = save_hub_folder(model, tokenizer, tmp_path / "model", card=build_card(model, "tiny", "A test model."))
     return model, folder
 
 
@@ -29,7 +31,10 @@ def test_folder_holds_weights_config_tokenizer_and_card(saved_folder) -> None:
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["ConvForMaskedLM"]
-    assert (folder / "README.md").read_text().startswith("---\nlibrary_name: transformers")
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n") and "library_name: transformers" in card
+    # the usage code names the folder (by name only: tmp_path is absolute, and no local path enters a card)
+    assert 'from_pretrained("model")' in card and str(folder.parent) not in card
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".model.")], "staging folder left behind"
 
 
@@ -48,22 +53,71 @@ def test_existing_folder_is_protected_and_failed_save_leaves_nothing(saved_folde
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".model.")]
 
 
-def test_push_folder_creates_repo_and_uploads(saved_folder, tmp_path) -> None:
+class FakeHubApi:
+    """The three calls ``push_folder`` makes, recorded; the uploaded files are read at commit time."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.files: dict[str, bytes] = {}
+
+    def create_repo(self, repo_id, private, exist_ok):
+        self.calls.append(("create", repo_id, private, exist_ok))
+
+    def create_branch(self, repo_id, branch, exist_ok):
+        self.calls.append(("branch", repo_id, branch))
+
+    def create_commit(self, repo_id, operations, commit_message, commit_description, revision, create_pr):
+        self.calls.append(("commit", repo_id, commit_message, revision, create_pr))
+        for operation in operations:
+            content = operation.path_or_fileobj
+            self.files[operation.path_in_repo] = content if isinstance(content, bytes) else Path(content).read_bytes()
+        return "https://huggingface.co/org/tiny/commit/abc"
+
+
+def test_push_folder_uploads_one_commit_with_the_card_pointing_at_the_repo(saved_folder, tmp_path) -> None:
     _, folder = saved_folder
-    calls = []
+    (folder / ".cache").mkdir()
+    (folder / ".cache" / "lock").write_text("x")
+    api = FakeHubApi()
+    assert push_folder(folder, "org/tiny", api=api).endswith("/commit/abc")
+    assert api.calls == [
+        ("create", "org/tiny", False, True),
+        ("commit", "org/tiny", "Upload protconv model", None, False),
+    ]
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(api.files)
+    assert not any(name.startswith(".") for name in api.files)
+    uploaded = api.files["README.md"].decode()
+    assert 'from_pretrained("org/tiny")' in uploaded and 'from_pretrained("model")' not in uploaded
+    assert 'from_pretrained("model")' in (folder / "README.md").read_text(), "the local folder is not modified"
+    assert api.files["model.safetensors"] == (folder / "model.safetensors").read_bytes()
 
-    class FakeApi:
-        def create_repo(self, repo_id, private, exist_ok):
-            calls.append(("create", repo_id, private, exist_ok))
-
-        def upload_folder(self, folder_path, repo_id, commit_message):
-            calls.append(("upload", folder_path, repo_id))
-            return "https://huggingface.co/org/tiny/commit/abc"
-
-    assert push_folder(folder, "org/tiny", api=FakeApi()).endswith("/commit/abc")
-    assert calls == [("create", "org/tiny", False, True), ("upload", str(folder), "org/tiny")]
+    api = FakeHubApi()
+    push_folder(folder, "org/tiny", api=api, revision="v2", create_pr=False, commit_message="m")
+    assert ("branch", "org/tiny", "v2") in api.calls and api.calls[-1] == ("commit", "org/tiny", "m", "v2", False)
     with pytest.raises(FileNotFoundError, match="not a saved model folder"):
-        push_folder(tmp_path, "org/tiny", api=FakeApi())
+        push_folder(tmp_path / "empty", "org/tiny", api=FakeHubApi())
+
+
+def test_model_push_to_hub_uploads_protconv_card_and_tokenizer(saved_folder, monkeypatch) -> None:
+    """transformers' push_to_hub would upload its generic card and no tokenizer."""
+    import huggingface_hub
+
+    _, folder = saved_folder
+    api = FakeHubApi()
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: api)
+    reloaded = protconv.ConvForMaskedLM.from_pretrained(folder)
+    reloaded.push_to_hub("org/tiny-copy", commit_message="copy")
+    assert {"tokenizer.json", "tokenizer_config.json", "model.safetensors", "README.md"} <= set(api.files)
+    card = api.files["README.md"].decode()
+    assert "# tiny" in card and 'from_pretrained("org/tiny-copy")' in card, "the source folder's card, retargeted"
+    assert ("commit", "org/tiny-copy", "copy", None, False) in api.calls
+
+    api.files.clear()
+    protconv.PerformerForSequenceClassification(protconv.PerformerConfig.from_preset("performer-small")).push_to_hub(
+        "org/fresh"
+    )
+    assert "pipeline_tag: text-classification" in api.files["README.md"].decode()
+    assert "tokenizer.json" in api.files
 
 
 def test_fill_mask_pipeline_works_on_a_saved_folder(saved_folder) -> None:

@@ -84,7 +84,7 @@ def test_finetuning_loads_a_bin_folder_and_refuses_a_payload(tmp_path, tiny_conv
     original = protconv.ConvForMaskedLM(tiny_conv_config)
     folder = _bin_folder(tmp_path, tiny_conv_config, original.state_dict())
     model = build_task_model(folder, "regression", 1)
-    assert torch.equal(model.conv.layers[0].conv.weight, original.conv.layers[0].conv.weight)
+    assert torch.equal(model.conv.layers[0].dilated_conv.weight, original.conv.layers[0].dilated_conv.weight)
     marker = tmp_path / "executed"
     (tmp_path / "bin-model" / "pytorch_model.bin").unlink()
     torch.save({"weights": _Payload(marker)}, tmp_path / "bin-model" / "pytorch_model.bin")

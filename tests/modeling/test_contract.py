@@ -284,6 +284,35 @@ def test_bad_inputs_raise_clear_errors(config_class, auto, request, tokenizer) -
                 assert torch.isfinite(tensor).all(), name
 
 
+# --- forward arguments ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("config_class", "auto"), FAMILY_TASKS)
+def test_forward_names_every_argument_it_accepts(config_class, auto, request, batch) -> None:
+    """The arguments Trainer, pipelines and peft's wrappers pass work; any other is a ``TypeError`` naming it
+    rather than silently ignored, and ``inputs_embeds`` (passed as ``None``) refuses a tensor."""
+    model = tiny_model(request, config_class, auto).eval()
+    standard = {"return_dict": True, "output_hidden_states": False, "output_attentions": None, "inputs_embeds": None}
+    if auto != "AutoModel":  # what Trainer adds for a model taking loss keywords (ignored: see accepts_loss_kwargs)
+        standard["num_items_in_batch"] = torch.tensor(7)
+    with torch.no_grad():
+        plain, passed = flat_outputs(model(**batch)), flat_outputs(model(**batch, **standard))
+    assert set(plain) == set(passed) and all(torch.equal(plain[name], passed[name]) for name in plain)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'output_hidden_state'"):
+        model(**batch, output_hidden_state=True)
+    with pytest.raises(ValueError, match="inputs_embeds is not supported"):
+        model(**batch, inputs_embeds=torch.zeros(*batch["input_ids"].shape, model.config.hidden_size))
+
+
+@pytest.mark.parametrize("config_class", FAMILIES)
+def test_trainer_averages_accumulated_steps_itself(config_class, request, tmp_path) -> None:
+    """The losses are per-batch means: Trainer must not pass ``num_items_in_batch`` (it would then skip dividing
+    the loss by the gradient-accumulation steps), which it decides from ``accepts_loss_kwargs``."""
+    model = tiny_model(request, config_class, "AutoModelForMaskedLM")
+    args = transformers.TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    assert transformers.Trainer(model=model, args=args).model_accepts_loss_kwargs is False
+
+
 # --- saving and loading -----------------------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 
 import protconv
 from protconv import ConvConfig, ConvForMaskedLM, ConvForSequenceClassification, ConvForTokenClassification
+from protconv.modeling.modeling_conv import DilatedConv1d
 
 PUBLISHED_PARAMETERS = {"carp-600k": 600e3, "carp-38m": 38e6, "carp-76m": 76e6, "carp-640m": 640e6}
 
@@ -106,7 +107,7 @@ def _unpacked_reference(model: protconv.ConvForMaskedLM) -> list:
     hooks = []
     for layer in model.conv.layers:
         hooks.append(layer.register_forward_hook(lambda *args: None))
-        hooks.append(layer.conv.register_forward_hook(lambda *args: None))
+        hooks.append(layer.dilated_conv.register_forward_hook(lambda *args: None))
     return hooks
 
 
@@ -146,3 +147,116 @@ def test_bf16_training_with_checkpointing_takes_the_channels_last_path(tokenizer
     for before, after in zip(direct, (p.grad for p in model.parameters()), strict=True):
         assert torch.isfinite(after).all()
         torch.testing.assert_close(after, before)
+
+
+# --- module names, old checkpoints ------------------------------------------------------------------------------
+
+
+def test_only_the_backbone_is_named_conv(tiny_conv_config) -> None:
+    """peft matches ``target_modules`` by name suffix: ``conv`` must not also name every block's convolution."""
+    model = ConvForMaskedLM(tiny_conv_config)
+    assert [name for name, _ in model.named_modules() if name.rsplit(".", 1)[-1] == "conv"] == ["conv"]
+    convolutions = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Conv1d)]
+    assert convolutions == [f"conv.layers.{i}.dilated_conv" for i in range(tiny_conv_config.num_hidden_layers)]
+
+
+def test_dilated_conv_takes_its_dilation_from_same_padding() -> None:
+    """A copy built from (in, out, kernel_size, stride, padding), as peft builds LoRA factors, keeps the dilation."""
+    conv = DilatedConv1d(8, 8, 5, dilation=4)
+    assert (conv.dilation, conv.padding) == ((4,), (8,))
+    copy = DilatedConv1d(8, 2, conv.kernel_size, conv.stride, conv.padding, bias=False)
+    assert (copy.dilation, copy.padding) == ((4,), (8,))
+    assert DilatedConv1d(2, 8, (1,), (1,)).dilation == (1,)  # a 1x1 factor
+    x = torch.randn(2, 8, 11)
+    torch.testing.assert_close(conv(x), F.conv1d(x, conv.weight, conv.bias, padding=8, dilation=4))
+    with pytest.raises(ValueError, match="is not a 'same' convolution"):
+        DilatedConv1d(8, 8, 5, padding=3)
+    with pytest.raises(ValueError, match="is not a 'same' convolution"):
+        DilatedConv1d(8, 8, 5, padding=4, dilation=4)
+
+
+def _old_key(key: str) -> str:
+    return key.replace(".dilated_conv.", ".conv.")
+
+
+def test_saved_folders_use_the_current_key_names(tiny_conv_config, tmp_path) -> None:
+    """Saved weights carry the in-memory names, so that Trainer's resume (a plain ``load_state_dict`` of the
+    file) restores every weight; the old names are only read."""
+    from safetensors.torch import load_file
+
+    model = ConvForMaskedLM(tiny_conv_config)
+    model.save_pretrained(tmp_path)
+    saved = load_file(tmp_path / "model.safetensors")
+    assert set(saved) == set(model.state_dict()) and "conv.layers.0.dilated_conv.weight" in saved
+
+
+def test_plain_load_state_dict_reads_the_old_names(tiny_conv_config) -> None:
+    """A state dict from before the rename (a Trainer checkpoint of an older version, say) loads strictly."""
+    model, other = ConvForMaskedLM(tiny_conv_config), ConvForMaskedLM(tiny_conv_config)
+    other.load_state_dict({_old_key(key): tensor for key, tensor in model.state_dict().items()}, strict=True)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True))
+    encoder = protconv.ConvModel(tiny_conv_config)
+    encoder.load_state_dict({_old_key(key): tensor for key, tensor in model.conv.state_dict().items()}, strict=True)
+    assert torch.equal(encoder.layers[2].dilated_conv.weight, model.conv.layers[2].dilated_conv.weight)
+
+
+def test_folder_with_the_old_key_names_loads_identically(tiny_conv_config, tokenizer, tmp_path) -> None:
+    """A folder whose weights name the block convolution ``conv`` (protconv before the rename, converted CARP
+    folders) loads every weight, with no missing or unexpected key, here and through remote code without
+    protconv."""
+    from safetensors.torch import save_file
+    from transformers import AutoModel, AutoModelForMaskedLM
+
+    from tests.helpers import python_without_protconv
+
+    model = ConvForMaskedLM(tiny_conv_config).eval()
+    model.save_pretrained(tmp_path / "old")  # config and code; the weights are written by hand below
+    old_state = {_old_key(key): tensor.contiguous() for key, tensor in model.state_dict().items()}
+    assert "conv.layers.1.conv.weight" in old_state
+    save_file(old_state, tmp_path / "old" / "model.safetensors", metadata={"format": "pt"})
+    batch = tokenizer(["MKTAYIAKQR", "MKT"], padding=True, return_tensors="pt")
+    for auto, prefix in ((AutoModelForMaskedLM, ""), (AutoModel, "conv.")):
+        loaded, info = auto.from_pretrained(tmp_path / "old", output_loading_info=True)
+        assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+        for key, tensor in loaded.state_dict().items():
+            assert torch.equal(tensor, old_state[_old_key(prefix + key)]), key
+    with torch.no_grad():
+        assert torch.equal(
+            AutoModelForMaskedLM.from_pretrained(tmp_path / "old")(**batch).logits, model(**batch).logits
+        )
+
+    script = f"""
+    import torch, transformers
+    from safetensors.torch import load_file
+    try:
+        import protconv
+    except ImportError:
+        pass
+    else:
+        raise SystemExit("protconv is importable: the test would prove nothing")
+    folder = {str(tmp_path / "old")!r}
+    model, info = transformers.AutoModelForMaskedLM.from_pretrained(
+        folder, trust_remote_code=True, output_loading_info=True
+    )
+    assert type(model).__module__.startswith("transformers_modules."), type(model).__module__
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    saved = load_file(folder + "/model.safetensors")
+    state = model.state_dict()
+    assert set(saved) == {{key.replace(".dilated_conv.", ".conv.") for key in state}}
+    assert all(torch.equal(tensor, saved[key.replace(".dilated_conv.", ".conv.")]) for key, tensor in state.items())
+    print("REMOTE-OK")
+    """
+    result = python_without_protconv(script, tmp_path)
+    assert result.returncode == 0 and "REMOTE-OK" in result.stdout, result.stdout[-2000:] + result.stderr[-4000:]
+
+
+def test_output_attentions_is_refused(tiny_conv_config, tokenizer) -> None:
+    """A convolution has no attention weights to return: asking for them is an error, not an empty field."""
+    batch = tokenizer(["MKTAYIAK"], return_tensors="pt")
+    for model in (protconv.ConvModel(tiny_conv_config), ConvForSequenceClassification(tiny_conv_config)):
+        with pytest.raises(ValueError, match="output_attentions=True is not supported: Conv models have no attention"):
+            model(**batch, output_attentions=True)
+    model = ConvForMaskedLM(tiny_conv_config)
+    model.config.output_attentions = True  # the config's default applies when the argument is not given
+    with pytest.raises(ValueError, match="Conv models have no attention"):
+        model(**batch)

@@ -319,3 +319,132 @@ def test_forward_over_32k_tokens_with_the_small_preset(real_proteins, tokenizer)
         logits = model(input_ids).logits
     assert logits.shape == (1, 32_768, model.config.vocab_size)
     assert torch.isfinite(logits).all()
+
+
+# --- attention weights ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_softmax_mode_returns_the_attention_probabilities(causal, tiny_performer_config, tokenizer, real_proteins):
+    """Exact mode, ``output_attentions=True``: per layer the ``(batch, heads, length, length)`` probabilities, over
+    the real keys each query may see, from which the layer's output is ``out_proj(weights @ v)``; the outputs are
+    those without them."""
+    overrides = {"attention": "softmax", "causal": causal, "position_embedding_type": "absolute"}
+    config = protconv.PerformerConfig(**{**tiny_performer_config.to_diff_dict(), **overrides})
+    model = protconv.PerformerModel(config).eval()
+    batch = _batch(tokenizer, [real_proteins[0][:30], real_proteins[1][:50]])
+    (size, length), heads = batch["input_ids"].shape, config.num_attention_heads
+    attention, captured = model.layers[0].attention, {}
+    attention.qkv.register_forward_hook(lambda module, args, out: captured.update(qkv=out))
+    attention.register_forward_hook(lambda module, args, out: captured.update(out=out[0]))
+    with torch.no_grad():
+        plain = model(**batch)
+        out = model(**batch, output_attentions=True)
+    assert plain.attentions is None and torch.equal(out.last_hidden_state, plain.last_hidden_state)
+    assert len(out.attentions) == config.num_hidden_layers
+    weights = out.attentions[0]
+    assert weights.shape == (size, heads, length, length)
+    padded_keys = ~batch["attention_mask"].bool()[:, None, None, :].expand_as(weights)
+    assert not weights[padded_keys].any()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(size, heads, length))
+    if causal:
+        assert not weights.triu(1).any()
+    v = captured["qkv"].view(size, length, 3, heads, -1)[:, :, 2].transpose(1, 2)
+    with torch.no_grad():
+        recomputed = attention.out_proj((weights @ v).transpose(1, 2).reshape(size, length, -1))
+    torch.testing.assert_close(recomputed, captured["out"], rtol=1e-5, atol=1e-6)
+    as_tuple = model(**batch, output_attentions=True, return_dict=False)
+    assert all(torch.equal(a, b) for a, b in zip(as_tuple[-1], out.attentions, strict=True))
+
+
+def test_favor_mode_refuses_output_attentions(tiny_performer_config, tokenizer) -> None:
+    batch = _batch(tokenizer, ["MKTAYIAK"])
+    for model in (protconv.PerformerModel(tiny_performer_config), protconv.PerformerForMaskedLM(tiny_performer_config)):
+        with pytest.raises(ValueError, match=r"FAVOR\+ \(config.attention='favor'\) never forms"):
+            model(**batch, output_attentions=True)
+    model = protconv.PerformerForSequenceClassification(tiny_performer_config)
+    model.config.output_attentions = True  # the config's default applies when the argument is not given
+    with pytest.raises(ValueError, match=r"set model\.config\.attention = 'softmax'"):
+        model(**batch)
+    model.config.attention = "softmax"
+    assert len(model(**batch).attentions) == tiny_performer_config.num_hidden_layers
+
+
+# --- precision ------------------------------------------------------------------------------------------------
+
+
+def test_projection_stays_float32_in_half_precision_models(tiny_performer_config, tmp_path) -> None:
+    """The projection is part of the kernel: loading, building or casting in bf16/fp16 keeps it float32 and
+    exact, and a cast model saves it unrounded."""
+    model = protconv.PerformerForMaskedLM(tiny_performer_config)
+    model.save_pretrained(tmp_path / "fp32")
+    saved = _projections(model.performer)
+
+    def assert_exact(performer: protconv.PerformerModel) -> None:
+        assert all(p.dtype == torch.float32 for p in _projections(performer))
+        assert _all_equal(_projections(performer), saved)
+
+    for dtype in (torch.bfloat16, torch.float16):
+        loaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "fp32", dtype=dtype)
+        assert loaded.performer.layers[0].attention.qkv.weight.dtype == dtype
+        assert_exact(loaded.performer)
+        built = AutoModelForMaskedLM.from_config(tiny_performer_config, dtype=dtype)
+        assert built.performer.layers[0].attention.projection.dtype == torch.float32
+    model.to(torch.bfloat16)
+    assert model.performer.layers[0].mlp_in.weight.dtype == torch.bfloat16
+    assert_exact(model.performer)
+    model.half()
+    assert_exact(model.performer)
+    model.save_pretrained(tmp_path / "fp16")
+    assert_exact(AutoModelForMaskedLM.from_pretrained(tmp_path / "fp16").performer)
+    model.float()
+    assert_exact(model.performer)
+    model.double()  # float64 holds float32 values exactly: allowed
+    assert all(torch.equal(p, q.double()) for p, q in zip(_projections(model.performer), saved, strict=True))
+
+
+def test_favor_in_bf16_is_as_accurate_as_in_fp32(monkeypatch, tmp_path) -> None:
+    """A bf16 model (loaded with ``dtype=torch.bfloat16``, or fp32 under bf16 autocast) approximates exact
+    attention as well as the fp32 model: its FAVOR+ features are float32 (checked), so it differs from the fp32
+    model's FAVOR+ output by no more than bf16 rounding moves exact attention.
+
+    One attention layer, head dimension 64, 256 features, q and k entries of standard deviation ~0.25 (the regime
+    of the design notes), 300 positions with padding. Measured: FAVOR+ vs exact 0.1458 in fp32 and in bf16;
+    bf16 vs fp32 FAVOR+ 0.0043, bf16 vs fp32 exact 0.0045."""
+    config = protconv.PerformerConfig(
+        hidden_size=128, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2, initializer_range=0.03
+    )
+    fp32 = protconv.PerformerModel(config).eval()
+    fp32.save_pretrained(tmp_path)
+    bf16 = protconv.PerformerModel.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    hidden = torch.randn(2, 300, 128, generator=torch.Generator().manual_seed(0))
+    key_mask = torch.ones(2, 300, dtype=torch.bool)
+    key_mask[1, 200:] = False
+    feature_dtypes = []
+    linear_attention = favor.linear_attention
+
+    def recording(q_features, k_features, v, key_mask=None):
+        feature_dtypes.append((q_features.dtype, k_features.dtype))
+        return linear_attention(q_features, k_features, v, key_mask)
+
+    monkeypatch.setattr(favor, "linear_attention", recording)
+
+    def attend(model: protconv.PerformerModel, attention: str) -> torch.Tensor:
+        model.config.attention = attention
+        layer = model.layers[0].attention
+        with torch.no_grad():
+            return layer(hidden.to(layer.qkv.weight.dtype), key_mask, None, None)[0].float()
+
+    def error(approx: torch.Tensor, exact: torch.Tensor) -> float:
+        return float((approx - exact)[key_mask].norm() / exact[key_mask].norm())
+
+    exact32, favor32 = attend(fp32, "softmax"), attend(fp32, "favor")
+    exact16, favor16 = attend(bf16, "softmax"), attend(bf16, "favor")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        exact_autocast, favor_autocast = attend(fp32, "softmax"), attend(fp32, "favor")
+    assert feature_dtypes == [(torch.float32, torch.float32)] * 3
+    approximation = error(favor32, exact32)
+    assert 0.05 < approximation < 0.3, approximation  # FAVOR+ really approximates here
+    assert abs(error(favor16, exact32) - approximation) < 0.02 * approximation
+    assert error(favor16, favor32) < 1.5 * error(exact16, exact32)
+    assert error(favor_autocast, favor32) < 1.5 * error(exact_autocast, exact32)

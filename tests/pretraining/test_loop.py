@@ -86,7 +86,7 @@ def assert_card_reproduces_the_run(result, run: Path, tmp_path: Path) -> None:
     assert card.data.pipeline_tag == "fill-mask" and card.data.license == "mit"
     assert card.data.model_name and card.data.eval_results
     figures = {r.metric_type: r.metric_value for r in card.data.eval_results}
-    assert figures["perplexity"] == pytest.approx(result.validation["perplexity"])
+    assert figures["perplexity"] == pytest.approx(result.validation["perplexity"], abs=1e-4)
     assert str(tmp_path) not in card.content, "no local path in a published card"
     (block,) = re.findall(r"```yaml\n(.*?)```", card.text, flags=re.DOTALL)
     beside_the_data = tmp_path / "reproduce"

@@ -45,6 +45,7 @@ from transformers import (
 
 from ..data.task_files import LabelledSequences
 from ..hub import save_hub_folder
+from ..lora import default_lora_targets
 from ..model_card import CardResult, build_card, config_yaml, data_name
 from ..registry import has_saved_weights, load_pretrained, resolve_config
 from ..run_logging import configure_logging
@@ -126,7 +127,8 @@ def label_maps(classes: list[str] | None) -> dict[str, dict]:
 
 
 def prepare_mode(model: PreTrainedModel, args: FinetuneArguments) -> PreTrainedModel:
-    """Freeze the backbone (``frozen``) or wrap in LoRA adapters on every backbone Linear (``lora``)."""
+    """Freeze the backbone (``frozen``) or wrap in LoRA adapters on the family's default targets (``lora``,
+    ``protconv.lora``: the same modules plain peft picks for a protconv model); the head is trained in full."""
     if args.mode == "full":
         return model
     if args.mode == "frozen":
@@ -141,22 +143,10 @@ def prepare_mode(model: PreTrainedModel, args: FinetuneArguments) -> PreTrainedM
         r=args.lora_r,
         lora_alpha=args.lora_alpha,
         lora_dropout=args.lora_dropout,
-        target_modules=_backbone_linear_names(model),
+        target_modules=default_lora_targets(model),
         modules_to_save=["classifier"],
     )
     return get_peft_model(model, config)
-
-
-def _backbone_linear_names(model: PreTrainedModel) -> list[str]:
-    """Suffix names of the backbone's Linear layers, the LoRA targets (the head is trained in full instead)."""
-    prefix = model.base_model_prefix + "."
-    return sorted(
-        {
-            name.rsplit(".", 1)[-1]
-            for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and name.startswith(prefix)
-        }
-    )
 
 
 def fold_label_scale(model: PreTrainedModel, mean: float, std: float) -> None:

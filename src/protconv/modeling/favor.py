@@ -15,6 +15,7 @@ Two deliberate differences from ``performer-pytorch``:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 
@@ -184,6 +185,14 @@ def causal_linear_attention(
     return _normalise(out.reshape(batch, heads, n_chunks * chunk, -1)[:, :, :length])
 
 
+def _without_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast switched off on ``device``: under bf16/fp16 autocast the feature matmuls would otherwise run in
+    half precision whatever their inputs' dtype, and ``exp`` of the projections overflows there."""
+    if not torch.amp.is_autocast_available(device.type):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
 def favor_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -197,23 +206,36 @@ def favor_attention(
     """FAVOR+ attention of ``q, k, v`` ``(batch, heads, length, head_dim)``; ``key_mask`` ``(batch, length)``.
 
     Approximates ``softmax(q kᵀ / sqrt(d)) v`` (``kernel="softmax"``) or computes ReLU-kernel attention
-    (``kernel="relu"``). Returns the input's dtype; the features are computed in at least float32.
+    (``kernel="relu"``). Returns the input's dtype; the features and the attention are computed in at least
+    float32, also under autocast. An all-True ``key_mask`` gives bit for bit the result of ``None``.
     """
     out_dtype = v.dtype
     dtype = _compute_dtype(q.dtype)
-    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-    if kernel == "softmax":
-        eps = SOFTMAX_KERNEL_EPSILON if eps is None else eps
-        q_features = softmax_kernel_features(q, projection, is_query=True, eps=eps)
-        k_features = softmax_kernel_features(k, projection, is_query=False, key_mask=key_mask, eps=eps)
-    elif kernel == "relu":
-        eps = RELU_KERNEL_EPSILON if eps is None else eps
-        q_features = relu_kernel_features(q, projection, eps=eps)
-        k_features = relu_kernel_features(k, projection, eps=eps)
-    else:
-        raise ValueError(f"kernel must be 'softmax' or 'relu', got {kernel!r}")
-    attend = causal_linear_attention if causal else linear_attention
-    return attend(q_features, k_features, v, key_mask).to(out_dtype)
+    with _without_autocast(q.device):
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+        if kernel == "softmax":
+            eps = SOFTMAX_KERNEL_EPSILON if eps is None else eps
+            q_features = softmax_kernel_features(q, projection, is_query=True, eps=eps)
+            k_features = softmax_kernel_features(k, projection, is_query=False, key_mask=key_mask, eps=eps)
+        elif kernel == "relu":
+            eps = RELU_KERNEL_EPSILON if eps is None else eps
+            q_features = relu_kernel_features(q, projection, eps=eps)
+            k_features = relu_kernel_features(k, projection, eps=eps)
+        else:
+            raise ValueError(f"kernel must be 'softmax' or 'relu', got {kernel!r}")
+        attend = causal_linear_attention if causal else linear_attention
+        return attend(q_features, k_features, v, key_mask).to(out_dtype)
+
+
+def _attention_mask(
+    key_mask: torch.Tensor | None, causal: bool, length: int, device: torch.device
+) -> torch.Tensor | None:
+    """Boolean ``(batch or 1, 1, length, length)`` mask of the keys each query may see, or ``None`` for all."""
+    mask = None if key_mask is None else key_mask[:, None, None, :]
+    if causal:
+        lower = torch.ones(length, length, dtype=torch.bool, device=device).tril()
+        mask = lower if mask is None else mask & lower
+    return mask
 
 
 def softmax_attention(
@@ -221,14 +243,24 @@ def softmax_attention(
 ) -> torch.Tensor:
     """Exact ``softmax(q kᵀ / sqrt(d)) v`` through ``scaled_dot_product_attention`` (same shapes as FAVOR+).
 
-    Without padding no mask is passed, so PyTorch can pick its fused (flash) kernel.
+    Pass ``key_mask=None`` when nothing is padded, so PyTorch can pick its fused (flash) kernel; deciding that
+    here would cost a host synchronisation per layer (the model decides once per forward).
     """
-    mask = None
-    if key_mask is not None and not bool(key_mask.all()):
-        mask = key_mask[:, None, None, :]
-    if causal:
-        if mask is None:
-            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        length = q.shape[-2]
-        mask = mask & torch.ones(length, length, dtype=torch.bool, device=q.device).tril()
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if causal and key_mask is None:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=_attention_mask(key_mask, causal, q.shape[-2], q.device))
+
+
+def softmax_attention_weights(
+    q: torch.Tensor, k: torch.Tensor, key_mask: torch.Tensor | None = None, causal: bool = False
+) -> torch.Tensor:
+    """The ``(batch, heads, length, length)`` probabilities ``softmax(q kᵀ / sqrt(d))`` of ``softmax_attention``.
+
+    Computed on their own (``output_attentions=True``) so that the attention output stays the fused kernel's,
+    the same with or without them. A query that sees no key gets all-zero weights rather than NaN.
+    """
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    mask = _attention_mask(key_mask, causal, q.shape[-2], q.device)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, dim=-1).nan_to_num(0.0)

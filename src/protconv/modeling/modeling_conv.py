@@ -17,25 +17,47 @@ GPU, never does, so their outputs are those of the plain operations, bit for bit
   keep the embedding output through the blocks.
 
 ``benchmarks/conv_cpu_dtype.py`` measures both against the reference.
+
+Module names: the backbone is ``conv`` (as ``performer`` and ESM's ``esm``), each block's dilated convolution
+``dilated_conv``, so that a peft target names one kind of module. Checkpoints written before the rename (and
+converted CARP folders) call the block convolution ``conv``. They still load: ``from_pretrained`` through the
+conversion mapping registered below (with or without protconv installed, as it ships with the code), a plain
+``load_state_dict`` (Trainer's resume, say) through ``ConvBlock``'s load hook. Saving writes the current names
+(``ConvPreTrainedModel.save_pretrained``).
+
+``torch.compile(model, fullgraph=True)`` traces every forward without a graph break: value checks run in eager
+mode only, and the packed fast path (data-dependent shapes) is left to eager mode.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import WeightRenaming
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .auto_classes import register_family
 from .configuration_conv import ConvConfig
-from .model_inputs import checked_attention_mask
+from .hub_mixin import ProteinHubMixin
+from .model_inputs import check_unsupported_inputs, checked_attention_mask
 from .pooling import pool
 from .task_models import MaskedLMMixin, PreTrainingMixin, SequenceClassificationMixin, TokenClassificationMixin
 
 _REDUCED_PRECISION = (torch.bfloat16, torch.float16)
+#: Why ``output_attentions=True`` fails.
+CONV_HAS_NO_ATTENTION = "Conv models have no attention (dilated convolutions mix the positions)"
+
+# The block convolution was ``layers.N.conv`` before it became ``layers.N.dilated_conv`` (see the module notes).
+register_checkpoint_conversion_mapping(
+    ConvConfig.model_type, [WeightRenaming(r"\.conv\.", ".dilated_conv.")], overwrite=True
+)
 
 
 def _reduced_precision_cpu(tensor: torch.Tensor) -> bool:
@@ -48,11 +70,65 @@ def _reduced_precision_cpu(tensor: torch.Tensor) -> bool:
     return tensor.dtype in _REDUCED_PRECISION
 
 
+class DilatedConv1d(nn.Conv1d):
+    """A ``Conv1d`` whose output has its input's length ("same" zero padding), so that its dilation follows from
+    its padding and kernel size.
+
+    Whoever copies the layer from ``(in, out, kernel_size, stride, padding)`` without the dilation, as peft does
+    to build a LoRA factor of the same type, then gets the same dilation (an ``nn.Conv1d`` would get dilation 1,
+    and the factor's output a different length). ``dilation`` alone gives the padding; both must agree.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int],
+        stride: int | tuple[int] = 1,
+        padding: int | tuple[int] | None = None,
+        dilation: int | tuple[int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kernel = _single(kernel_size)
+        dilation, padding = _same_padding(kernel, _single_or_none(padding), _single_or_none(dilation))
+        super().__init__(in_channels, out_channels, kernel, stride, padding, dilation, **kwargs)
+
+
+def _single(value: int | tuple[int] | list[int]) -> int:
+    return value if isinstance(value, int) else int(value[0])
+
+
+def _single_or_none(value: int | tuple[int] | list[int] | None) -> int | None:
+    return None if value is None else _single(value)
+
+
+def _same_padding(kernel: int, padding: int | None, dilation: int | None) -> tuple[int, int]:
+    """``(dilation, padding)`` of a "same" convolution from whichever of the two is given (dilation 1 if none)."""
+    if kernel % 2 != 1:
+        raise ValueError(f"a 'same' convolution needs an odd kernel size, got {kernel}")
+    half = (kernel - 1) // 2
+    if dilation is None:
+        dilation = 1 if padding is None or half == 0 else padding // half
+    expected = dilation * half
+    if dilation < 1 or (padding is not None and padding != expected):
+        raise ValueError(f"kernel {kernel}, padding {padding}, dilation {dilation} is not a 'same' convolution")
+    return dilation, expected
+
+
+def _rename_old_conv_keys(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """``load_state_dict`` hook of ``ConvBlock``: read the convolution's weights under its old name ``conv``."""
+    for name in ("weight", "bias"):
+        old = f"{prefix}conv.{name}"
+        if old in state_dict:
+            state_dict[f"{prefix}dilated_conv.{name}"] = state_dict.pop(old)
+
+
 def _is_plain_conv(conv: nn.Module) -> bool:
-    """``conv`` is the ``nn.Conv1d`` ``ConvBlock`` builds, unwrapped: no subclass or adapter, no hook and no
-    replaced ``forward`` (an offloading hook, say) that calling its weight directly would bypass."""
+    """``conv`` is the ``DilatedConv1d`` ``ConvBlock`` builds, unwrapped: no subclass or adapter (a LoRA wrapper
+    adds its own terms), no hook and no replaced ``forward`` (an offloading hook, say) that calling its weight
+    directly would bypass."""
     return (
-        type(conv) is nn.Conv1d
+        type(conv) is DilatedConv1d
         and "forward" not in vars(conv)
         and not conv._forward_hooks
         and not conv._forward_pre_hooks
@@ -112,12 +188,11 @@ class ConvBlock(GradientCheckpointingLayer):
         self.norm_in = nn.LayerNorm(hidden, eps=config.layer_norm_eps)
         self.proj_in = nn.Linear(hidden, inner)
         self.norm_conv_in = nn.LayerNorm(inner, eps=config.layer_norm_eps)
-        self.conv = nn.Conv1d(
-            inner, inner, config.kernel_size, dilation=dilation, padding=dilation * (config.kernel_size - 1) // 2
-        )
+        self.dilated_conv = DilatedConv1d(inner, inner, config.kernel_size, dilation=dilation)
         self.norm_out = nn.LayerNorm(inner, eps=config.layer_norm_eps)
         self.proj_out = nn.Linear(inner, hidden)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.register_load_state_dict_pre_hook(_rename_old_conv_keys)
 
     def forward(
         self, hidden_states: torch.Tensor, conv_mask: torch.Tensor, positions: torch.Tensor | None = None
@@ -139,16 +214,32 @@ class ConvBlock(GradientCheckpointingLayer):
 
     def convolve(self, inner: torch.Tensor) -> torch.Tensor:
         """The dilated convolution of (batch, length, intermediate) input, already masked."""
-        if _reduced_precision_cpu(inner) and _is_plain_conv(self.conv):
-            return _channels_last_conv(self.conv, inner)
-        return self.conv(inner.transpose(1, 2)).transpose(1, 2)
+        if _reduced_precision_cpu(inner) and _is_plain_conv(self.dilated_conv):
+            return _channels_last_conv(self.dilated_conv, inner)
+        return self.dilated_conv(inner.transpose(1, 2)).transpose(1, 2)
 
 
-class ConvPreTrainedModel(PreTrainedModel):
+class ConvPreTrainedModel(ProteinHubMixin, PreTrainedModel):
     config_class = ConvConfig
     base_model_prefix = "conv"
     supports_gradient_checkpointing = True
     _no_split_modules = ["ConvBlock"]
+    #: Default LoRA targets (``protconv.lora``): every matrix of the blocks, the dilated convolution included
+    #: (the only layer that mixes positions).
+    lora_target_modules: tuple[str, ...] = ("proj_in", "dilated_conv", "proj_out")
+    # Losses are per-batch means: Trainer must average gradient-accumulation steps itself, not pass
+    # num_items_in_batch (which it would, seeing a loss keyword, and then not divide).
+    accepts_loss_kwargs = False
+
+    def save_pretrained(
+        self, save_directory: Any, *args: Any, save_original_format: bool = False, **kwargs: Any
+    ) -> None:
+        """``save_pretrained`` writing the current key names (``dilated_conv``) by default.
+
+        transformers' default (``save_original_format=True``) would write the names the conversion mapping reads
+        (``conv``) back, and Trainer resumes a checkpoint with a plain ``load_state_dict`` of that file.
+        """
+        return super().save_pretrained(save_directory, *args, save_original_format=save_original_format, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         """PyTorch's default initialisation, with which CARP was trained (not BERT's N(0, 0.02))."""
@@ -203,8 +294,14 @@ class ConvModel(ConvPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
+        output_attentions: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> BaseModelOutputWithPooling | tuple:
+        """``output_attentions`` and ``inputs_embeds`` are accepted by name only (false / ``None``): callers such
+        as peft's wrappers always pass them."""
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        check_unsupported_inputs(inputs_embeds, output_attentions, CONV_HAS_NO_ATTENTION)
         attention_mask = checked_attention_mask(
             input_ids, attention_mask, self.config.vocab_size, self.config.pad_token_id
         )
@@ -242,9 +339,10 @@ class ConvModel(ConvPreTrainedModel):
         Packed: a padded batch in reduced precision on the CPU, without gradients. Every block's work but the
         convolution is per position, so it runs on the real positions alone (on a batch of proteins of mixed
         lengths, padding is often a third of the grid or more). Training (gradients enabled), fp32 and the GPU
-        run unpacked, and so do blocks with forward hooks (which expect (batch, length, hidden) tensors).
+        run unpacked, and so do blocks with forward hooks (which expect (batch, length, hidden) tensors), and a
+        compiled model (the packed shapes depend on the mask's values).
         """
-        if torch.is_grad_enabled() or not _reduced_precision_cpu(hidden):
+        if torch.is_grad_enabled() or not _reduced_precision_cpu(hidden) or torch.compiler.is_compiling():
             return None
         if any(layer._forward_hooks or layer._forward_pre_hooks for layer in self.layers):
             return None

@@ -6,11 +6,21 @@ length, so tens of thousands of residues fit on a CPU. The same weights run exac
 ``config.attention == "softmax"``. Positions are rotary by default (no length limit) or learned absolute.
 
 The random projection of every layer is a persistent buffer: saved with the weights, reloaded exactly, never
-changed in ``eval()``, and redrawn on a deterministic schedule in training (``feature_redraw_interval``).
+changed in ``eval()``, and redrawn on a deterministic schedule in training (``feature_redraw_interval``). It is
+part of the kernel, not a weight, and stays float32 whatever the model's dtype: ``from_pretrained(dtype=...)``
+(``_keep_in_fp32_modules_strict``), ``model.to(torch.bfloat16)``/``.half()`` (``PerformerSelfAttention._apply``)
+and construction under a half-precision default dtype all leave it float32, so that a model's features do not
+depend on how it was cast, and saving a half-precision model does not round the projection for good.
+
+``torch.compile(model, fullgraph=True)`` traces every forward without a graph break: value checks run in eager
+mode only (``model_inputs.eager_checks``), and the training-time redraw runs inside the graph as an opaque
+custom operator (``_redrawn_projections``), since drawing is host code (a hashed seed, a QR in float64).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -22,17 +32,66 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .auto_classes import register_family
 from .configuration_performer import PerformerConfig
-from .favor import favor_attention, hashed_seed, orthogonal_random_features, softmax_attention
-from .model_inputs import checked_attention_mask
+from .favor import (
+    favor_attention,
+    hashed_seed,
+    orthogonal_random_features,
+    softmax_attention,
+    softmax_attention_weights,
+)
+from .hub_mixin import ProteinHubMixin
+from .model_inputs import check_unsupported_inputs, checked_attention_mask
 from .pooling import pool
 from .task_models import MaskedLMMixin, PreTrainingMixin, SequenceClassificationMixin, TokenClassificationMixin
+
+#: Why ``output_attentions=True`` fails in FAVOR+ mode.
+FAVOR_HAS_NO_WEIGHTS = (
+    "FAVOR+ (config.attention='favor') never forms the length x length attention matrix; set "
+    "model.config.attention = 'softmax' to run exact attention on the same weights and get its probabilities"
+)
+
+
+def _draw(seed: int, layer_idx: int, draw: int, nb_features: int, head_dim: int, scaling: str) -> torch.Tensor:
+    return orthogonal_random_features(nb_features, head_dim, hashed_seed(seed, layer_idx, draw), scaling)
 
 
 def draw_projection(config: PerformerConfig, layer_idx: int, draw: int) -> torch.Tensor:
     """The projection of layer ``layer_idx`` after ``draw`` redraws: a function of the config's seed only."""
     head_dim = config.hidden_size // config.num_attention_heads
-    seed = hashed_seed(config.projection_seed, layer_idx, draw)
-    return orthogonal_random_features(config.nb_features, head_dim, seed, config.projection_scaling)
+    return _draw(config.projection_seed, layer_idx, draw, config.nb_features, head_dim, config.projection_scaling)
+
+
+def _op_name(function: str) -> str:
+    """``protconv::<function>_<digest of this module's name>``: protconv's own copy of this file and each Hub
+    folder's remote-code copy can be imported into one process, and an operator name registers only once."""
+    return f"protconv::{function}_{hashlib.blake2b(__name__.encode(), digest_size=6).hexdigest()}"
+
+
+@torch.library.custom_op(_op_name("redrawn_projections"), mutates_args=())
+def _redrawn_projections(
+    step: torch.Tensor, projections: list[torch.Tensor], interval: int, seed: int, nb_features: int, scaling: str
+) -> list[torch.Tensor]:
+    """The projections of layers 0, 1, ... at training step ``step``: draw ``step // interval`` of each when
+    ``step`` is a multiple of ``interval``, otherwise copies of ``projections`` (an operator's outputs may not
+    alias its inputs).
+
+    An operator so that ``torch.compile`` calls it as it is rather than tracing host code: it reads the step
+    (one host synchronisation per training step, as the schedule always did) and draws on the CPU.
+    """
+    current = int(step)
+    if current % interval:
+        return [projection.clone() for projection in projections]
+    return [
+        _draw(seed, layer, current // interval, nb_features, projection.shape[1], scaling).to(projection)
+        for layer, projection in enumerate(projections)
+    ]
+
+
+@_redrawn_projections.register_fake
+def _(
+    step: torch.Tensor, projections: list[torch.Tensor], interval: int, seed: int, nb_features: int, scaling: str
+) -> list[torch.Tensor]:
+    return [torch.empty_like(projection) for projection in projections]
 
 
 def rotary_tables(
@@ -86,7 +145,7 @@ class PerformerSelfAttention(nn.Module):
     """Multi-head self-attention: FAVOR+ or exact softmax, chosen per call from ``config.attention``.
 
     ``projection`` ``(nb_features, head_dim)`` is shared by the heads of this layer, as in the reference
-    implementations, and is part of the model state.
+    implementations, and is part of the model state, in float32 whatever the weights' dtype.
     """
 
     def __init__(self, config: PerformerConfig, layer_idx: int) -> None:
@@ -98,17 +157,21 @@ class PerformerSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size)
         self.out_proj = nn.Linear(config.hidden_size, config.hidden_size)
         # Filled by _init_weights (or loaded): drawing here would fail on the meta device used while loading.
-        self.register_buffer("projection", torch.empty(config.nb_features, self.head_dim), persistent=True)
+        # float32 explicitly: from_pretrained(dtype=...) builds the model under that default dtype.
+        projection = torch.empty(config.nb_features, self.head_dim, dtype=torch.float32)
+        self.register_buffer("projection", projection, persistent=True)
 
-    @torch.no_grad()
-    def redraw_projection(self, draw: int) -> None:
-        """Replace the projection by draw number ``draw`` of this layer.
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> PerformerSelfAttention:
+        """Module casts (``.to(torch.bfloat16)``, ``.half()``) move the projection but keep it float32.
 
-        The buffer is rebound rather than written in place, so a graph that still holds the old projection
-        (e.g. several forwards before one backward) stays valid.
+        Rounding it to half precision would change the kernel itself (every feature), differently from a model
+        loaded with ``from_pretrained(dtype=...)``, and a saved cast model would keep the rounded projection.
         """
-        fresh = draw_projection(self.config, self.layer_idx, draw)
-        self.projection = fresh.to(device=self.projection.device, dtype=self.projection.dtype)
+        projection = self.projection
+        super()._apply(fn, recurse)
+        if self.projection.dtype in (torch.float16, torch.bfloat16) and projection.dtype == torch.float32:
+            self.projection = projection.to(self.projection.device)
+        return self
 
     def forward(
         self,
@@ -116,8 +179,13 @@ class PerformerSelfAttention(nn.Module):
         key_mask: torch.Tensor | None,
         rotary_cos: torch.Tensor | None,
         rotary_sin: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """``key_mask``: ``(batch, length)``, True at real tokens; None when nothing is padded."""
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``key_mask``: ``(batch, length)``, True at real tokens; None when nothing is padded.
+
+        Returns the output and, with ``output_attentions`` (exact softmax mode only), the attention
+        probabilities ``(batch, heads, length, length)``.
+        """
         batch, length, hidden = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
         if rotary_cos is not None:
@@ -125,8 +193,11 @@ class PerformerSelfAttention(nn.Module):
             cos, sin = rotary_cos[:, None, None], rotary_sin[:, None, None]
             qkv = torch.cat([apply_rotary(qkv[:, :, :2], cos, sin), qkv[:, :, 2:]], dim=2)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        weights = None
         if self.config.attention == "softmax":
             context = softmax_attention(q, k, v, key_mask, causal=self.config.causal)
+            if output_attentions:
+                weights = softmax_attention_weights(q, k, key_mask, causal=self.config.causal)
         else:
             context = favor_attention(
                 q,
@@ -138,7 +209,7 @@ class PerformerSelfAttention(nn.Module):
                 kernel=self.config.kernel,
                 eps=self.config.kernel_epsilon,
             )
-        return self.out_proj(context.transpose(1, 2).reshape(batch, length, hidden))
+        return self.out_proj(context.transpose(1, 2).reshape(batch, length, hidden)), weights
 
 
 class PerformerLayer(GradientCheckpointingLayer):
@@ -164,18 +235,29 @@ class PerformerLayer(GradientCheckpointingLayer):
         key_mask: torch.Tensor | None,
         rotary_cos: torch.Tensor | None = None,
         rotary_sin: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        attended = self.attention(self.attention_norm(hidden_states), key_mask, rotary_cos, rotary_sin)
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The block's output and, with ``output_attentions``, its attention probabilities (else ``None``)."""
+        normed = self.attention_norm(hidden_states)
+        attended, weights = self.attention(normed, key_mask, rotary_cos, rotary_sin, output_attentions)
         hidden_states = hidden_states + self.dropout(attended)
         update = self.mlp_out(self.act(self.mlp_in(self.mlp_norm(hidden_states))))
-        return hidden_states + self.dropout(update)
+        return hidden_states + self.dropout(update), weights
 
 
-class PerformerPreTrainedModel(PreTrainedModel):
+class PerformerPreTrainedModel(ProteinHubMixin, PreTrainedModel):
     config_class = PerformerConfig
     base_model_prefix = "performer"
     supports_gradient_checkpointing = True
     _no_split_modules: ClassVar[list[str]] = ["PerformerLayer"]
+    # The random projection is part of the kernel: from_pretrained(dtype=bf16/fp16) loads it in float32.
+    _keep_in_fp32_modules_strict: ClassVar[list[str]] = ["attention.projection"]
+    #: Default LoRA targets (``protconv.lora``): every matrix of the blocks, by a suffix that no head shares
+    #: (the heads have an ``out_proj`` too).
+    lora_target_modules: ClassVar[tuple[str, ...]] = ("attention.qkv", "attention.out_proj", "mlp_in", "mlp_out")
+    # Losses are per-batch means: Trainer must average gradient-accumulation steps itself, not pass
+    # num_items_in_batch (which it would, seeing a loss keyword, and then not divide).
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module: nn.Module) -> None:
         """BERT-style N(0, initializer_range) weights; projections drawn deterministically from the seed.
@@ -235,17 +317,26 @@ class PerformerModel(PerformerPreTrainedModel):
         """Count a training forward pass; on every ``feature_redraw_interval``-th, redraw all projections.
 
         Draw ``k`` happens at step ``k * interval``, so the projection in use is always draw
-        ``step // interval`` of its layer: reproducible from the seed and the saved step counter alone.
+        ``step // interval`` of its layer: reproducible from the seed and the saved step counter alone. The
+        buffers are rebound rather than written in place, so a graph that still holds the old projections
+        (several forwards before one backward) stays valid.
         """
-        interval = self.config.feature_redraw_interval
-        if not self.training or interval == 0 or self.config.attention != "favor":
+        config = self.config
+        if not self.training or config.feature_redraw_interval == 0 or config.attention != "favor":
             return
         with torch.no_grad():
             self.feature_redraw_step += 1
-        step = int(self.feature_redraw_step)
-        if step % interval == 0:
-            for layer in self.layers:
-                layer.attention.redraw_projection(step // interval)
+        attentions = [layer.attention for layer in self.layers]
+        projections = _redrawn_projections(
+            self.feature_redraw_step,
+            [attention.projection for attention in attentions],
+            config.feature_redraw_interval,
+            config.projection_seed,
+            config.nb_features,
+            config.projection_scaling,
+        )
+        for attention, projection in zip(attentions, projections, strict=True):
+            attention.projection = projection
 
     def forward(
         self,
@@ -253,8 +344,16 @@ class PerformerModel(PerformerPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
+        output_attentions: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> BaseModelOutputWithPooling | tuple:
+        """``attentions`` (``output_attentions=True``, exact softmax mode only): one ``(batch, heads, length,
+        length)`` tensor of attention probabilities per layer. ``inputs_embeds`` is accepted by name only (it
+        must be ``None``)."""
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        reason = FAVOR_HAS_NO_WEIGHTS if self.config.attention == "favor" else None
+        check_unsupported_inputs(inputs_embeds, output_attentions, reason)
         attention_mask = checked_attention_mask(
             input_ids, attention_mask, self.config.vocab_size, self.config.pad_token_id
         )
@@ -268,21 +367,36 @@ class PerformerModel(PerformerPreTrainedModel):
             rotary_cos, rotary_sin = rotary_tables(
                 input_ids.shape[1], head_dim, self.config.rotary_base, hidden.device, hidden.dtype
             )
-        # Without padding the attention kernels skip masking altogether.
-        key_mask = None if bool(attention_mask.all()) else attention_mask
+        key_mask = self._key_mask(attention_mask)
         all_hidden = [hidden] if output_hidden_states else None
+        all_weights = [] if output_attentions else None
         for layer in self.layers:
-            hidden = layer(hidden, key_mask, rotary_cos, rotary_sin)
+            hidden, weights = layer(hidden, key_mask, rotary_cos, rotary_sin, output_attentions)
             if all_hidden is not None:
                 all_hidden.append(hidden)
+            if all_weights is not None:
+                all_weights.append(weights)
         last_hidden_state = self.final_layer_norm(hidden)
         pooled = pool(last_hidden_state, input_ids, attention_mask, self.config) if self.add_pooling_layer else None
         output = BaseModelOutputWithPooling(
             last_hidden_state=last_hidden_state,
             pooler_output=pooled,
             hidden_states=tuple(all_hidden) if all_hidden is not None else None,
+            attentions=tuple(all_weights) if all_weights is not None else None,
         )
         return output if return_dict is not False else output.to_tuple()
+
+    def _key_mask(self, attention_mask: torch.Tensor) -> torch.Tensor | None:
+        """The padding mask the attention kernels get.
+
+        FAVOR+ always takes it: an all-True mask gives bit for bit the unmasked result, and no host
+        synchronisation is spent finding out. Exact softmax drops it when nothing is padded, so that
+        ``scaled_dot_product_attention`` may pick a fused kernel; that decision reads the mask, so a compiled
+        model keeps the mask (the same probabilities, possibly another kernel).
+        """
+        if self.config.attention != "softmax" or torch.compiler.is_compiling():
+            return attention_mask
+        return None if bool(attention_mask.all()) else attention_mask
 
 
 class PerformerTaskModel(PerformerPreTrainedModel):

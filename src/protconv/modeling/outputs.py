@@ -21,6 +21,8 @@ class ProteinPreTrainingOutput(ModelOutput):
         logits: MLM logits ``(batch, length, vocab_size)``; ``None`` for the ``"profile"`` objective.
         profile_logits: Profile logits ``(batch, length, num_profile_classes)``; ``None`` for ``"mlm"``.
         hidden_states: Embedding output and every layer's output, with ``output_hidden_states=True``.
+        attentions: Every layer's attention probabilities ``(batch, heads, length, length)``, with
+            ``output_attentions=True`` (exact-softmax Performer models only).
     """
 
     loss: torch.FloatTensor | None = None
@@ -29,3 +31,4 @@ class ProteinPreTrainingOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
     profile_logits: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import PretrainedConfig
 
+from .model_inputs import eager_checks
+
 
 def residue_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, config: PretrainedConfig) -> torch.Tensor:
     """True at real residues: attended positions that are not ``<pad>``, ``<cls>`` or ``<eos>``.
@@ -21,18 +23,24 @@ def pool(
 ) -> torch.Tensor:
     """Mean over real residues (``config.pooling == "mean"``) or the ``<cls>`` state (``"cls"``).
 
-    A row without a residue (or without ``<cls>``) is an error rather than a NaN embedding.
+    A row without a residue (or without ``<cls>``) is an error rather than a NaN embedding, in eager mode; a
+    compiled model skips the check (``model_inputs.eager_checks``) and gives such a row NaN (mean) or the state
+    of whatever token comes first (cls).
     """
     if config.pooling == "cls":
-        has_cls = input_ids[:, 0] == config.cls_token_id
-        if not bool(has_cls.all()):
-            rows = torch.nonzero(~has_cls).flatten().tolist()
-            raise ValueError(f"pooling='cls' needs <cls> at position 0; batch rows {rows} lack it")
+        if eager_checks():
+            _check_rows(input_ids[:, 0] != config.cls_token_id, "pooling='cls' needs <cls> at position 0;", "lack it")
         return hidden_states[:, 0]
     mask = residue_mask(input_ids, attention_mask, config)
     counts = mask.sum(dim=1, keepdim=True)
-    if bool((counts == 0).any()):
-        rows = torch.nonzero(counts.squeeze(1) == 0).flatten().tolist()
-        raise ValueError(f"mean pooling: batch rows {rows} contain no residue (only padding/special tokens)")
+    if eager_checks():
+        _check_rows(counts.squeeze(1) == 0, "mean pooling:", "contain no residue (only padding/special tokens)")
     weights = mask.unsqueeze(-1).to(hidden_states.dtype)
     return (hidden_states * weights).sum(dim=1) / counts.to(hidden_states.dtype)
+
+
+def _check_rows(bad: torch.Tensor, what: str, problem: str) -> None:
+    """Raise ``"{what} batch rows [...] {problem}"`` if any row of the boolean ``bad`` is set."""
+    if bool(bad.any()):
+        rows = torch.nonzero(bad).flatten().tolist()
+        raise ValueError(f"{what} batch rows {rows} {problem}")

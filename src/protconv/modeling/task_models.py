@@ -15,6 +15,13 @@ transformers' ESM does), e.g. in ``modeling_conv.py``::
     class ConvForMaskedLM(MaskedLMMixin, ConvTaskModel): ...
 
 ``forward`` reads the backbone through ``self.base_model`` (transformers' alias of ``base_model_prefix``).
+
+Every ``forward`` names each argument it accepts, so that a misspelt or unsupported one raises ``TypeError``
+rather than vanishing into ``**kwargs``. Beyond the inputs and targets these are the ones Trainer, pipelines and
+peft's wrappers pass: ``output_hidden_states``, ``return_dict``, ``output_attentions`` (exact-softmax Performer
+only; the others raise on ``True``), ``inputs_embeds`` (must be ``None``) and ``num_items_in_batch``. The last is
+ignored: the losses are per-batch means, and the models set ``accepts_loss_kwargs = False`` so that Trainer
+averages gradient-accumulation steps itself rather than passing it.
 """
 
 from __future__ import annotations
@@ -66,13 +73,24 @@ class _SingleHeadMixin(TaskMixin):
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
+        output_attentions: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
     ) -> ModelOutput | tuple:
-        """``labels``: see the task's class documentation; -100 marks positions without a label."""
-        base = self.base_model(input_ids, attention_mask, output_hidden_states=output_hidden_states)
+        """``labels``: see the task's class documentation; -100 marks positions without a label. The other
+        arguments: see the module notes."""
+        base = self.base_model(
+            input_ids,
+            attention_mask,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            inputs_embeds=inputs_embeds,
+        )
         logits = self._head()(base.pooler_output if self.uses_pooled_output else base.last_hidden_state)
         loss = self._loss(logits, labels) if labels is not None else None
-        output = self.output_class(loss=loss, logits=logits, hidden_states=base.hidden_states)
+        output = self.output_class(
+            loss=loss, logits=logits, hidden_states=base.hidden_states, attentions=base.attentions
+        )
         return output if return_dict is not False else output.to_tuple()
 
 
@@ -144,7 +162,9 @@ class PreTrainingMixin(_LanguageModelDecoderMixin, TaskMixin):
         profile_targets: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
+        output_attentions: bool | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
     ) -> ProteinPreTrainingOutput | tuple:
         """Heads' logits and, given targets, the losses.
 
@@ -159,9 +179,16 @@ class PreTrainingMixin(_LanguageModelDecoderMixin, TaskMixin):
         DDP without ``find_unused_parameters`` rejects, so under DDP pass all-zero ``profile_targets`` for
         sequences without a profile instead of omitting them. Targets for a task the objective lacks are
         ignored (with a one-time warning): a collator may produce both whatever the model trains on.
-        With ``return_dict=False`` the tuple holds the non-``None`` fields in order.
+        With ``return_dict=False`` the tuple holds the non-``None`` fields in order. The other arguments: see the
+        module notes.
         """
-        base = self.base_model(input_ids, attention_mask, output_hidden_states=output_hidden_states)
+        base = self.base_model(
+            input_ids,
+            attention_mask,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            inputs_embeds=inputs_embeds,
+        )
         hidden = base.last_hidden_state
         logits = self.lm_head(hidden) if self.lm_head is not None else None
         profile_logits = self.profile_head(hidden) if self.profile_head is not None else None
@@ -174,6 +201,7 @@ class PreTrainingMixin(_LanguageModelDecoderMixin, TaskMixin):
             logits=logits,
             profile_logits=profile_logits,
             hidden_states=base.hidden_states,
+            attentions=base.attentions,
         )
         return output if return_dict is not False else output.to_tuple()
 
