@@ -125,3 +125,11 @@ def test_usage_is_retargeted_and_only_there(tiny_conv_config) -> None:
         retarget_usage("---\nlicense: mit\n---\n# hand-written\n", "org/x")
         == "---\nlicense: mit\n---\n# hand-written\n"
     )
+
+
+@pytest.mark.parametrize("broken", ["---\nlicense: [unclosed\n---\n", "---\n: :\n---\n", "no front matter"])
+def test_a_hand_edited_card_never_stops_a_push(broken, tiny_conv_config) -> None:
+    card = str(build_card(protconv.ConvForMaskedLM(tiny_conv_config), "t", "s"))
+    usage = card[card.index(USAGE_START) :]
+    assert retarget_usage(broken + usage, "org/x") == broken + usage  # no pipeline tag to render it with
+    assert retarget_usage(broken, "org/x") == broken

@@ -20,7 +20,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .model_card import build_card, retarget_usage
+from .model_card import build_card, card_metadata, retarget_usage
 from .modeling.hub_mixin import ProteinHubMixin
 
 #: Leftovers whose writer cannot be checked (another host, or an older protconv that put no pid in the name)
@@ -264,9 +264,8 @@ def _source_card(source: Path | None) -> str | None:
     card = None if source is None else source / "README.md"
     if card is None or not card.is_file():
         return None
-    text = card.read_text(encoding="utf-8")
-    tags = ModelCard(text, ignore_metadata_errors=True).data.tags or []
-    return text if "protconv" in tags else None
+    text = card.read_text(encoding="utf-8", errors="replace")
+    return text if "protconv" in (card_metadata(text).get("tags") or []) else None
 
 
 ProteinHubMixin.hub_publisher = push_model

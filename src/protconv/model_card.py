@@ -191,11 +191,21 @@ Per-protein embeddings, zero-shot variant scores and predictions from the comman
 {USAGE_END}"""
 
 
+def card_metadata(card_text: str) -> dict[str, Any]:
+    """The front matter of a card as a dict; empty if it has none or it does not parse (a hand-edited card must
+    not stop a push)."""
+    try:
+        return ModelCard(card_text, ignore_metadata_errors=True).data.to_dict()
+    except Exception:  # huggingface_hub raises ValueError, yaml its own errors: all mean "no usable metadata"
+        return {}
+
+
 def retarget_usage(card_text: str, reference: str) -> str:
     """The card with its usage section re-rendered for ``reference``; cards without one are returned unchanged."""
-    card = ModelCard(card_text, ignore_metadata_errors=True)
-    tag = card.data.pipeline_tag
-    if tag not in AUTO_CLASS_FOR_TAG or not _USAGE_BLOCK.search(card_text):
+    if not _USAGE_BLOCK.search(card_text):
+        return card_text
+    tag = card_metadata(card_text).get("pipeline_tag")
+    if tag not in AUTO_CLASS_FOR_TAG:
         return card_text
     return _USAGE_BLOCK.sub(lambda _: usage_section(tag, reference), card_text, count=1)
 
