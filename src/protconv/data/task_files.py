@@ -228,6 +228,24 @@ def _flag(value: str) -> bool | None:
     return True if text in _TRUE else False if text in _FALSE else None
 
 
+def _in_flip_split(
+    fields: Sequence[str],
+    columns: _TaskColumns,
+    split: Split,
+    where: str,
+    data: LabelledSequences,
+    on_bad_row: BadRowPolicy,
+) -> bool:
+    """Whether a row of a FLIP table belongs to ``split`` (its ``set``/``validation`` columns); a row whose columns
+    name no split is rejected under ``on_bad_row`` and belongs to none."""
+    validation = fields[columns.validation] if columns.validation is not None else ""
+    side, problem = _flip_side(fields[columns.set], validation)
+    if problem is not None:
+        data.reject(f"{where}: {problem}", on_bad_row)
+        return False
+    return side == split
+
+
 def _flip_side(set_value: str, validation: str) -> tuple[Split | None, str | None]:
     """FLIP: ``set`` is train/test; training rows with ``validation`` true form the validation split.
 
@@ -317,14 +335,8 @@ def _task_rows(
         if row.problem is not None:
             data.reject(f"{where}: {row.problem}", on_bad_row)
             continue
-        if split is not None:
-            validation = fields[columns.validation] if columns.validation is not None else ""
-            side, problem = _flip_side(fields[columns.set], validation)
-            if problem is not None:
-                data.reject(f"{where}: {problem}", on_bad_row)
-                continue
-            if side != split:
-                continue
+        if split is not None and not _in_flip_split(fields, columns, split, where, data, on_bad_row):
+            continue
         raw_label = fields[columns.label].strip()
         if not raw_label:
             data.reject(f"{where}: missing label", on_bad_row)
@@ -477,14 +489,8 @@ def read_residue_table(
     data = LabelledSequences()
     for row in rows:
         where, fields = row.where, row.fields
-        if split is not None:
-            validation = fields[columns.validation] if columns.validation is not None else ""
-            side, problem = _flip_side(fields[columns.set], validation)
-            if problem is not None:
-                data.reject(f"{where}: {problem}", on_bad_row)
-                continue
-            if side != split:
-                continue
+        if split is not None and not _in_flip_split(fields, columns, split, where, data, on_bad_row):
+            continue
         try:
             sequence = clean_sequence(fields[columns.sequence], record=where, unknown=unknown)
         except InvalidSequenceError as error:
