@@ -40,7 +40,8 @@ import protconv
 from protconv.data import read_fasta
 from protconv.hub import save_hub_folder
 from protconv.inference import embed, plan_batches, score
-from protconv.inference.common import encode, load_model, load_tokenizer, tokenizer_framing
+from protconv.inference.common import encode, load_model, tokenizer_framing
+from protconv.model_source import load_tokenizer
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"

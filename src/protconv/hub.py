@@ -250,13 +250,10 @@ def push_model(
 
 
 def _source_tokenizer(source: Path | None) -> PreTrainedTokenizerBase:
-    from transformers import AutoTokenizer
-
+    from .model_source import load_tokenizer
     from .tokenization import build_tokenizer
 
-    if source is not None and (source / "tokenizer.json").is_file():
-        return AutoTokenizer.from_pretrained(source)
-    return build_tokenizer()
+    return build_tokenizer() if source is None else load_tokenizer(source)
 
 
 def _source_card(source: Path | None) -> str | None:

@@ -34,11 +34,9 @@ from huggingface_hub import ModelCard
 from transformers import (
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
-    AutoTokenizer,
     HfArgumentParser,
     PretrainedConfig,
     PreTrainedModel,
-    PreTrainedTokenizerBase,
     Trainer,
     TrainingArguments,
 )
@@ -47,9 +45,9 @@ from ..data.task_files import LabelledSequences
 from ..hub import save_hub_folder
 from ..lora import default_lora_targets
 from ..model_card import CardResult, build_card, config_yaml, data_name
+from ..model_source import load_tokenizer, position_limit
 from ..registry import has_saved_weights, load_pretrained, resolve_config
 from ..run_logging import configure_logging
-from ..tokenization import build_tokenizer
 from .metrics import NonFiniteError, metrics_for
 from .predictions import ResidueWindow, SplitPredictions, split_predictions, write_predictions
 from .task_data import TaskCollator, TaskDataArguments, TaskDataset, TaskType, count_truncated, load_task_splits
@@ -96,13 +94,6 @@ class FinetuneArguments(TaskDataArguments):
 
 def num_labels_for(task: TaskType, classes: list[str] | None) -> int:
     return 1 if task == "regression" else len(classes or ())
-
-
-def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
-    """The folder's own tokenizer when it has one (e.g. CARP conversions add no <cls>/<eos>), else protconv's."""
-    if (Path(model) / "tokenizer.json").is_file():
-        return AutoTokenizer.from_pretrained(model)
-    return build_tokenizer()
 
 
 def build_task_model(model: str, task: TaskType, num_labels: int, classes: list[str] | None = None) -> PreTrainedModel:
@@ -304,14 +295,6 @@ def _write_predictions(tables: dict[str, SplitPredictions], output: Path) -> dic
         write_predictions(path, table)
         written[split] = path.name
     return written
-
-
-def position_limit(config: PretrainedConfig) -> int | None:
-    """How many tokens the model can take: ``max_position_embeddings`` for learned absolute positions, else no
-    limit (Conv; Performer with rotary positions)."""
-    if getattr(config, "position_embedding_type", None) != "absolute":
-        return None
-    return getattr(config, "max_position_embeddings", None)
 
 
 def check_lengths(

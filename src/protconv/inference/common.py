@@ -21,12 +21,12 @@ from typing import TypeVar
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from ..model_source import position_limit
 from ..modeling.pooling import residue_mask
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
 from ..registry import has_saved_weights, load_pretrained
-from ..tokenization import build_tokenizer
 
 T = TypeVar("T")
 
@@ -84,15 +84,6 @@ def check_model_source(model: str | Path) -> str:
 
 def load_config(model: str) -> PretrainedConfig:
     return AutoConfig.from_pretrained(model)
-
-
-def load_tokenizer(model: str) -> PreTrainedTokenizerBase:
-    """The model's own tokenizer (a folder's ``tokenizer.json``, or the Hub repository's); protconv's default
-    tokenizer (with ``<cls>``/``<eos>``) only for a local folder saved without one."""
-    path = Path(model)
-    if path.is_dir() and not (path / "tokenizer.json").is_file():
-        return build_tokenizer()
-    return AutoTokenizer.from_pretrained(model)
 
 
 def load_model(
@@ -153,9 +144,7 @@ def tokenizer_framing(tokenizer: PreTrainedTokenizerBase) -> Framing:
 
 def check_length_limit(config: PretrainedConfig, tokens: int, where: str) -> None:
     """A model with learned absolute positions cannot run more tokens than it has positions: say so up front."""
-    if getattr(config, "position_embedding_type", None) != "absolute":
-        return
-    limit = getattr(config, "max_position_embeddings", None)
+    limit = position_limit(config)
     if limit is not None and tokens > limit:
         raise InferenceInputError(
             f"{where}: {tokens} tokens (special tokens included) exceed this model's max_position_embeddings={limit} "

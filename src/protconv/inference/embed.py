@@ -44,6 +44,7 @@ from h5py import h5a, h5d, h5g, h5s, h5t
 from transformers import AutoModel
 
 from ..data.fasta import FastaRecord, read_fasta
+from ..model_source import load_tokenizer
 from ..tokenization.validation import UnknownPolicy
 from .common import (
     DEFAULT_MAX_TOKENS,
@@ -55,7 +56,6 @@ from .common import (
     dtype_name,
     load_config,
     load_model,
-    load_tokenizer,
     package_version,
     plan_batches,
     progress_bar,

@@ -30,6 +30,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, PretrainedConfig
 
 from ..data.fasta import read_fasta
+from ..model_source import load_tokenizer
 from ..tokenization.validation import UnknownPolicy, clean_sequence
 from .common import (
     DEFAULT_MAX_TOKENS,
@@ -40,7 +41,6 @@ from .common import (
     chunks,
     load_config,
     load_model,
-    load_tokenizer,
     plan_batches,
     progress_bar,
     residue_positions,

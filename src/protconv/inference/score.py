@@ -34,6 +34,7 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from ..downstream.metrics import spearman
+from ..model_source import load_tokenizer
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
 from ..tokenization.validation import clean_sequence
 from .common import (
@@ -44,7 +45,6 @@ from .common import (
     chunks,
     load_config,
     load_model,
-    load_tokenizer,
     progress_bar,
     resolve_device,
     resolve_dtype,

@@ -27,6 +27,7 @@ from transformers import PretrainedConfig, PreTrainedModel, get_scheduler
 
 from ..hub import save_hub_folder
 from ..model_card import CardResult, build_card, config_yaml, public_name
+from ..model_source import position_limit
 from ..modeling.configuration_base import objective_parts, profile_task_alpha
 from ..run_logging import configure_logging
 from ..tokenization import build_tokenizer
@@ -570,8 +571,8 @@ def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[
 
 
 def _check_max_length(model: PreTrainedModel, max_length: int) -> None:
-    """Models with learned positions cannot take longer inputs than they have positions for."""
-    limit = getattr(model.config, "max_position_embeddings", None)
+    """Models with learned absolute positions cannot take longer inputs than they have positions for."""
+    limit = position_limit(model.config)
     if limit is not None and max_length > limit:
         raise ValueError(f"max_length {max_length} exceeds the model's max_position_embeddings ({limit})")
 
