@@ -232,7 +232,7 @@ def _loaded_user_errors() -> tuple[type[BaseException], ...]:
     for module, names in (
         ("yaml", ("YAMLError",)),
         ("protconv.pretraining", ("CheckpointError", "NonFiniteLossError")),
-        ("protconv.downstream.metrics", ("NonFiniteError",)),
+        ("protconv.metrics", ("NonFiniteError",)),
     ):
         loaded = sys.modules.get(module)
         found += [getattr(loaded, name) for name in names if loaded is not None and hasattr(loaded, name)]

@@ -199,7 +199,7 @@ def test_spearman_leaves_out_and_counts_missing_targets(conv_folder, tmp_path) -
         conv_folder, variants, tmp_path / "out.csv", sequence=WILDTYPE, score_column="fitness", progress=False
     )
     assert (result.spearman_rows, result.missing_targets) == (4, 2)
-    from protconv.downstream.metrics import spearman
+    from protconv.metrics import spearman
 
     keep = [0, 3, 4, 5]
     expected = spearman(np.array([result.scores[i] for i in keep]), np.array([float(targets[i]) for i in keep]))

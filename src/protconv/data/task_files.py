@@ -27,15 +27,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from ..modeling.vocabulary import IGNORE_INDEX
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 from .fasta import FastaEntry, open_text, read_fasta_entries
-
-Split = Literal["train", "valid", "test"]
-BadRowPolicy = Literal["skip", "error"]
-LabelKind = Literal["float", "int", "class"]
+from .tasks.vocabulary import BadRowPolicy, LabelKind, Split
 
 #: Column names looked for when none is given (exact name first, then any case).
 SEQUENCE_COLUMNS = ("sequence", "seq")

@@ -28,8 +28,8 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..data.task_files import LabelledSequences
+from ..metrics import classification_metrics, regression_metrics, token_metrics
 from ..modeling.vocabulary import IGNORE_INDEX, RESIDUE_CHARACTERS
-from .metrics import classification_metrics, regression_metrics, token_metrics
 from .task_data import TaskType
 
 _RESIDUE_INDEX = {char: index for index, char in enumerate(RESIDUE_CHARACTERS)}

@@ -44,11 +44,11 @@ from transformers import (
 from ..data.task_files import LabelledSequences
 from ..hub import save_hub_folder
 from ..lora import default_lora_targets
+from ..metrics import NonFiniteError, metrics_for
 from ..model_card import CardResult, build_card, config_yaml, data_name
 from ..model_source import load_tokenizer, position_limit
 from ..registry import has_saved_weights, load_pretrained, resolve_config
 from ..run_logging import configure_logging
-from .metrics import NonFiniteError, metrics_for
 from .predictions import ResidueWindow, SplitPredictions, split_predictions, write_predictions
 from .task_data import TaskCollator, TaskDataArguments, TaskDataset, TaskType, count_truncated, load_task_splits
 
@@ -187,9 +187,10 @@ def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output:
     label_scale = (0.0, 1.0)
     if args.task == "regression" and args.normalize_labels:
         label_scale = regression_label_scale(splits["train"].labels, args.source)
+    config = resolve_config(args.model)  # first: it names a --model that is neither a folder nor a preset
     tokenizer = load_tokenizer(args.model)
     special_tokens = tokenizer.num_special_tokens_to_add(pair=False)
-    truncated = check_lengths(splits, resolve_config(args.model), special_tokens, args.max_length)
+    truncated = check_lengths(splits, config, special_tokens, args.max_length)
     # Logged once the data and the model are known good: a user error before this point is one line on stderr.
     open_run_log(training_args, output)
     logger.info("fine-tuning %s for %s (mode %s) on %s", args.model, args.task, args.mode, args.source)

@@ -18,10 +18,9 @@ import numpy as np
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 from ..data.task_files import LabelledSequences
-from ..inference.predict import prediction_columns
+from ..data.tasks.vocabulary import TaskType, prediction_columns
+from ..metrics import per_class_metrics
 from ..modeling.vocabulary import IGNORE_INDEX
-from .metrics import per_class_metrics
-from .task_data import TaskType
 
 #: The true label of a residue that is not scored (mask 0), in the ``label`` column of per-residue tasks.
 UNSCORED = "."

@@ -27,7 +27,6 @@ from ..data.task_files import (
     LABEL_COLUMNS,
     ColumnReader,
     LabelledSequences,
-    Split,
     TaskDataError,
     assign_class_ids,
     csv_has_split_column,
@@ -42,12 +41,11 @@ from ..data.task_files import (
     table_has_split_column,
     table_text,
 )
+from ..data.tasks.vocabulary import SPLITS, Split, TaskType
 from ..modeling.vocabulary import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
-TaskType = Literal["regression", "classification", "token-classification"]
-SPLITS: tuple[Split, ...] = ("train", "valid", "test")
 #: Split names of a dataset taken as the validation split when ``--validation_split_name`` is not given.
 VALIDATION_SPLIT_NAMES = ("validation", "valid", "val", "dev")
 

@@ -30,6 +30,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, PretrainedConfig
 
 from ..data.fasta import read_fasta
+from ..data.tasks.vocabulary import prediction_columns
 from ..model_source import load_tokenizer
 from ..tokenization.validation import UnknownPolicy, clean_sequence
 from .common import (
@@ -77,18 +78,6 @@ def task_of(config: PretrainedConfig, source: str) -> str:
     if config.problem_type == "multi_label_classification":
         return "multi-label"
     return "classification"
-
-
-def prediction_columns(task: str, config: PretrainedConfig) -> tuple[str, ...]:
-    if task == "regression":
-        if config.num_labels == 1:
-            return ("prediction",)
-        return tuple(f"prediction_{config.id2label[i]}" for i in range(config.num_labels))
-    if task == "classification":
-        return ("predicted_label", "probability")
-    if task == "multi-label":
-        return ("predicted_labels",)
-    return ("residue_labels",)
 
 
 @dataclass

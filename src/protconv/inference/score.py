@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForMaskedLM
 
-from ..downstream.metrics import spearman
+from ..metrics import spearman
 from ..model_source import load_tokenizer
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
 from ..tokenization.validation import clean_sequence

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from protconv.downstream.metrics import (
+from protconv.metrics import (
     NonFiniteError,
     average_ranks,
     classification_metrics,
