@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ..data.task_files import LabelledSequences
 from ..metrics import classification_metrics, regression_metrics, token_metrics
 from ..modeling.vocabulary import IGNORE_INDEX, RESIDUE_CHARACTERS
+from ..progress import progress_bar
 from .task_data import TaskType
 
 _RESIDUE_INDEX = {char: index for index, char in enumerate(RESIDUE_CHARACTERS)}
@@ -46,9 +47,9 @@ def _no_tick() -> None:
     return None
 
 
-def progress_bar(total: int, desc: str, enabled: bool) -> tqdm:
-    """A bar on stderr, drawn only when ``enabled`` and stderr is a terminal (a log file gets no bar lines)."""
-    return tqdm(total=total, desc=desc, disable=not (enabled and sys.stderr.isatty()), dynamic_ncols=True, leave=False)
+def _bar(total: int, desc: str, enabled: bool) -> tqdm:
+    """Drawn only on a terminal: a baseline's log file gets no bar lines."""
+    return progress_bar(total, desc, enabled and sys.stderr.isatty())
 
 
 @dataclass
@@ -58,7 +59,7 @@ class BaselineResult:
     seconds: float
 
 
-def encode(sequences: list[str], length: int) -> np.ndarray:
+def residue_codes(sequences: list[str], length: int) -> np.ndarray:
     """Residue indices, truncated/padded to ``length`` with -1 (padding has no one-hot bit)."""
     out = np.full((len(sequences), length), -1, dtype=np.int64)
     for row, sequence in enumerate(sequences):
@@ -68,7 +69,7 @@ def encode(sequences: list[str], length: int) -> np.ndarray:
 
 
 def one_hot_flat(sequences: list[str], length: int) -> np.ndarray:
-    codes = encode(sequences, length)
+    codes = residue_codes(sequences, length)
     features = np.zeros((len(sequences), length, N_RESIDUES), dtype=np.float32)
     rows, cols = np.nonzero(codes >= 0)
     features[rows, cols, codes[rows, cols]] = 1.0
@@ -101,7 +102,7 @@ def linear_baseline(
     """Ridge / logistic regression on one-hot features; L2 strength chosen on ``valid`` (else the middle one)."""
     start = time.perf_counter()
     candidates = alphas if "valid" in splits else (alphas[len(alphas) // 2],)
-    with progress_bar(len(candidates), f"linear {task}", progress) as bar:
+    with _bar(len(candidates), f"linear {task}", progress) as bar:
         if task == "regression":
             by_alpha = {alpha: _ridge_scores(splits, alpha, bar.update) for alpha in candidates}
         elif task == "token-classification":
@@ -207,7 +208,7 @@ def _logistic_scores(
     """Proteins cropped/padded to the ``length_quantile`` of train lengths: the long tail of a fold-classification
     set would otherwise multiply the feature count for a handful of proteins."""
     length = int(np.ceil(np.quantile([len(s) for s in splits["train"].sequences], length_quantile)))
-    bits = {name: _sparse_one_hot(encode(data.sequences, length)) for name, data in splits.items()}
+    bits = {name: _sparse_one_hot(residue_codes(data.sequences, length)) for name, data in splits.items()}
     classes = 1 + max(max(data.labels) for data in splits.values())
     evaluate = {name: (bits[name], np.asarray(data.labels)) for name, data in splits.items() if name != "train"}
     train = (bits["train"], torch.tensor(splits["train"].labels))
@@ -218,7 +219,7 @@ def _windows(data: LabelledSequences, half_width: int) -> tuple[torch.Tensor, np
     """Set-bit indices of the one-hot window of 2*half_width+1 residues around every labelled residue."""
     rows, labels = [], []
     for sequence, residue_labels in zip(data.sequences, data.labels, strict=True):
-        codes = np.pad(encode([sequence], len(sequence))[0], half_width, constant_values=-1)
+        codes = np.pad(residue_codes([sequence], len(sequence))[0], half_width, constant_values=-1)
         for position, label in enumerate(residue_labels):
             if label != IGNORE_INDEX:
                 rows.append(codes[position : position + 2 * half_width + 1])
@@ -269,7 +270,7 @@ class SmallCNN(nn.Module):
 def _cnn_batch(data: LabelledSequences, index: np.ndarray, task: TaskType) -> tuple[torch.Tensor, torch.Tensor]:
     sequences = [data.sequences[i] for i in index]
     length = max(map(len, sequences))
-    codes = torch.from_numpy(encode(sequences, length))
+    codes = torch.from_numpy(residue_codes(sequences, length))
     if task == "token-classification":
         labels = torch.full((len(index), length), IGNORE_INDEX)
         for row, i in enumerate(index):
@@ -325,7 +326,7 @@ def cnn_baseline(
                                else train.labels)  # fmt: skip
     best_score, best_state, best_epoch = -np.inf, None, 0
     batches = -(-len(train) // batch_size)
-    with progress_bar(epochs * batches, f"cnn {task}", progress) as bar:
+    with _bar(epochs * batches, f"cnn {task}", progress) as bar:
         for epoch in range(epochs):
             model.train()
             order = rng.permutation(len(train))

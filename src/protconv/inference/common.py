@@ -250,12 +250,6 @@ def residue_positions(
     return mask
 
 
-def progress_bar(total: int, unit: str, enabled: bool, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit=unit, desc=desc, disable=not enabled, dynamic_ncols=True, smoothing=0.1)
-
-
 @contextmanager
 def deferred_interrupts() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) and SIGTERM until the block ends, then deliver them: an output commit (an HDF5

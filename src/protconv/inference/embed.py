@@ -45,6 +45,7 @@ from transformers import AutoModel
 
 from ..data.fasta import FastaRecord, read_fasta
 from ..model_source import load_tokenizer
+from ..progress import progress_bar
 from ..tokenization.validation import UnknownPolicy
 from .common import (
     DEFAULT_MAX_TOKENS,
@@ -58,7 +59,6 @@ from .common import (
     load_model,
     package_version,
     plan_batches,
-    progress_bar,
     residue_positions,
     resolve_device,
     resolve_dtype,
@@ -216,7 +216,7 @@ def embed(
         done = _repair(store, output, chosen, len(layer_names), config.hidden_size)
         todo = sum(1 for record_id in scan.id_lines if record_id not in done)
         writer = _Writer(store, chosen, layer_names)
-        bar = progress_bar(todo, "rec", progress, f"embed {fasta.name}")
+        bar = progress_bar(todo, f"embed {fasta.name}", progress, unit="rec")
         tokens, t0 = 0, time.perf_counter()
         try:
             records = _pending(fasta, unknown, done, output)

@@ -32,6 +32,7 @@ from transformers import AutoModelForSequenceClassification, AutoModelForTokenCl
 from ..data.fasta import read_fasta
 from ..data.tasks.vocabulary import prediction_columns
 from ..model_source import load_tokenizer
+from ..progress import progress_bar
 from ..tokenization.validation import UnknownPolicy, clean_sequence
 from .common import (
     DEFAULT_MAX_TOKENS,
@@ -43,7 +44,6 @@ from .common import (
     load_config,
     load_model,
     plan_batches,
-    progress_bar,
     residue_positions,
     resolve_device,
     resolve_dtype,
@@ -137,7 +137,7 @@ def predict(
     with atomic_text_output(output) as handle:
         writer = csv.writer(handle, delimiter=delimiter, lineterminator="\n")
         writer.writerow(header)
-        bar = progress_bar(count, "rec", progress, f"predict {Path(input_path).name}")
+        bar = progress_bar(count, f"predict {Path(input_path).name}", progress, unit="rec")
         tokens, t0 = 0, time.perf_counter()
         try:
             for chunk in chunks(items, chunk_size):

@@ -36,6 +36,7 @@ from transformers import AutoModelForMaskedLM
 from ..metrics import spearman
 from ..model_source import load_tokenizer
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
+from ..progress import progress_bar
 from ..tokenization.validation import clean_sequence
 from .common import (
     DEFAULT_MAX_TOKENS,
@@ -45,7 +46,6 @@ from .common import (
     chunks,
     load_config,
     load_model,
-    progress_bar,
     resolve_device,
     resolve_dtype,
 )
@@ -332,7 +332,7 @@ class _Runner:
     ) -> dict[int, np.ndarray]:
         """Residue index -> log-probabilities over the vocabulary with that residue (alone) masked."""
         found: dict[int, np.ndarray] = {}
-        bar = progress_bar(len(positions), "pos", progress, "masked-marginal")
+        bar = progress_bar(len(positions), "masked-marginal", progress, unit="pos")
         try:
             for batch in chunks(positions, self.batch_size):
                 log_probs = self._log_softmax([self.masked(ids, residue_tokens[i]) for i in batch])
@@ -353,7 +353,7 @@ class _Runner:
         """``sum_i log p(s_i | s with residue i masked)`` of each token row in ``sequences``."""
         totals = [0.0] * len(sequences)
         jobs: Iterator[tuple[int, int]] = ((s, t) for s in range(len(sequences)) for t in residue_tokens)
-        bar = progress_bar(len(sequences) * len(residue_tokens), "fwd", progress, "pseudo-likelihood")
+        bar = progress_bar(len(sequences) * len(residue_tokens), "pseudo-likelihood", progress, unit="fwd")
         try:
             for batch in chunks(jobs, self.batch_size):
                 log_probs = self._log_softmax([self.masked(sequences[s], t) for s, t in batch])

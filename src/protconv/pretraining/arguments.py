@@ -225,7 +225,7 @@ def parse_arguments(argv: Sequence[str] | None = None, prog: str | None = None) 
     )
     parser.add_argument("--config", help="YAML file of arguments (flags given on the command line win)")
     if known.config:
-        parser.set_defaults(**load_config(known.config))
+        parser.set_defaults(**read_config_file(known.config))
     # The trailing namespace holds --config, which is not a dataclass field.
     outputs = parser.parse_args_into_dataclasses(args=list(rest), look_for_args_file=False)
     model_args, data_args, train_args = outputs[:3]
@@ -233,7 +233,7 @@ def parse_arguments(argv: Sequence[str] | None = None, prog: str | None = None) 
     return model_args, data_args, train_args
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
+def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping of argument names, checked and ready for ``set_defaults``.
 
     An unknown name or a value of the wrong type is an error naming the file and the field: argparse would
