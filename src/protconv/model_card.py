@@ -23,7 +23,7 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import PreTrainedModel
 
-from .modeling.configuration_base import objective_parts
+from .modeling.configuration_base import MLM, PROFILE, objective_parts
 
 #: The licence of protconv's code, and of CARP's released weights (microsoft/protein-sequence-models, MIT).
 DEFAULT_LICENSE = "mit"
@@ -106,8 +106,8 @@ def pipeline_tag(model: PreTrainedModel) -> str:
     loads with ``AutoModelForMaskedLM``); one trained on profiles alone is an encoder."""
     for cls in type(model).__mro__:  # a subclass (a test's, a user's) inherits its family class's head
         if cls.__name__.endswith("ForPreTraining"):
-            parts = objective_parts(getattr(model.config, "pretraining_objective", "mlm"))
-            return "fill-mask" if "mlm" in parts else "feature-extraction"
+            parts = objective_parts(getattr(model.config, "pretraining_objective", MLM))
+            return "fill-mask" if MLM in parts else "feature-extraction"
         for suffix, tag in PIPELINE_TAGS.items():
             if cls.__name__.endswith(suffix):
                 return tag
@@ -118,8 +118,8 @@ def citations(model: PreTrainedModel) -> list[str]:
     """BibTeX of the papers whose architecture and objective this model implements."""
     family = getattr(model.config, "family", "")
     keys = ["carp"] if family == "Conv" else ["performer", "performer-proteins"] if family == "Performer" else []
-    if "profile" in objective_parts(getattr(model.config, "pretraining_objective", "mlm") or "mlm"):
-        keys.append("profile")
+    if PROFILE in objective_parts(getattr(model.config, "pretraining_objective", MLM) or MLM):
+        keys.append(PROFILE)  # the key of the profile paper in CITATIONS
     return [CITATIONS[key] for key in keys]
 
 
