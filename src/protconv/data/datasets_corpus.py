@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from ..tokenization.validation import InvalidSequenceError, clean_sequence
-from .fasta_corpus import _HASH_BUCKETS, InvalidPolicy, Side, in_held_out_split
+from .fasta_corpus import InvalidPolicy, Side
+from .held_out import held_out_by_hash, in_held_out_split, split_crc
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ class DatasetRecords:
                     logger.warning("skipping invalid row: %s", self.error(row))
                 self.skipped = len(bad)
         if side != "all" and held_out_fraction > 0:
-            held = (arrays["crc32"] % np.uint32(_HASH_BUCKETS)) < held_out_fraction * _HASH_BUCKETS
+            held = held_out_by_hash(arrays["crc32"], held_out_fraction)
             if split_seed != 0:
                 held = np.array([in_held_out_split(s, held_out_fraction, split_seed) for s in self._all(keep)])
             keep &= held if side == "validation" else ~held
@@ -297,7 +298,7 @@ class DatasetRecords:
             "invalid": np.asarray(invalid, dtype=np.int64),
         }
         if need_hashes:
-            start, hashes, row = zlib.crc32(b"0:"), np.zeros(len(lengths), dtype=np.uint32), 0
+            start, hashes, row = split_crc(), np.zeros(len(lengths), dtype=np.uint32), 0
             for chunk in column.chunks:
                 for value in chunk.to_pylist():
                     text = cleaned.get(row) if row in cleaned else value.upper()

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .fasta_corpus import Side, in_held_out_split
+from .fasta_corpus import Side
+from .held_out import in_held_out_split
 from .msa import ALIGNMENT_SUFFIXES, format_suffix, read_alignment
 from .profile_files import read_profile_file
 from .profiles import DEFAULT_PSEUDOCOUNT_WEIGHT, InsertPolicy, Prior, compute_profile, target_table
