@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tokenization.validation import InvalidSequenceError, clean_sequence
+from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 from .fasta_corpus import InvalidPolicy, Side
 from .held_out import held_out_by_hash, in_held_out_split, split_crc
 
@@ -185,7 +185,7 @@ class DatasetRecords:
         if getattr(dataset, "_indices", None) is not None:
             dataset = dataset.flatten_indices()
         self.name = _display(name, split)
-        self.unknown = "X" if invalid == "X" else "error"
+        self.unknown: UnknownPolicy = "X" if invalid == "X" else "error"
         self.column = dataset.data.column(column)
         self.reads = 0
         self.skipped = 0
@@ -362,7 +362,7 @@ class StreamingDataset:
             stream = stream.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
             stream.set_epoch(self.epoch)
         self.skipped, kept = 0, 0
-        unknown = "X" if self.invalid == "X" else "error"
+        unknown: UnknownPolicy = "X" if self.invalid == "X" else "error"
         for row, example in enumerate(stream):
             if self.column not in example:
                 raise ValueError(f"{self.name}: no column {self.column!r} (columns: {', '.join(example)})")

@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..tokenization.validation import InvalidSequenceError
+from ..tokenization.validation import InvalidSequenceError, UnknownPolicy
 from .fasta import read_fasta
 from .fasta_index import FastaIndex, open_index
 from .held_out import in_held_out_split  # its home; still importable from here for one release
@@ -111,7 +111,7 @@ class FastaCorpus:
     def _read(self, path: Path) -> Iterator[str]:
         """Cleaned sequences of one file (bad bytes or truncated gzip raise ``FastaFormatError`` with the line)."""
         on_invalid = self._count_skipped if self.invalid == "skip" else None
-        unknown = "X" if self.invalid == "X" else "error"
+        unknown: UnknownPolicy = "X" if self.invalid == "X" else "error"
         looks_like_dna = _NucleotideCheck(path) if path not in self._checked else None
         for record in read_fasta(path, unknown=unknown, on_invalid=on_invalid):
             if looks_like_dna is not None and looks_like_dna.add(record.sequence):
@@ -168,7 +168,7 @@ class FastaRecords:
             if not path.is_file():
                 raise FileNotFoundError(f"FASTA file not found: {path}")
         self.invalid = invalid
-        self.unknown = "X" if invalid == "X" else "error"
+        self.unknown: UnknownPolicy = "X" if invalid == "X" else "error"
         self.skipped = 0
         self.reads = 0
         self.indexes: list[FastaIndex] = []

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
-from ..tokenization.validation import InvalidSequenceError, clean_sequence
+from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 from .fasta import _GZIP_ERRORS, _GZIP_MAGIC, FastaEntry, FastaFormatError, _locate_problem
 from .held_out import held_out_by_hash, split_crc
 
@@ -103,7 +103,7 @@ class FastaIndex:
         return sum(getattr(self, name).nbytes for name in _ARRAYS)
 
     # ------------------------------------------------------------------------------------------- reading
-    def sequence(self, record: int, unknown: str = "error") -> str:
+    def sequence(self, record: int, unknown: UnknownPolicy = "error") -> str:
         """The cleaned residues of ``record`` (upper case, whitespace dropped); ``unknown="X"`` maps characters
         outside the alphabet to X, as ``read_fasta`` does. Reads only that record's bytes."""
         raw = self.data[int(self.offsets[record]) : int(self.offsets[record + 1])]
@@ -123,7 +123,7 @@ class FastaIndex:
             )
         return residues.decode("ascii")
 
-    def sequences(self, records: np.ndarray, unknown: str = "error") -> list[str]:
+    def sequences(self, records: np.ndarray, unknown: UnknownPolicy = "error") -> list[str]:
         """``sequence`` of each of ``records``, with the index looked up once for all of them."""
         records = np.asarray(records, dtype=np.int64)
         starts, ends = self.offsets[records].tolist(), self.offsets[records + 1].tolist()
@@ -229,7 +229,7 @@ def open_index(path: str | Path, cache_dir: str | Path | None = None) -> FastaIn
     if cache_dir is None:
         data = _decompress_to_memory(source) if gzipped else _map(source)
         arrays = scan(data, source, source, gzipped)
-        return FastaIndex(source, data, **arrays)
+        return FastaIndex(source, data, folder=None, **arrays)
     folder = Path(cache_dir) / "fasta" / f"{_safe_name(source.name)}-{file_key(source)}"
     if folder.is_dir():
         try:

@@ -18,7 +18,8 @@ import numpy as np
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 from ..data.task_files import LabelledSequences
-from ..data.tasks.vocabulary import TaskType, prediction_columns
+# class_names moved to data.tasks.vocabulary (predict writes the same names); still importable from here.
+from ..data.tasks.vocabulary import TaskType, class_names, prediction_columns
 from ..metrics import per_class_metrics
 from ..modeling.vocabulary import IGNORE_INDEX
 
@@ -52,11 +53,6 @@ class ResidueWindow:
     def residues(self, length: int) -> slice:
         kept = length if self.max_residues is None else min(length, self.max_residues)
         return slice(self.offset, self.offset + kept)
-
-
-def class_names(config: PretrainedConfig) -> list[str]:
-    """The names ``protconv predict`` writes: ``config.id2label`` in id order."""
-    return [str(config.id2label.get(i, i)) for i in range(config.num_labels)]
 
 
 def split_predictions(
