@@ -6,6 +6,8 @@ and precision/recall/F1 per class, by name. A reader of ``valid_predictions.csv`
 
 The true per-residue labels are written like the predictions, with ``.`` for a residue that is not scored
 (mask 0); a truncated sequence (``--max_length``) has labels and predictions for the residues kept only.
+The class names come from :func:`protconv.data.tasks.vocabulary.class_names` (``class_names`` moved there from
+here, and is still importable from here for one release).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import numpy as np
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 from ..data.task_files import LabelledSequences
-# class_names moved to data.tasks.vocabulary (predict writes the same names); still importable from here.
 from ..data.tasks.vocabulary import TaskType, class_names, prediction_columns
 from ..metrics import per_class_metrics
 from ..modeling.vocabulary import IGNORE_INDEX
