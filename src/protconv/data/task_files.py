@@ -77,7 +77,7 @@ class LabelledSequences:
         self.skipped.append(message)
 
 
-def report_skipped(data_by_split: Mapping[str, LabelledSequences], limit: int | None = None) -> str:
+def report_skipped(data_by_split: Mapping[Split, LabelledSequences], limit: int | None = None) -> str:
     """Every skipped row of ``data_by_split`` (split name -> data), one line each, under a count summary.
 
     Returns "" when nothing was skipped. A row that belongs to no split (e.g. an unexpected FLIP ``set`` value)
@@ -557,7 +557,7 @@ def parse_classes(text: str, per_residue: bool) -> list[str]:
 
 
 def assign_class_ids(
-    splits: Mapping[str, LabelledSequences],
+    splits: Mapping[Split, LabelledSequences],
     classes: Sequence[str] | None = None,
     num_labels: int | None = None,
     on_bad_row: BadRowPolicy = "error",
