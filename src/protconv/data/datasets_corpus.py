@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
+from .choices import check_choice
 from .fasta_corpus import InvalidPolicy, Side
 from .held_out import held_out_by_hash, in_held_out_split, split_crc
 
@@ -174,8 +175,7 @@ class DatasetRecords:
         cache_dir: str | Path | None = None,
         dataset: Any = None,
     ) -> None:
-        if invalid not in ("error", "skip", "X"):
-            raise ValueError(f"invalid must be 'error', 'skip' or 'X', got {invalid!r}")
+        check_choice("invalid", invalid, InvalidPolicy)
         dataset = load(name, config, split) if dataset is None else dataset
         if column not in dataset.column_names:
             raise ValueError(

@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy
+from .choices import check_choice
 from .fasta import read_fasta
 from .fasta_index import FastaIndex, open_index
 from .held_out import in_held_out_split  # its home; still importable from here for one release
@@ -88,8 +89,7 @@ class FastaCorpus:
     _checked: set[Path] = field(default_factory=set, init=False, repr=False)  # files checked for nucleotides
 
     def __post_init__(self) -> None:
-        if self.invalid not in ("error", "skip", "X"):
-            raise ValueError(f"invalid must be 'error', 'skip' or 'X', got {self.invalid!r}")
+        check_choice("invalid", self.invalid, InvalidPolicy)
         if not self.paths:
             raise ValueError("no FASTA files given")
         for path in self.paths:
@@ -159,8 +159,7 @@ class FastaRecords:
         split_seed: int = 0,
         cache_dir: str | Path | None = None,
     ) -> None:
-        if invalid not in ("error", "skip", "X"):
-            raise ValueError(f"invalid must be 'error', 'skip' or 'X', got {invalid!r}")
+        check_choice("invalid", invalid, InvalidPolicy)
         if not paths:
             raise ValueError("no FASTA files given")
         self.paths = [Path(p) for p in paths]

@@ -36,7 +36,11 @@ from ..progress import progress_bar
 _RESIDUE_INDEX = {char: index for index, char in enumerate(RESIDUE_CHARACTERS)}
 N_RESIDUES = len(RESIDUE_CHARACTERS)
 #: The headline score of each task type (used to pick hyper-parameters on the validation split).
-PRIMARY_METRIC = {"regression": "spearman", "classification": "accuracy", "token-classification": "accuracy"}
+PRIMARY_METRIC: dict[TaskType, str] = {
+    "regression": "spearman",
+    "classification": "accuracy",
+    "token-classification": "accuracy",
+}
 
 
 #: A task's data by split, as ``load_task_splits`` returns it (valid and test may be absent).

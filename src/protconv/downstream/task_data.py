@@ -41,7 +41,7 @@ from ..data.task_files import (
     table_has_split_column,
     table_text,
 )
-from ..data.tasks.vocabulary import SPLITS, BadRowPolicy, LabelKind, Split, TaskType
+from ..data.tasks.vocabulary import SPLITS, TASK_TYPES, BadRowPolicy, LabelKind, Split, TaskType
 from ..modeling.vocabulary import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ VALIDATION_SPLIT_NAMES = ("validation", "valid", "val", "dev")
 class TaskDataArguments:
     """Which task and which data: shared by fine-tuning and the supervised baselines, so both see one split."""
 
-    task: TaskType = field(metadata={"help": "regression | classification | token-classification"})
+    task: TaskType = field(metadata={"help": " | ".join(TASK_TYPES)})
     train_file: str | None = field(
         default=None,
         metadata={"help": "CSV (TAPE seq,label or FLIP) or, for token tasks, sequences FASTA (or use --dataset_name)"},
