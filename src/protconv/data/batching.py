@@ -73,9 +73,9 @@ class TokenBudgetBatcher:
     def _pool_batches(self, pool: list[str], start: int, epoch: int, pool_number: int) -> list[Batch]:
         rng = np.random.default_rng([self.seed, epoch, pool_number])
         cropped = [self._crop(sequence, rng) for sequence in pool]
-        order = rng.permutation(len(pool)) if self.shuffle else np.arange(len(pool))
+        shuffled = rng.permutation(len(pool)) if self.shuffle else np.arange(len(pool))
         # Stable sort of a shuffled order: equal lengths are mixed differently every epoch.
-        order = sorted(order.tolist(), key=lambda i: len(cropped[i]))
+        order = sorted(shuffled.tolist(), key=lambda i: len(cropped[i]))
         batches = [
             Batch(tuple(cropped[i] for i in group), tuple(start + i for i in group))
             for group in self._cut(order, cropped)

@@ -35,8 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from ..tokenization.validation import InvalidSequenceError, clean_sequence
-from .fasta_corpus import _HASH_BUCKETS, InvalidPolicy, Side, in_held_out_split
+from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
+from .choices import check_choice
+from .fasta_corpus import InvalidPolicy, Side
+from .held_out import held_out_by_hash, in_held_out_split, split_crc
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +175,7 @@ class DatasetRecords:
         cache_dir: str | Path | None = None,
         dataset: Any = None,
     ) -> None:
-        if invalid not in ("error", "skip", "X"):
-            raise ValueError(f"invalid must be 'error', 'skip' or 'X', got {invalid!r}")
+        check_choice("invalid", invalid, InvalidPolicy)
         dataset = load(name, config, split) if dataset is None else dataset
         if column not in dataset.column_names:
             raise ValueError(
@@ -184,7 +185,7 @@ class DatasetRecords:
         if getattr(dataset, "_indices", None) is not None:
             dataset = dataset.flatten_indices()
         self.name = _display(name, split)
-        self.unknown = "X" if invalid == "X" else "error"
+        self.unknown: UnknownPolicy = "X" if invalid == "X" else "error"
         self.column = dataset.data.column(column)
         self.reads = 0
         self.skipped = 0
@@ -206,7 +207,7 @@ class DatasetRecords:
                     logger.warning("skipping invalid row: %s", self.error(row))
                 self.skipped = len(bad)
         if side != "all" and held_out_fraction > 0:
-            held = (arrays["crc32"] % np.uint32(_HASH_BUCKETS)) < held_out_fraction * _HASH_BUCKETS
+            held = held_out_by_hash(arrays["crc32"], held_out_fraction)
             if split_seed != 0:
                 held = np.array([in_held_out_split(s, held_out_fraction, split_seed) for s in self._all(keep)])
             keep &= held if side == "validation" else ~held
@@ -297,7 +298,7 @@ class DatasetRecords:
             "invalid": np.asarray(invalid, dtype=np.int64),
         }
         if need_hashes:
-            start, hashes, row = zlib.crc32(b"0:"), np.zeros(len(lengths), dtype=np.uint32), 0
+            start, hashes, row = split_crc(), np.zeros(len(lengths), dtype=np.uint32), 0
             for chunk in column.chunks:
                 for value in chunk.to_pylist():
                     text = cleaned.get(row) if row in cleaned else value.upper()
@@ -361,7 +362,7 @@ class StreamingDataset:
             stream = stream.shuffle(seed=self.seed, buffer_size=self.shuffle_buffer)
             stream.set_epoch(self.epoch)
         self.skipped, kept = 0, 0
-        unknown = "X" if self.invalid == "X" else "error"
+        unknown: UnknownPolicy = "X" if self.invalid == "X" else "error"
         for row, example in enumerate(stream):
             if self.column not in example:
                 raise ValueError(f"{self.name}: no column {self.column!r} (columns: {', '.join(example)})")

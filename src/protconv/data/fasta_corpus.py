@@ -2,14 +2,14 @@
 
 The corpus is re-read from disk every epoch instead of being loaded, so UniRef50-sized files work with a constant
 memory footprint; a validation split of the same files is chosen by a hash of each sequence, so it is stable across
-epochs, processes and restarts without storing any index, and a protein that occurs twice never lands on both sides.
+epochs, processes and restarts without storing any index, and a protein that occurs twice never lands on both sides
+(the rule is :mod:`protconv.data.held_out`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,24 +17,16 @@ from typing import Literal
 
 import numpy as np
 
-from ..tokenization.validation import InvalidSequenceError
+from ..tokenization.validation import InvalidSequenceError, UnknownPolicy
+from .choices import check_choice
 from .fasta import read_fasta
+from .fasta_index import FastaIndex, open_index
+from .held_out import in_held_out_split  # its home; still importable from here for one release
 
 logger = logging.getLogger(__name__)
 
 InvalidPolicy = Literal["error", "skip", "X"]
 Side = Literal["all", "train", "validation"]
-
-_HASH_BUCKETS = 1_000_000
-
-
-def in_held_out_split(sequence: str, fraction: float, seed: int = 0) -> bool:
-    """Whether ``sequence`` belongs to the held-out ``fraction``: a pure function of its residues and ``seed``."""
-    if fraction <= 0:
-        return False
-    bucket = zlib.crc32(f"{seed}:{sequence}".encode()) % _HASH_BUCKETS
-    return bucket < fraction * _HASH_BUCKETS
-
 
 _NUCLEOTIDES = re.compile("[ACGTUN]+")
 #: A file is flagged when at least this fraction of its first ``_NUCLEOTIDE_SAMPLE`` records of at least
@@ -97,8 +89,7 @@ class FastaCorpus:
     _checked: set[Path] = field(default_factory=set, init=False, repr=False)  # files checked for nucleotides
 
     def __post_init__(self) -> None:
-        if self.invalid not in ("error", "skip", "X"):
-            raise ValueError(f"invalid must be 'error', 'skip' or 'X', got {self.invalid!r}")
+        check_choice("invalid", self.invalid, InvalidPolicy)
         if not self.paths:
             raise ValueError("no FASTA files given")
         for path in self.paths:
@@ -120,7 +111,7 @@ class FastaCorpus:
     def _read(self, path: Path) -> Iterator[str]:
         """Cleaned sequences of one file (bad bytes or truncated gzip raise ``FastaFormatError`` with the line)."""
         on_invalid = self._count_skipped if self.invalid == "skip" else None
-        unknown = "X" if self.invalid == "X" else "error"
+        unknown: UnknownPolicy = "X" if self.invalid == "X" else "error"
         looks_like_dna = _NucleotideCheck(path) if path not in self._checked else None
         for record in read_fasta(path, unknown=unknown, on_invalid=on_invalid):
             if looks_like_dna is not None and looks_like_dna.add(record.sequence):
@@ -168,10 +159,7 @@ class FastaRecords:
         split_seed: int = 0,
         cache_dir: str | Path | None = None,
     ) -> None:
-        from .fasta_index import open_index
-
-        if invalid not in ("error", "skip", "X"):
-            raise ValueError(f"invalid must be 'error', 'skip' or 'X', got {invalid!r}")
+        check_choice("invalid", invalid, InvalidPolicy)
         if not paths:
             raise ValueError("no FASTA files given")
         self.paths = [Path(p) for p in paths]
@@ -179,10 +167,10 @@ class FastaRecords:
             if not path.is_file():
                 raise FileNotFoundError(f"FASTA file not found: {path}")
         self.invalid = invalid
-        self.unknown = "X" if invalid == "X" else "error"
+        self.unknown: UnknownPolicy = "X" if invalid == "X" else "error"
         self.skipped = 0
         self.reads = 0
-        self.indexes = []
+        self.indexes: list[FastaIndex] = []
         kept: list[np.ndarray] = []
         for path in self.paths:
             index = open_index(path, cache_dir)
@@ -203,7 +191,7 @@ class FastaRecords:
     def __len__(self) -> int:
         return int(self._starts[-1])
 
-    def _apply_policy(self, index) -> np.ndarray:
+    def _apply_policy(self, index: FastaIndex) -> np.ndarray:
         keep = np.ones(len(index), dtype=bool)
         if not len(index.invalid):
             return keep
@@ -220,7 +208,7 @@ class FastaRecords:
         self.skipped += len(index.invalid)
         return keep
 
-    def _check_nucleotides(self, index, path: Path) -> None:
+    def _check_nucleotides(self, index: FastaIndex, path: Path) -> None:
         """The DNA/RNA warning of ``FastaCorpus``, from the file's first records of 20+ residues."""
         lengths = np.asarray(index.lengths[: 50 * _NUCLEOTIDE_SAMPLE])
         candidates = np.flatnonzero(lengths >= _NUCLEOTIDE_MIN_LENGTH)

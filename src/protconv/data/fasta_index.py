@@ -47,9 +47,9 @@ from pathlib import Path
 import numpy as np
 
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
-from ..tokenization.validation import InvalidSequenceError, clean_sequence
+from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 from .fasta import _GZIP_ERRORS, _GZIP_MAGIC, FastaEntry, FastaFormatError, _locate_problem
-from .fasta_corpus import _HASH_BUCKETS
+from .held_out import held_out_by_hash, split_crc
 
 logger = logging.getLogger(__name__)
 
@@ -75,11 +75,6 @@ _ASCII_WHITESPACE = bytes(b for b in range(128) if _CLASS[b] == 1)
 _RESIDUE_BYTES = RESIDUE_CHARACTERS.encode("ascii")
 _RECORD_BLOCK = 1 << 20  # records per block of the per-record loop (bounds its Python lists)
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-
-def split_crc(seed: int = 0) -> int:
-    """The running CRC-32 of ``f"{seed}:"``: chained with a sequence it gives ``in_held_out_split``'s hash."""
-    return zlib.crc32(f"{seed}:".encode())
 
 
 @dataclass
@@ -108,7 +103,7 @@ class FastaIndex:
         return sum(getattr(self, name).nbytes for name in _ARRAYS)
 
     # ------------------------------------------------------------------------------------------- reading
-    def sequence(self, record: int, unknown: str = "error") -> str:
+    def sequence(self, record: int, unknown: UnknownPolicy = "error") -> str:
         """The cleaned residues of ``record`` (upper case, whitespace dropped); ``unknown="X"`` maps characters
         outside the alphabet to X, as ``read_fasta`` does. Reads only that record's bytes."""
         raw = self.data[int(self.offsets[record]) : int(self.offsets[record + 1])]
@@ -128,7 +123,7 @@ class FastaIndex:
             )
         return residues.decode("ascii")
 
-    def sequences(self, records: np.ndarray, unknown: str = "error") -> list[str]:
+    def sequences(self, records: np.ndarray, unknown: UnknownPolicy = "error") -> list[str]:
         """``sequence`` of each of ``records``, with the index looked up once for all of them."""
         records = np.asarray(records, dtype=np.int64)
         starts, ends = self.offsets[records].tolist(), self.offsets[records + 1].tolist()
@@ -201,7 +196,7 @@ class FastaIndex:
         if fraction <= 0:
             return np.zeros(len(self), dtype=bool)
         hashes = self.crc32 if seed == 0 else self._hashes(seed)
-        return (hashes % np.uint32(_HASH_BUCKETS)) < fraction * _HASH_BUCKETS
+        return held_out_by_hash(hashes, fraction)
 
     def _hashes(self, seed: int) -> np.ndarray:
         """Split hashes for a seed other than 0: one pass reading every record (not cached)."""
@@ -234,7 +229,7 @@ def open_index(path: str | Path, cache_dir: str | Path | None = None) -> FastaIn
     if cache_dir is None:
         data = _decompress_to_memory(source) if gzipped else _map(source)
         arrays = scan(data, source, source, gzipped)
-        return FastaIndex(source, data, **arrays)
+        return FastaIndex(source, data, folder=None, **arrays)
     folder = Path(cache_dir) / "fasta" / f"{_safe_name(source.name)}-{file_key(source)}"
     if folder.is_dir():
         try:
@@ -358,6 +353,30 @@ def scan(data: mmap.mmap | bytes, source: Path, data_path: Path, gzipped: bool) 
     preamble_end = int(starts[0]) if n else size
     if data[start:preamble_end].translate(None, _ASCII_WHITESPACE):
         _check_preamble(data, start, preamble_end, source, data_path, gzipped)
+    lengths, crc, unusual = _translate_records(data, starts, ends)
+    high = np.flatnonzero(view >= 128) if n and _has_high_bytes(view) else np.zeros(0, dtype=np.int64)
+    slow = np.union1d(np.asarray(unusual, dtype=np.int64), _records_of(high, starts))
+    slow = slow[slow >= 0]
+    offsets = np.append(starts, size).astype(np.uint64)
+    invalid = _reread_slow_records(data, offsets, slow, lengths, crc, source, data_path, gzipped)
+    if len(lengths) and int(lengths.max()) >= 2**32:
+        raise FastaFormatError(source, None, "a record of 4 billion residues or more")
+    return {
+        "offsets": offsets,
+        "lengths": lengths.astype(np.uint32),
+        "crc32": crc,
+        "slow": slow.astype(np.int64),
+        "invalid": np.asarray(invalid, dtype=np.int64),
+    }
+
+
+def _translate_records(
+    data: mmap.mmap | bytes, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The fast pass: per record, one ``bytes.translate`` of its sequence lines gives the residue count (uint64)
+    and the split hash (uint32); records with no residues or bytes outside the alphabet are listed as unusual.
+    Records are taken in blocks of ``_RECORD_BLOCK`` so that the Python lists of offsets stay bounded."""
+    size, n = len(data), len(starts)
     lengths, hashes, unusual = array("Q"), array("I"), []
     table, whitespace, residues, crc32, first = _UPPER_TABLE, _ASCII_WHITESPACE, _RESIDUE_BYTES, zlib.crc32, split_crc()
     for block in range(0, n, _RECORD_BLOCK):
@@ -373,19 +392,29 @@ def scan(data: mmap.mmap | bytes, source: Path, data_path: Path, gzipped: bool) 
                 unusual.append(record)
     lengths_array = np.frombuffer(lengths, dtype=np.uint64).copy() if n else np.zeros(0, dtype=np.uint64)
     crc = np.frombuffer(hashes, dtype=np.uint32).copy() if n else np.zeros(0, dtype=np.uint32)
-    high = np.flatnonzero(view >= 128) if n and _has_high_bytes(view) else np.zeros(0, dtype=np.int64)
-    slow = np.union1d(np.asarray(unusual, dtype=np.int64), _records_of(high, starts))
-    slow = slow[slow >= 0]
+    return lengths_array, crc, unusual
+
+
+def _reread_slow_records(
+    data: mmap.mmap | bytes,
+    offsets: np.ndarray,
+    slow: np.ndarray,
+    lengths: np.ndarray,
+    crc: np.ndarray,
+    source: Path,
+    data_path: Path,
+    gzipped: bool,
+) -> list[int]:
+    """The exact pass over the ``slow`` records: their ``lengths`` and ``crc`` are overwritten in place with those
+    of the record as ``invalid_sequences=X`` reads it (0 without residues); returns the records ``read_fasta``
+    would reject. Bytes that are not UTF-8 raise, located by re-reading ``data_path``."""
     invalid = []
-    offsets = np.append(starts, size).astype(np.uint64)
     for record in slow.tolist():
         raw = data[int(offsets[record]) : int(offsets[record + 1])]
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            problem = _locate_problem(data_path, gzipped)
-            line, message = problem if problem else (None, "bytes that are not UTF-8 text")
-            raise FastaFormatError(source, line, message) from None
+            raise _not_utf8_error(source, data_path, gzipped) from None
         entry = _parse_entry(text, 0)
         try:
             residues_text = clean_sequence(entry.text)
@@ -395,17 +424,9 @@ def scan(data: mmap.mmap | bytes, source: Path, data_path: Path, gzipped: bool) 
                 residues_text = clean_sequence(entry.text, unknown="X")
             except InvalidSequenceError:  # no residues at all
                 residues_text = ""
-        lengths_array[record] = len(residues_text)
+        lengths[record] = len(residues_text)
         crc[record] = zlib.crc32(residues_text.encode(), split_crc()) if residues_text else 0
-    if len(lengths_array) and int(lengths_array.max()) >= 2**32:
-        raise FastaFormatError(source, None, "a record of 4 billion residues or more")
-    return {
-        "offsets": offsets,
-        "lengths": lengths_array.astype(np.uint32),
-        "crc32": crc,
-        "slow": slow.astype(np.int64),
-        "invalid": np.asarray(invalid, dtype=np.int64),
-    }
+    return invalid
 
 
 def _has_high_bytes(view: np.ndarray) -> bool:
@@ -468,12 +489,17 @@ def _check_preamble(
     try:
         text = data[start:end].decode("utf-8")
     except UnicodeDecodeError:
-        problem = _locate_problem(data_path, gzipped)
-        line, message = problem if problem else (None, "bytes that are not UTF-8 text")
-        raise FastaFormatError(source, line, message) from None
+        raise _not_utf8_error(source, data_path, gzipped) from None
     for number, line in enumerate(_LINE_BREAK.split(text), start=1):
         if line.strip():
             raise FastaFormatError(source, number, "sequence data before the first '>' header")
+
+
+def _not_utf8_error(source: Path, data_path: Path, gzipped: bool) -> FastaFormatError:
+    """The error for bytes that are not UTF-8, at the line the exact reader finds them on."""
+    problem = _locate_problem(data_path, gzipped)
+    line, message = problem if problem else (None, "bytes that are not UTF-8 text")
+    return FastaFormatError(source, line, message)
 
 
 def _header_end(raw: bytes) -> int:

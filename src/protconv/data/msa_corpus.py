@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .fasta_corpus import Side, in_held_out_split
+from .choices import check_choice
+from .fasta_corpus import Side
+from .held_out import in_held_out_split
 from .msa import ALIGNMENT_SUFFIXES, format_suffix, read_alignment
 from .profile_files import read_profile_file
 from .profiles import DEFAULT_PSEUDOCOUNT_WEIGHT, InsertPolicy, Prior, compute_profile, target_table
@@ -137,10 +139,8 @@ class MSACorpus:
     _keys: dict[Path, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.inserts not in ("background", "mask"):
-            raise ValueError(f"inserts must be 'background' or 'mask', got {self.inserts!r}")
-        if self.prior not in ("background", "dirichlet"):
-            raise ValueError(f"prior must be 'background' or 'dirichlet', got {self.prior!r}")
+        check_choice("inserts", self.inserts, InsertPolicy)
+        check_choice("prior", self.prior, Prior)
         self._files = find_profile_sources(self.paths)
 
     def prepare(self) -> None:

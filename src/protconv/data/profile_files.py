@@ -234,7 +234,8 @@ def _hhm_model(path: Path, lines: Iterator[tuple[int, str]], first: tuple[int, s
         raise ProfileFormatError(path, number, "missing LENG or 'HMM' line (truncated model?)")
     next(lines, None)  # transition header (M->M M->I ...)
     next(lines, None)  # start-state transitions
-    rows, letters = [], []
+    rows: list[np.ndarray] = []
+    letters: list[str] = []
     for number, line in lines:
         fields = line.split()
         if not fields:

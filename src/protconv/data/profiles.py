@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 
 from ..modeling.vocabulary import EXTENDED_AMINO_ACIDS, NUM_AMINO_ACIDS, STANDARD_AMINO_ACIDS
+from .choices import check_choice, choice_error
 from .msa import Alignment
 
 GAP_CODE = 20
@@ -294,7 +295,7 @@ def compute_profile(
     elif prior == "dirichlet":
         probabilities = mixture.posterior_mean(counts)
     else:
-        raise ValueError(f"prior must be 'background' or 'dirichlet', got {prior!r}")
+        raise choice_error("prior", prior, Prior)
     probabilities /= probabilities.sum(axis=1, keepdims=True)
     return Profile(probabilities=probabilities, neff=neff, counts=counts, column_neff=column_neff)
 
@@ -320,8 +321,7 @@ def target_table(
 ) -> np.ndarray:
     """(columns + 1, 20) float32 lookup table of per-residue targets: the profile rows, then the row of insert
     residues (index -1): ``background`` or all zeros (no target) for ``inserts="mask"``."""
-    if inserts not in ("background", "mask"):
-        raise ValueError(f"inserts must be 'background' or 'mask', got {inserts!r}")
+    check_choice("inserts", inserts, InsertPolicy)
     table = np.zeros((len(probabilities) + 1, NUM_AMINO_ACIDS), dtype=np.float32)
     table[:-1] = probabilities
     if inserts == "background":

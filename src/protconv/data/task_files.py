@@ -77,7 +77,7 @@ class LabelledSequences:
         self.skipped.append(message)
 
 
-def report_skipped(data_by_split: Mapping[str, LabelledSequences], limit: int | None = None) -> str:
+def report_skipped(data_by_split: Mapping[Split, LabelledSequences], limit: int | None = None) -> str:
     """Every skipped row of ``data_by_split`` (split name -> data), one line each, under a count summary.
 
     Returns "" when nothing was skipped. A row that belongs to no split (e.g. an unexpected FLIP ``set`` value)
@@ -225,7 +225,7 @@ def _flag(value: str) -> bool | None:
 
 
 def _in_flip_split(
-    fields: Sequence[str],
+    fields: _Fields,
     columns: _TaskColumns,
     split: Split,
     where: str,
@@ -234,6 +234,8 @@ def _in_flip_split(
 ) -> bool:
     """Whether a row of a FLIP table belongs to ``split`` (its ``set``/``validation`` columns); a row whose columns
     name no split is rejected under ``on_bad_row`` and belongs to none."""
+    if columns.set is None:  # not reached: _check_split_column refuses a split of such a table first
+        raise TaskDataError(f"{where}: split={split!r} needs a FLIP 'set' column")
     validation = fields[columns.validation] if columns.validation is not None else ""
     side, problem = _flip_side(fields[columns.set], validation)
     if problem is not None:
@@ -303,13 +305,17 @@ def _task_columns(
     )
 
 
+#: A row's text by column index: a CSV row's fields, or the columns read of a table in memory.
+_Fields = Sequence[str] | Mapping[int, str]
+
+
 @dataclass
 class _Row:
     """One table row: where it is (``file:line``, ``name (split) row N``), its fields by column index, or what
     makes it unreadable (e.g. a wrong number of fields)."""
 
     where: str
-    fields: Sequence[str] | Mapping[int, str] = ()
+    fields: _Fields = ()
     problem: str | None = None
 
 
@@ -551,7 +557,7 @@ def parse_classes(text: str, per_residue: bool) -> list[str]:
 
 
 def assign_class_ids(
-    splits: Mapping[str, LabelledSequences],
+    splits: Mapping[Split, LabelledSequences],
     classes: Sequence[str] | None = None,
     num_labels: int | None = None,
     on_bad_row: BadRowPolicy = "error",
@@ -568,8 +574,8 @@ def assign_class_ids(
     raw = [label for data in splits.values() for label in data.labels]
     if classes is not None:
         names = list(classes)
-    elif all(_class_id(label) is not None for label in raw):
-        largest = max((_class_id(label) for label in raw), default=-1)
+    elif (numbers := _class_ids_of_all(raw)) is not None:
+        largest = max(numbers, default=-1)
         names = [str(i) for i in range(max(largest + 1, num_labels or 0))]
     else:
         names = sorted({str(label) for label in raw})
@@ -587,7 +593,18 @@ def assign_class_ids(
 def _class_id(label: object) -> int | None:
     """``label`` as a class id (a non-negative integer, possibly written ``3.0``), else None."""
     value, problem = _label(str(label), "int")
-    return value if problem is None and value >= 0 else None
+    return value if problem is None and isinstance(value, int) and value >= 0 else None
+
+
+def _class_ids_of_all(labels: Iterable[object]) -> list[int] | None:
+    """Every label as a class id, or None as soon as one is not an id."""
+    numbers = []
+    for label in labels:
+        number = _class_id(label)
+        if number is None:
+            return None
+        numbers.append(number)
+    return numbers
 
 
 def _apply_class_ids(data: LabelledSequences, ids: Mapping[str, int], on_bad_row: BadRowPolicy) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,16 +28,23 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ..data.task_files import LabelledSequences
+from ..data.tasks.vocabulary import Split, TaskType
 from ..metrics import classification_metrics, regression_metrics, token_metrics
 from ..modeling.vocabulary import IGNORE_INDEX, RESIDUE_CHARACTERS
 from ..progress import progress_bar
-from .task_data import TaskType
 
 _RESIDUE_INDEX = {char: index for index, char in enumerate(RESIDUE_CHARACTERS)}
 N_RESIDUES = len(RESIDUE_CHARACTERS)
 #: The headline score of each task type (used to pick hyper-parameters on the validation split).
-PRIMARY_METRIC = {"regression": "spearman", "classification": "accuracy", "token-classification": "accuracy"}
+PRIMARY_METRIC: dict[TaskType, str] = {
+    "regression": "spearman",
+    "classification": "accuracy",
+    "token-classification": "accuracy",
+}
 
+
+#: A task's data by split, as ``load_task_splits`` returns it (valid and test may be absent).
+_Splits = Mapping[Split, LabelledSequences]
 
 #: Called once per unit of work done (a fit, a batch): advances a progress bar.
 Tick = Callable[[], object]
@@ -54,7 +61,7 @@ def _bar(total: int, desc: str, enabled: bool) -> tqdm:
 
 @dataclass
 class BaselineResult:
-    metrics: dict[str, dict[str, float]]
+    metrics: dict[Split, dict[str, float]]
     chosen: str
     seconds: float
 
@@ -89,13 +96,13 @@ def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, f
     return weights, y_mean - float(x_mean @ weights)
 
 
-def _splits_features(splits: dict[str, LabelledSequences], length: int) -> dict[str, np.ndarray]:
+def _splits_features(splits: _Splits, length: int) -> dict[Split, np.ndarray]:
     return {name: one_hot_flat(data.sequences, length) for name, data in splits.items()}
 
 
 def linear_baseline(
     task: TaskType,
-    splits: dict[str, LabelledSequences],
+    splits: _Splits,
     alphas: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0),
     progress: bool = False,
 ) -> BaselineResult:
@@ -114,9 +121,7 @@ def linear_baseline(
     return BaselineResult(by_alpha[alpha], f"alpha={alpha:g}", time.perf_counter() - start)
 
 
-def _ridge_scores(
-    splits: dict[str, LabelledSequences], alpha: float, tick: Tick = _no_tick
-) -> dict[str, dict[str, float]]:
+def _ridge_scores(splits: _Splits, alpha: float, tick: Tick = _no_tick) -> dict[Split, dict[str, float]]:
     length = max(len(s) for s in splits["train"].sequences)
     features = _splits_features(splits, length)
     weights, bias = ridge_fit(features["train"], np.asarray(splits["train"].labels, dtype=np.float64), alpha)
@@ -171,12 +176,12 @@ def _fit_softmax(
 
 def _logistic_path(
     train: tuple[torch.Tensor, torch.Tensor],
-    evaluate: dict[str, tuple[torch.Tensor, np.ndarray]],
+    evaluate: Mapping[Split, tuple[torch.Tensor, np.ndarray]],
     features: int,
     classes: int,
     alphas: tuple[float, ...],
     tick: Tick = _no_tick,
-) -> dict[float, dict[str, dict[str, float]]]:
+) -> dict[float, dict[Split, dict[str, float]]]:
     """Fit every L2 strength from strongest to weakest, each warm-started from the previous solution.
 
     Only classes present in train get a column (a class never seen cannot be learned; with 1,195 folds and a
@@ -186,7 +191,7 @@ def _logistic_path(
     seen = torch.unique(labels)
     compact = torch.searchsorted(seen, labels)
     model = _SparseSoftmax(features, len(seen))
-    results: dict[float, dict[str, dict[str, float]]] = {}
+    results: dict[float, dict[Split, dict[str, float]]] = {}
     for alpha in sorted(alphas, reverse=True):
         _fit_softmax(bits, compact, model, alpha)
         tick()
@@ -200,17 +205,19 @@ def _logistic_path(
 
 
 def _logistic_scores(
-    splits: dict[str, LabelledSequences],
+    splits: _Splits,
     alphas: tuple[float, ...],
     length_quantile: float = 0.95,
     tick: Tick = _no_tick,
-) -> dict[float, dict[str, dict[str, float]]]:
+) -> dict[float, dict[Split, dict[str, float]]]:
     """Proteins cropped/padded to the ``length_quantile`` of train lengths: the long tail of a fold-classification
     set would otherwise multiply the feature count for a handful of proteins."""
     length = int(np.ceil(np.quantile([len(s) for s in splits["train"].sequences], length_quantile)))
     bits = {name: _sparse_one_hot(residue_codes(data.sequences, length)) for name, data in splits.items()}
     classes = 1 + max(max(data.labels) for data in splits.values())
-    evaluate = {name: (bits[name], np.asarray(data.labels)) for name, data in splits.items() if name != "train"}
+    evaluate: dict[Split, tuple[torch.Tensor, np.ndarray]] = {
+        name: (bits[name], np.asarray(data.labels)) for name, data in splits.items() if name != "train"
+    }
     train = (bits["train"], torch.tensor(splits["train"].labels))
     return _logistic_path(train, evaluate, length * N_RESIDUES, classes, alphas, tick)
 
@@ -228,11 +235,13 @@ def _windows(data: LabelledSequences, half_width: int) -> tuple[torch.Tensor, np
 
 
 def _windowed_logistic(
-    splits: dict[str, LabelledSequences], alphas: tuple[float, ...], half_width: int = 7, tick: Tick = _no_tick
-) -> dict[float, dict[str, dict[str, float]]]:
+    splits: _Splits, alphas: tuple[float, ...], half_width: int = 7, tick: Tick = _no_tick
+) -> dict[float, dict[Split, dict[str, float]]]:
     windows = {name: _windows(data, half_width) for name, data in splits.items()}
     classes = 1 + max(int(labels.max()) for _, labels in windows.values())
-    evaluate = {name: window for name, window in windows.items() if name != "train"}
+    evaluate: dict[Split, tuple[torch.Tensor, np.ndarray]] = {
+        name: window for name, window in windows.items() if name != "train"
+    }
     bits, labels = windows["train"]
     features = (2 * half_width + 1) * N_RESIDUES
     return _logistic_path((bits, torch.from_numpy(labels)), evaluate, features, classes, alphas, tick)
@@ -303,14 +312,14 @@ def _cnn_predict(
                 out, y = out[keep], y[keep]
             outputs.append(out)
             labels.append(y)
-    logits, y = torch.cat(outputs).numpy(), torch.cat(labels).numpy()
+    logits, truth = torch.cat(outputs).numpy(), torch.cat(labels).numpy()
     if task == "regression":
-        return regression_metrics(logits.ravel() * scale[1] + scale[0], y)
-    return classification_metrics(logits, y) if task == "classification" else token_metrics(logits, y)
+        return regression_metrics(logits.ravel() * scale[1] + scale[0], truth)
+    return classification_metrics(logits, truth) if task == "classification" else token_metrics(logits, truth)
 
 
 def cnn_baseline(
-    task: TaskType, splits: dict[str, LabelledSequences], epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
+    task: TaskType, splits: _Splits, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
     layers: int = 2, channels: int = 128, pooling: str = "max", seed: int = 0, progress: bool = False,
 ) -> BaselineResult:  # fmt: skip
     """Train the small CNN with Adam; regression targets are z-scored; keep the best validation epoch."""
@@ -324,7 +333,8 @@ def cnn_baseline(
     mean, std = (np.mean(train.labels), np.std(train.labels) or 1.0) if task == "regression" else (0.0, 1.0)
     scaled = LabelledSequences(train.sequences, [(y - mean) / std for y in train.labels] if task == "regression"
                                else train.labels)  # fmt: skip
-    best_score, best_state, best_epoch = -np.inf, None, 0
+    best_score, best_epoch = -np.inf, 0
+    best_state: dict[str, torch.Tensor] | None = None
     batches = -(-len(train) // batch_size)
     with _bar(epochs * batches, f"cnn {task}", progress) as bar:
         for epoch in range(epochs):
@@ -342,8 +352,12 @@ def cnn_baseline(
             if score > best_score:
                 best_score, best_epoch = score, epoch + 1
                 best_state = {k: v.clone() for k, v in model.state_dict().items()}
+    if best_state is None:  # no epoch, or no finite validation score: torch's own message, as before
+        raise TypeError(f"Expected state_dict to be dict-like, got {type(best_state)}.")
     model.load_state_dict(best_state)
-    metrics = {name: _cnn_predict(model, data, task, (mean, std)) for name, data in splits.items() if name != "train"}
+    metrics: dict[Split, dict[str, float]] = {
+        name: _cnn_predict(model, data, task, (mean, std)) for name, data in splits.items() if name != "train"
+    }
     return BaselineResult(metrics, f"epoch={best_epoch}/{epochs}", time.perf_counter() - start)
 
 
@@ -369,9 +383,7 @@ class BaselineArguments:
     )
 
 
-def run_baselines(
-    task: TaskType, splits: dict[str, LabelledSequences], args: BaselineArguments
-) -> dict[str, BaselineResult]:
+def run_baselines(task: TaskType, splits: _Splits, args: BaselineArguments) -> dict[str, BaselineResult]:
     results = {}
     for name in [b.strip() for b in args.baselines.split(",") if b.strip()]:
         if name == "linear":

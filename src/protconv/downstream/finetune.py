@@ -22,11 +22,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias, cast
 
 import numpy as np
 import torch
@@ -40,8 +40,10 @@ from transformers import (
     Trainer,
     TrainingArguments,
 )
+from transformers.hf_argparser import DataClass, DataClassType
 
 from ..data.task_files import LabelledSequences
+from ..data.tasks.vocabulary import Split, TaskType
 from ..hub import save_hub_folder
 from ..lora import default_lora_targets
 from ..metrics import NonFiniteError, metrics_for
@@ -50,11 +52,16 @@ from ..model_source import load_tokenizer, position_limit
 from ..registry import has_saved_weights, load_pretrained, resolve_config
 from ..run_logging import configure_logging
 from .predictions import ResidueWindow, SplitPredictions, split_predictions, write_predictions
-from .task_data import TaskCollator, TaskDataArguments, TaskDataset, TaskType, count_truncated, load_task_splits
+from .task_data import TaskCollator, TaskDataArguments, TaskDataset, count_truncated, load_task_splits
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 __all__ = ["FinetuneArguments", "NonFiniteError", "SequenceLengthError", "finetune", "parse_finetune_arguments"]
 
 Mode = Literal["full", "frozen", "lora"]
+#: What Trainer trains: the task model, or under ``--mode lora`` peft's wrapper of it.
+TrainedModel: TypeAlias = "PreTrainedModel | PeftModel"
 logger = logging.getLogger(__name__)
 #: The run's log, in the output folder beside the model.
 LOG_FILE = "protconv.log"
@@ -117,7 +124,7 @@ def label_maps(classes: list[str] | None) -> dict[str, dict]:
     return {"id2label": dict(enumerate(classes)), "label2id": {name: i for i, name in enumerate(classes)}}
 
 
-def prepare_mode(model: PreTrainedModel, args: FinetuneArguments) -> PreTrainedModel:
+def prepare_mode(model: PreTrainedModel, args: FinetuneArguments) -> TrainedModel:
     """Freeze the backbone (``frozen``) or wrap in LoRA adapters on the family's default targets (``lora``,
     ``protconv.lora``: the same modules plain peft picks for a protconv model); the head is trained in full."""
     if args.mode == "full":
@@ -142,18 +149,22 @@ def prepare_mode(model: PreTrainedModel, args: FinetuneArguments) -> PreTrainedM
 
 def fold_label_scale(model: PreTrainedModel, mean: float, std: float) -> None:
     """Make the regression head predict raw units: out * std + mean, folded into the last Linear layer."""
-    out_proj = model.classifier.out_proj
+    out_proj = model.get_submodule("classifier.out_proj")
+    if not isinstance(out_proj, torch.nn.Linear):  # every protconv task head ends in one
+        raise TypeError(f"the regression head's out_proj is a {type(out_proj).__name__}, not a Linear layer")
     with torch.no_grad():
         out_proj.weight.mul_(std)
         out_proj.bias.mul_(std).add_(mean)
 
 
-def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[str, dict[str, float]]:
+def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[Split, dict[str, float]]:
     """Fine-tune, evaluate on valid/test, save a Hub-ready folder to ``<output_dir>/model``; returns metrics.
 
     Raises ``NonFiniteError`` (and writes no model) if the loss, the predictions or the weights go NaN/inf, and
     ``SequenceLengthError`` before any training if a sequence is too long for the model.
     """
+    if training_args.output_dir is None:  # not reached: TrainingArguments defaults it to trainer_output
+        raise ValueError("TrainingArguments.output_dir is not set")
     output = Path(training_args.output_dir)
     with run_logging(training_args):
         return _finetune(args, training_args, output)
@@ -182,7 +193,7 @@ def protconv_log_level(trainer_level: str) -> str:
     return {"passive": "info", "detail": "debug"}.get(trainer_level, trainer_level)
 
 
-def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output: Path) -> dict[str, dict[str, float]]:
+def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output: Path) -> dict[Split, dict[str, float]]:
     splits, classes = load_task_splits(args, training_args.seed, args.num_labels)
     label_scale = (0.0, 1.0)
     if args.task == "regression" and args.normalize_labels:
@@ -197,32 +208,36 @@ def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output:
     log_data(splits, classes, truncated, args.max_length)
     model = build_task_model(args.model, args.task, num_labels_for(args.task, classes), classes)
     config = model.config
-    model = prepare_mode(model, args)
-    log_parameters(model)
+    trainable = prepare_mode(model, args)
+    log_parameters(trainable)
     datasets = {
         split: TaskDataset(data, tokenizer, args.task, args.max_length, label_scale) for split, data in splits.items()
     }
     if training_args.label_names is None:
         training_args.label_names = ["labels"]
     trainer = FiniteLossTrainer(
-        model=model,
+        model=trainable,
         args=training_args,
         train_dataset=datasets["train"],
         eval_dataset=datasets.get("valid"),
-        data_collator=TaskCollator(tokenizer, args.task),
+        # transformers types a collator as returning dict; its own collators return BatchEncoding, as this one does
+        data_collator=TaskCollator(tokenizer, args.task),  # type: ignore[arg-type]
         processing_class=tokenizer,
         compute_metrics=metrics_for(args.task, label_scale),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    evaluated = {split: _evaluate(trainer, datasets[split], split) for split in ("valid", "test") if split in datasets}
+    evaluated: dict[Split, tuple[dict[str, float], np.ndarray]] = {
+        split: _evaluate(trainer, datasets[split], split) for split in ("valid", "test") if split in datasets
+    }
     results = {split: metrics for split, (metrics, _) in evaluated.items()}
     window = ResidueWindow.of(tokenizer, args.max_length)
     tables = {  # in the names of config.id2label, as protconv predict writes them
         split: split_predictions(args.task, splits[split], logits, config, label_scale, window)
         for split, (_, logits) in evaluated.items()
     }
-    check_finite_weights(trainer.model, "the fine-tuned model")
-    final = _finalise(trainer.model, args, label_scale, output)
+    trained = cast(TrainedModel, trainer.model)  # the model it was given (Trainer types it loosely)
+    check_finite_weights(trained, "the fine-tuned model")
+    final = _finalise(trained, args, label_scale, output)
     check_finite_weights(final, "the model to save")
     save_hub_folder(final, tokenizer, output / "model", card=_card(final, args, results), overwrite=True)
     _write_results(args, output, results, tables, classes=classes, truncated=truncated, splits=splits)
@@ -232,12 +247,12 @@ def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output:
 def _write_results(
     args: FinetuneArguments,
     output: Path,
-    results: dict[str, dict[str, float]],
-    tables: dict[str, SplitPredictions],
+    results: dict[Split, dict[str, float]],
+    tables: dict[Split, SplitPredictions],
     *,
     classes: list[str] | None,
-    truncated: dict[str, int],
-    splits: dict[str, LabelledSequences],
+    truncated: dict[Split, int],
+    splits: Mapping[Split, LabelledSequences],
 ) -> None:
     """``finetune_results.json`` and the predictions files, written once the model is saved (a failed run
     leaves none of them)."""
@@ -262,10 +277,10 @@ def _write_results(
 _NOT_CARD_METRICS = frozenset({"loss", "epoch", "runtime", "samples_per_second", "steps_per_second"})
 
 
-def _card(model: PreTrainedModel, args: FinetuneArguments, results: dict[str, dict[str, float]]) -> ModelCard:
+def _card(model: PreTrainedModel, args: FinetuneArguments, results: dict[Split, dict[str, float]]) -> ModelCard:
     """The fine-tuned model's card: validation/test figures as ``model-index``, the base model and dataset as Hub
     metadata where they are Hub ids, and the fine-tuning arguments."""
-    data = data_name(args.dataset_name or args.train_file)
+    data = data_name(args.source)
     base = data_name(args.model)
     task_type = "token-classification" if args.task == "token-classification" else "text-classification"
     figures = [
@@ -289,7 +304,7 @@ def _card(model: PreTrainedModel, args: FinetuneArguments, results: dict[str, di
     )
 
 
-def _write_predictions(tables: dict[str, SplitPredictions], output: Path) -> dict[str, str]:
+def _write_predictions(tables: dict[Split, SplitPredictions], output: Path) -> dict[Split, str]:
     written = {}
     for split, table in tables.items():
         path = output / f"{split}_predictions.csv"
@@ -299,8 +314,8 @@ def _write_predictions(tables: dict[str, SplitPredictions], output: Path) -> dic
 
 
 def check_lengths(
-    splits: dict[str, LabelledSequences], config: PretrainedConfig, special_tokens: int, max_length: int | None
-) -> dict[str, int]:
+    splits: Mapping[Split, LabelledSequences], config: PretrainedConfig, special_tokens: int, max_length: int | None
+) -> dict[Split, int]:
     """How many sequences of each split ``max_length`` truncates. Without ``max_length``, a sequence longer than
     the model's position limit raises ``SequenceLengthError`` naming it (and how many more there are)."""
     limit = position_limit(config)
@@ -330,7 +345,10 @@ def check_lengths(
 
 
 def log_data(
-    splits: dict[str, LabelledSequences], classes: list[str] | None, truncated: dict[str, int], max_length: int | None
+    splits: Mapping[Split, LabelledSequences],
+    classes: list[str] | None,
+    truncated: Mapping[Split, int],
+    max_length: int | None,
 ) -> None:
     """What the run trains and scores on: rows and lengths per split, the classes, and what truncation cuts."""
     for split, data in splits.items():
@@ -401,12 +419,14 @@ class FiniteLossTrainer(Trainer):
         return loss
 
 
-def _evaluate(trainer: Trainer, dataset: TaskDataset, split: str) -> tuple[dict[str, float], np.ndarray]:
+def _evaluate(trainer: Trainer, dataset: TaskDataset, split: Split) -> tuple[dict[str, float], np.ndarray]:
     """The split's metrics (logged like ``Trainer.evaluate``'s) and the model's outputs, in dataset order."""
     try:
         output = trainer.predict(dataset, metric_key_prefix=split)
     except NonFiniteError as error:
         raise NonFiniteError(f"{split} split: {error}") from error
+    if output.metrics is None:  # not reached: predict always scores (its loss at least)
+        raise ValueError(f"{split} split: Trainer.predict returned no metrics")
     trainer.log(output.metrics)
     metrics = _strip_prefix(output.metrics, split)
     if not math.isfinite(metrics.get("loss", 0.0)):
@@ -426,16 +446,18 @@ def check_finite_weights(model: torch.nn.Module, what: str) -> None:
 
 
 def _finalise(
-    model: PreTrainedModel, args: FinetuneArguments, label_scale: tuple[float, float], output: Path
+    model: TrainedModel, args: FinetuneArguments, label_scale: tuple[float, float], output: Path
 ) -> PreTrainedModel:
     """Save LoRA adapters on their own (``<output>/lora_adapter``), then merge them and fold the label scale,
     giving a plain model that loads anywhere without peft."""
     if args.mode == "lora":
-        model.save_pretrained(output / "lora_adapter")
-        model = model.merge_and_unload()
+        adapted = cast("PeftModel", model)  # prepare_mode wrapped it
+        adapted.save_pretrained(str(output / "lora_adapter"))
+        model = adapted.merge_and_unload()
+    plain = cast(PreTrainedModel, model)  # without adapters (or once they are merged), the task model itself
     if args.task == "regression" and label_scale != (0.0, 1.0):
-        fold_label_scale(model, *label_scale)
-    return model
+        fold_label_scale(plain, *label_scale)
+    return plain
 
 
 def _strip_prefix(metrics: dict[str, float], split: str) -> dict[str, float]:
@@ -456,7 +478,7 @@ def parse_finetune_arguments(
 ) -> tuple[FinetuneArguments, TrainingArguments]:
     """``--config file.yaml`` is not needed here: TrainingArguments already reads JSON via HfArgumentParser
     (a single ``.json`` argument). ``prog`` names the command in ``--help`` and in argument errors."""
-    parser = HfArgumentParser((FinetuneArguments, TrainingArguments), prog=prog)
+    parser = HfArgumentParser((DataClassType(FinetuneArguments), DataClassType(TrainingArguments)), prog=prog)
     if argv and len(argv) == 1 and argv[0].endswith(".json"):
         path = Path(argv[0])
         try:
@@ -466,7 +488,16 @@ def parse_finetune_arguments(
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a JSON object of argument names to values")
         try:
-            return parser.parse_dict(values)
+            parsed = parser.parse_dict(values)
         except (TypeError, ValueError) as error:  # unknown keys, a missing required argument
             raise ValueError(f"{path}: {error}") from error
-    return parser.parse_args_into_dataclasses(args=argv)
+        return _typed_arguments(parsed)
+    return _typed_arguments(parser.parse_args_into_dataclasses(args=argv))
+
+
+def _typed_arguments(parsed: tuple[DataClass, ...]) -> tuple[FinetuneArguments, TrainingArguments]:
+    """HfArgumentParser's result, typed: one instance of each dataclass it was given, in that order."""
+    finetune_args, training_args = parsed
+    if not isinstance(finetune_args, FinetuneArguments) or not isinstance(training_args, TrainingArguments):
+        raise TypeError(f"expected FinetuneArguments and TrainingArguments, got {[type(p).__name__ for p in parsed]}")
+    return finetune_args, training_args

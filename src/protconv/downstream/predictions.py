@@ -6,6 +6,8 @@ and precision/recall/F1 per class, by name. A reader of ``valid_predictions.csv`
 
 The true per-residue labels are written like the predictions, with ``.`` for a residue that is not scored
 (mask 0); a truncated sequence (``--max_length``) has labels and predictions for the residues kept only.
+The class names come from :func:`protconv.data.tasks.vocabulary.class_names` (``class_names`` moved there from
+here, and is still importable from here for one release).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 from ..data.task_files import LabelledSequences
-from ..data.tasks.vocabulary import TaskType, prediction_columns
+from ..data.tasks.vocabulary import TaskType, class_names, prediction_columns
 from ..metrics import per_class_metrics
 from ..modeling.vocabulary import IGNORE_INDEX
 
@@ -52,11 +54,6 @@ class ResidueWindow:
     def residues(self, length: int) -> slice:
         kept = length if self.max_residues is None else min(length, self.max_residues)
         return slice(self.offset, self.offset + kept)
-
-
-def class_names(config: PretrainedConfig) -> list[str]:
-    """The names ``protconv predict`` writes: ``config.id2label`` in id order."""
-    return [str(config.id2label.get(i, i)) for i in range(config.num_labels)]
 
 
 def split_predictions(

@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from transformers import PreTrainedTokenizerBase
+from transformers import BatchEncoding, PreTrainedTokenizerBase
 
 from ..data.datasets_corpus import load_splits
 from ..data.task_files import (
@@ -41,7 +41,7 @@ from ..data.task_files import (
     table_has_split_column,
     table_text,
 )
-from ..data.tasks.vocabulary import SPLITS, Split, TaskType
+from ..data.tasks.vocabulary import SPLITS, TASK_TYPES, BadRowPolicy, LabelKind, Split, TaskType
 from ..modeling.vocabulary import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ VALIDATION_SPLIT_NAMES = ("validation", "valid", "val", "dev")
 class TaskDataArguments:
     """Which task and which data: shared by fine-tuning and the supervised baselines, so both see one split."""
 
-    task: TaskType = field(metadata={"help": "regression | classification | token-classification"})
+    task: TaskType = field(metadata={"help": " | ".join(TASK_TYPES)})
     train_file: str | None = field(
         default=None,
         metadata={"help": "CSV (TAPE seq,label or FLIP) or, for token tasks, sequences FASTA (or use --dataset_name)"},
@@ -73,7 +73,7 @@ class TaskDataArguments:
     )
     sequence_column: str | None = field(default=None, metadata={"help": "default: sequence or seq"})
     label_column: str | None = field(default=None, metadata={"help": "default: target or label"})
-    on_bad_row: Literal["skip", "error"] = "skip"
+    on_bad_row: BadRowPolicy = "skip"
     max_train_samples: int | None = field(default=None, metadata={"help": "subsample training rows (seeded)"})
     dataset_name: str | None = field(
         default=None,
@@ -172,7 +172,7 @@ class TaskCollator:
     def __init__(self, tokenizer: PreTrainedTokenizerBase, task: TaskType) -> None:
         self.tokenizer, self.task = tokenizer, task
 
-    def __call__(self, features: Sequence[dict]) -> dict[str, torch.Tensor]:
+    def __call__(self, features: Sequence[dict]) -> BatchEncoding:
         labels = [feature["labels"] for feature in features]
         inputs = [{k: v for k, v in feature.items() if k != "labels"} for feature in features]
         batch = self.tokenizer.pad(inputs, padding=True, return_tensors="pt")
@@ -188,7 +188,7 @@ class TaskCollator:
 
 def load_task_splits(
     args: TaskDataArguments, seed: int = 0, num_labels: int | None = None
-) -> tuple[dict[str, LabelledSequences], list[str] | None]:
+) -> tuple[dict[Split, LabelledSequences], list[str] | None]:
     """train/valid/test data (absent splits omitted) and, for classification and token tasks, the class names in
     id order (for ``config.id2label``).
 
@@ -224,31 +224,46 @@ def _given_classes(args: TaskDataArguments) -> list[str] | None:
     return parse_classes(args.classes, per_residue=args.task == "token-classification")
 
 
-def _read_splits(args: TaskDataArguments) -> tuple[dict[str, LabelledSequences], list[str] | None]:
+def _read_splits(args: TaskDataArguments) -> tuple[dict[Split, LabelledSequences], list[str] | None]:
     if args.dataset_name:
-        return _read_dataset_splits(args)
+        return _read_dataset_splits(args, args.dataset_name)
+    if args.train_file is None:  # not reached: TaskDataArguments refuses it first
+        raise ValueError("the following arguments are required: --train_file or --dataset_name")
     if args.task == "token-classification":
-        if not args.labels_file:
-            raise ValueError("token-classification needs --labels_file (and usually --mask_file)")
-        given = _given_classes(args)
-        splits, classes = {}, "".join(given) if given else None
-        for split in SPLITS:
-            splits[split], classes = read_residue_task(
-                args.train_file, args.labels_file, args.mask_file, classes, split, on_bad_row=args.on_bad_row
-            )
-        return splits, list(classes)
-    options = {
-        "label_kind": "float" if args.task == "regression" else "class",
-        "sequence_column": args.sequence_column,
-        "label_column": args.label_column,
-        "on_bad_row": args.on_bad_row,
-    }
-    if csv_has_split_column(args.train_file):
-        splits = {split: read_csv_task(args.train_file, split=split, **options) for split in SPLITS}
+        return _read_residue_files(args, args.train_file)
+    train_file = args.train_file
+    if csv_has_split_column(train_file):
+        splits = {split: _read_csv_split(args, train_file, split) for split in SPLITS}
     else:
-        files = {"train": args.train_file, "valid": args.validation_file, "test": args.test_file}
-        splits = {split: read_csv_task(path, **options) for split, path in files.items() if path}
+        files: dict[Split, str | None] = {"train": train_file, "valid": args.validation_file, "test": args.test_file}
+        splits = {split: _read_csv_split(args, path, None) for split, path in files.items() if path}
     return splits, _given_classes(args)
+
+
+def _read_csv_split(args: TaskDataArguments, path: str, split: Split | None) -> LabelledSequences:
+    """One split of a CSV task: a TAPE file of its own (``split`` None) or the rows of a FLIP file."""
+    return read_csv_task(path, _label_kind(args.task), split, args.sequence_column, args.label_column, args.on_bad_row)
+
+
+def _read_residue_files(args: TaskDataArguments, train_file: str) -> tuple[dict[Split, LabelledSequences], list[str]]:
+    """FLIP's FASTA triple; the classes found by the first split's read (over the whole labels file) are those
+    of the later splits."""
+    if not args.labels_file:
+        raise ValueError("token-classification needs --labels_file (and usually --mask_file)")
+    given = _given_classes(args)
+    known = "".join(given) if given else None
+    splits: dict[Split, LabelledSequences] = {}
+    for split in SPLITS:
+        splits[split], classes = read_residue_task(
+            train_file, args.labels_file, args.mask_file, known, split, on_bad_row=args.on_bad_row
+        )
+        known = classes
+    return splits, list(classes)
+
+
+def _label_kind(task: TaskType) -> LabelKind:
+    """Regression reads numbers; classification keeps labels as written (names or ids) for ``assign_class_ids``."""
+    return "float" if task == "regression" else "class"
 
 
 # ---------------------------------------------------------------- datasets
@@ -266,21 +281,22 @@ class _Table:
     flip_split: Split | None = None
 
 
-def _read_dataset_splits(args: TaskDataArguments) -> tuple[dict[str, LabelledSequences], list[str] | None]:
-    tables = _dataset_tables(args)
+def _read_dataset_splits(
+    args: TaskDataArguments, dataset_name: str
+) -> tuple[dict[Split, LabelledSequences], list[str] | None]:
+    tables = _dataset_tables(args, dataset_name)
     given = _given_classes(args)
     if args.task == "token-classification":
         classes = "".join(given) if given else _dataset_residue_classes(tables, args)
-        options = {"sequence_column": args.sequence_column, "label_column": args.label_column}
         splits = {
             split: read_residue_table(
-                t.source, t.header, t.column, classes, t.flip_split, mask_column=args.mask_column,
-                on_bad_row=args.on_bad_row, **options,
+                t.source, t.header, t.column, classes, t.flip_split, args.sequence_column, args.label_column,
+                args.mask_column, args.on_bad_row,
             )[0]
             for split, t in tables.items()
         }  # fmt: skip
         return splits, list(classes)
-    kind = "float" if args.task == "regression" else "class"
+    kind = _label_kind(args.task)
     splits = {
         split: read_table_task(
             t.source, t.header, t.column, kind, t.flip_split, args.sequence_column, args.label_column, args.on_bad_row
@@ -292,11 +308,10 @@ def _read_dataset_splits(args: TaskDataArguments) -> tuple[dict[str, LabelledSeq
     return splits, given
 
 
-def _dataset_tables(args: TaskDataArguments) -> dict[Split, _Table]:
+def _dataset_tables(args: TaskDataArguments, name: str) -> dict[Split, _Table]:
     """Which split of the dataset is train, valid and test; a single split with FLIP's ``set`` column holds all
     three, as a FLIP CSV does."""
-    loaded = load_splits(args.dataset_name, args.dataset_config_name)
-    name = args.dataset_name
+    loaded = load_splits(name, args.dataset_config_name)
     if args.train_split_name not in loaded:
         raise TaskDataError(
             f"{name}: no split {args.train_split_name!r} (splits: {', '.join(loaded)}); choose with --train_split_name"
@@ -345,7 +360,7 @@ def _table(name: str, split: str, dataset: Any) -> _Table:
     return _Table(f"{name} ({split})", list(dataset.column_names), column, features)
 
 
-def _class_label_values(values: list[object], feature: Any) -> list[object]:
+def _class_label_values(values: list[Any], feature: Any) -> list[object]:
     """``ClassLabel`` columns (and lists of them, per residue) hold ids: read their names, as a CSV would hold
     them (-1, the missing value of ``ClassLabel``, is missing)."""
     names = _class_label_feature_names(feature)
@@ -359,7 +374,7 @@ def _class_label_values(values: list[object], feature: Any) -> list[object]:
 def _class_label_feature_names(feature: Any) -> list[str] | None:
     if _is_class_label(feature):
         return list(feature.names)
-    inner = getattr(feature, "feature", None)
+    inner: Any = getattr(feature, "feature", None)
     return list(inner.names) if _is_class_label(inner) else None
 
 

@@ -4,7 +4,8 @@ disagree on what a task or a split is called."""
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from collections.abc import Mapping
+from typing import Literal, cast, get_args
 
 from transformers import PretrainedConfig
 
@@ -25,9 +26,25 @@ def prediction_columns(task: PredictionTask, config: PretrainedConfig) -> tuple[
     if task == "regression":
         if config.num_labels == 1:
             return ("prediction",)
-        return tuple(f"prediction_{config.id2label[i]}" for i in range(config.num_labels))
+        id2label = _id2label(config)
+        return tuple(f"prediction_{id2label[i]}" for i in range(len(id2label)))
     if task == "classification":
         return ("predicted_label", "probability")
     if task == "multi-label":
         return ("predicted_labels",)
     return ("residue_labels",)
+
+
+def class_names(config: PretrainedConfig) -> list[str]:
+    """The names ``protconv predict`` and fine-tuning's prediction tables write: ``config.id2label`` in id order
+    (an id without a name is written as the id)."""
+    id2label = _id2label(config)
+    return [str(id2label.get(i, i)) for i in range(len(id2label))]
+
+
+def _id2label(config: PretrainedConfig) -> Mapping[int, str]:
+    """``config.id2label``: ``PretrainedConfig`` always sets it (two labels by default) and turns its keys into
+    ints, though its annotation allows None and string keys."""
+    if config.id2label is None:  # not reached with a PretrainedConfig
+        raise ValueError(f"{type(config).__name__} has no id2label")
+    return cast(Mapping[int, str], config.id2label)
