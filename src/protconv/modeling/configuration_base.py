@@ -27,6 +27,15 @@ DEFAULT_PROFILE_LOSS_SCALE = 10.0
 POOLINGS: tuple[str, ...] = ("mean", "cls")
 
 
+def label_count(config: PretrainedConfig) -> int:
+    """``config.num_labels``, which transformers types as optional: it is ``None`` only while ``id2label`` is
+    unset, and ``PretrainedConfig.__post_init__`` always sets it."""
+    count = config.num_labels
+    if count is None:
+        raise ValueError("config.num_labels is not set (config.id2label is None)")
+    return count
+
+
 def objective_parts(objective: str) -> frozenset[str]:
     """The tasks an objective trains: ``"mlm+profile"`` -> ``{"mlm", "profile"}``."""
     return frozenset(objective.split("+"))
@@ -117,7 +126,8 @@ class ProteinLMConfig(PretrainedConfig):
         self.cls_token_id = cls_token_id
         kwargs.setdefault("auto_map", family_auto_map(self.family))
         kwargs.setdefault("bos_token_id", cls_token_id)  # <cls> opens sequences; Trainer checks it matches
-        super().__init__(pad_token_id=pad_token_id, eos_token_id=eos_token_id, **kwargs)
+        # Through the dict: transformers types ``__init__`` by its dataclass fields, which the token ids are not.
+        super().__init__(**{"pad_token_id": pad_token_id, "eos_token_id": eos_token_id, **kwargs})
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> ProteinLMConfig:

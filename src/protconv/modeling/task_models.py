@@ -27,7 +27,7 @@ averages gradient-accumulation steps itself rather than passing it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
@@ -44,10 +44,19 @@ logger = logging.get_logger(__name__)
 
 
 class TaskMixin:
-    """What a family's task base class needs from a task: its heads, and whether it reads the pooled vector."""
+    """What a family's task base class needs from a task: its heads, and whether it reads the pooled vector.
+
+    The family's ``PreTrainedModel`` provides ``config`` and ``base_model``; they are declared here, with
+    transformers' own types, so that the mixins' methods are checked against them.
+    """
 
     #: True when the head reads ``pooler_output``; the backbone skips pooling otherwise.
     uses_pooled_output: ClassVar[bool] = False
+    config: PretrainedConfig
+    if TYPE_CHECKING:  # a property at run time would shadow PreTrainedModel's
+
+        @property
+        def base_model(self) -> nn.Module: ...
 
     def _build_heads(self, config: PretrainedConfig) -> None:
         raise NotImplementedError
@@ -59,6 +68,8 @@ class _SingleHeadMixin(TaskMixin):
     ``self.classifier`` and the loss the per-position cross-entropy unless they say otherwise."""
 
     output_class: ClassVar[type]
+    #: Built by ``_build_heads`` (the masked LM's head is ``lm_head``: it overrides ``_head``).
+    classifier: nn.Module
 
     def _head(self) -> nn.Module:
         return self.classifier
@@ -97,6 +108,9 @@ class _SingleHeadMixin(TaskMixin):
 class _LanguageModelDecoderMixin:
     """``get/set_output_embeddings`` for models whose decoder is ``lm_head`` (resizing, fill-mask pipelines)."""
 
+    #: ``None`` in a pretraining model whose objective has no MLM task.
+    lm_head: nn.Linear | None
+
     def get_output_embeddings(self) -> nn.Linear | None:
         return self.lm_head
 
@@ -109,6 +123,7 @@ class MaskedLMMixin(_LanguageModelDecoderMixin, _SingleHeadMixin):
     positions, -100 elsewhere (the loss is over masked positions only)."""
 
     output_class = MaskedLMOutput
+    lm_head: nn.Linear
 
     def _build_heads(self, config: PretrainedConfig) -> None:
         self.lm_head = lm_head(config)
