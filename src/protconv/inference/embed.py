@@ -36,6 +36,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import h5py
 import numpy as np
@@ -64,7 +65,9 @@ from .inputs import check_input_file, scan_fasta
 
 FORMAT = "protconv-embeddings/1"
 LAST = "last"
-INCLUDES = ("mean", "per_residue", "cls")
+#: What ``include`` may name for each record (see the module notes).
+EmbedItem = Literal["mean", "per_residue", "cls"]
+INCLUDES: tuple[EmbedItem, ...] = get_args(EmbedItem)
 DEFAULT_CHUNK_SIZE = 10_000
 #: File attributes that must match for a run to continue an existing output file.
 _SETTINGS = ("format", "layers", "include", "dtype")

@@ -177,14 +177,7 @@ def score(
     wt = read_wildtype(sequence, wildtype)
     table, rows = _read_table(variants)
     mutant_index, target_index = _input_columns(table, mutant_column, column, score_column)
-    parsed = [
-        Variant(
-            row.line,
-            row.fields[mutant_index],
-            parse_mutant(row.fields[mutant_index], wt, offset, f"{table.path}:{row.line}"),
-        )
-        for row in rows
-    ]
+    parsed = _parse_variants(table, rows, mutant_index, wt, offset)
     targets = _targets(table, rows, target_index) if target_index is not None else None
 
     session = ModelSession.open(model, dtype, device)
@@ -215,6 +208,20 @@ def _input_columns(
             f"{table.path}: already has a column {output_column!r}; choose another output column name"
         )
     return mutant_index, table.column(score_column, "the score column") if score_column else None
+
+
+def _parse_variants(
+    table: CsvTable, rows: list[CsvRow], mutant_index: int, wildtype: str, offset: int
+) -> list[Variant]:
+    """Every row's mutations, checked against the wild type (errors name the CSV line)."""
+    return [
+        Variant(
+            row.line,
+            row.fields[mutant_index],
+            parse_mutant(row.fields[mutant_index], wildtype, offset, f"{table.path}:{row.line}"),
+        )
+        for row in rows
+    ]
 
 
 def _wild_type_tokens(session: ModelSession, wildtype: str) -> tuple[int, list[int], list[int]]:

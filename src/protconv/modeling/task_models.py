@@ -32,7 +32,12 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 from transformers import PretrainedConfig
-from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 from transformers.utils import ModelOutput, logging
 
 from .configuration_base import MLM, PROFILE, objective_parts
@@ -60,6 +65,23 @@ class TaskMixin:
 
     def _build_heads(self, config: PretrainedConfig) -> None:
         raise NotImplementedError
+
+    def _backbone(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        output_hidden_states: bool | None,
+        output_attentions: bool | None,
+        inputs_embeds: torch.Tensor | None,
+    ) -> BaseModelOutputWithPooling:
+        """The backbone's output for a task forward (every head reads it the same way)."""
+        return self.base_model(
+            input_ids,
+            attention_mask,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            inputs_embeds=inputs_embeds,
+        )
 
 
 class _SingleHeadMixin(TaskMixin):
@@ -90,13 +112,7 @@ class _SingleHeadMixin(TaskMixin):
     ) -> ModelOutput | tuple:
         """``labels``: see the task's class documentation; -100 marks positions without a label. The other
         arguments: see the module notes."""
-        base = self.base_model(
-            input_ids,
-            attention_mask,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            inputs_embeds=inputs_embeds,
-        )
+        base = self._backbone(input_ids, attention_mask, output_hidden_states, output_attentions, inputs_embeds)
         logits = self._head()(base.pooler_output if self.uses_pooled_output else base.last_hidden_state)
         loss = self._loss(logits, labels) if labels is not None else None
         output = self.output_class(
@@ -197,13 +213,7 @@ class PreTrainingMixin(_LanguageModelDecoderMixin, TaskMixin):
         With ``return_dict=False`` the tuple holds the non-``None`` fields in order. The other arguments: see the
         module notes.
         """
-        base = self.base_model(
-            input_ids,
-            attention_mask,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            inputs_embeds=inputs_embeds,
-        )
+        base = self._backbone(input_ids, attention_mask, output_hidden_states, output_attentions, inputs_embeds)
         hidden = base.last_hidden_state
         logits = self.lm_head(hidden) if self.lm_head is not None else None
         profile_logits = self.profile_head(hidden) if self.profile_head is not None else None
