@@ -117,3 +117,17 @@ def test_signals_wait_for_the_end_of_a_commit() -> None:
         steps.append("finished the commit")
     assert steps == ["finished the commit"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_embed_and_predict_check_dtype_and_device_when_they_open_the_model(
+    conv_folder, regression_folder, tmp_path
+) -> None:
+    """Both open the model session (source, dtype, device, config, tokenizer) before they read their input."""
+    empty = tmp_path / "empty.fasta"
+    empty.write_text("\n\n")
+    with pytest.raises(InferenceInputError, match=r"unknown device 'bogus'"):
+        embed(conv_folder, empty, tmp_path / "out.h5", device="bogus", progress=False)
+    with pytest.raises(InferenceInputError, match=r"unknown device 'bogus'"):
+        predict(regression_folder, empty, tmp_path / "out.csv", device="bogus", progress=False)
+    with pytest.raises(InferenceInputError, match=r"dtype must be one of float32, bfloat16, float16"):
+        predict(regression_folder, empty, tmp_path / "out.csv", dtype="float64", progress=False)

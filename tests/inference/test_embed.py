@@ -21,6 +21,7 @@ from .conftest import FASTA, save_model, write_fasta
 ATOL = 2e-5
 # The module, not the function of the same name that protconv.inference exports.
 embed_module = importlib.import_module("protconv.inference.embed")
+common_module = importlib.import_module("protconv.inference.common")
 
 
 def alone(folder, sequence: str):
@@ -191,7 +192,7 @@ def _forbid_model_loading(monkeypatch) -> None:
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the input was validated")
 
-    monkeypatch.setattr(embed_module, "load_model", refuse)
+    monkeypatch.setattr(common_module, "load_model", refuse)
 
 
 def test_duplicate_ids_and_invalid_characters_fail_before_any_work(conv_folder, tmp_path, monkeypatch) -> None:

@@ -233,8 +233,8 @@ def test_bad_mutants_name_the_csv_line(conv_folder, tmp_path, mutant, message, m
     if message is None:
         score(conv_folder, variants, output, sequence=WILDTYPE, progress=False)
         return
-    score_module = importlib.import_module("protconv.inference.score")
-    monkeypatch.setattr(score_module, "load_model", lambda *a, **k: pytest.fail("model loaded before validation"))
+    common_module = importlib.import_module("protconv.inference.common")
+    monkeypatch.setattr(common_module, "load_model", lambda *a, **k: pytest.fail("model loaded before validation"))
     with pytest.raises(InferenceInputError, match=message):
         score(conv_folder, variants, output, sequence=WILDTYPE, progress=False)
     assert not output.exists()

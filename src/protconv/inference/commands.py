@@ -15,8 +15,11 @@ raised as ``ValueError``/``FileNotFoundError``/``FileExistsError`` subclasses wi
 from __future__ import annotations
 
 import argparse
+from typing import Any, get_args
 
+from ..tokenization.validation import UnknownPolicy
 from .common import DEFAULT_MAX_TOKENS, DTYPES
+from .score import METHODS, score
 
 _DEVICE_HELP = "cpu, cuda, cuda:1, ... (default: auto, the GPU when there is one)"
 _TOKENS_HELP = (
@@ -32,12 +35,25 @@ def _common_options(parser: argparse.ArgumentParser, unknown: bool = True) -> No
     if unknown:
         parser.add_argument(
             "--unknown",
-            choices=["error", "X"],
+            choices=list(get_args(UnknownPolicy)),
             default="error",
             help="a character outside the amino-acid alphabet: error naming the record and position (default), "
             "or map it to X",
         )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def _common_values(args: argparse.Namespace, unknown: bool = True) -> dict[str, Any]:
+    """The keyword arguments of the options that ``_common_options`` added."""
+    values = {
+        "max_tokens_per_batch": args.max_tokens_per_batch,
+        "dtype": args.dtype,
+        "device": args.device,
+        "progress": not args.no_progress,
+    }
+    if unknown:
+        values["unknown"] = args.unknown
+    return values
 
 
 def add_embed_command(subparsers) -> argparse.ArgumentParser:
@@ -82,12 +98,8 @@ def run_embed(args: argparse.Namespace) -> None:
         args.output,
         include=args.include,
         layers=args.layers,
-        max_tokens_per_batch=args.max_tokens_per_batch,
-        dtype=args.dtype,
-        device=args.device,
-        unknown=args.unknown,
         overwrite=args.overwrite,
-        progress=not args.no_progress,
+        **_common_values(args),
     )
     skipped = f" ({result.skipped} already present)" if result.skipped else ""
     print(f"wrote {result.written} records to {result.output}{skipped} in {result.seconds:.1f}s")
@@ -113,7 +125,7 @@ def add_score_command(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--offset", type=int, default=1, help="number of the wild type's first residue (default 1)")
     parser.add_argument(
         "--method",
-        choices=["masked-marginal", "wildtype-marginal", "pseudo-likelihood"],
+        choices=list(METHODS),
         default="masked-marginal",
         help="masked-marginal (default; one forward per mutated position), wildtype-marginal (one forward), "
         "pseudo-likelihood (L forwards per distinct sequence: slow)",
@@ -126,8 +138,6 @@ def add_score_command(subparsers) -> argparse.ArgumentParser:
 
 
 def run_score(args: argparse.Namespace) -> None:
-    from .score import score
-
     result = score(
         args.model,
         args.variants,
@@ -139,10 +149,7 @@ def run_score(args: argparse.Namespace) -> None:
         method=args.method,
         output_column=args.output_column,
         score_column=args.score_column,
-        max_tokens_per_batch=args.max_tokens_per_batch,
-        dtype=args.dtype,
-        device=args.device,
-        progress=not args.no_progress,
+        **_common_values(args, unknown=False),
     )
     print(f"wrote {len(result.scores)} {result.method} scores to {result.output} in {result.seconds:.1f}s")
     if result.metrics_file is not None:
@@ -176,10 +183,6 @@ def run_predict(args: argparse.Namespace) -> None:
         args.input,
         args.output,
         sequence_column=args.sequence_column,
-        max_tokens_per_batch=args.max_tokens_per_batch,
-        dtype=args.dtype,
-        device=args.device,
-        unknown=args.unknown,
-        progress=not args.no_progress,
+        **_common_values(args),
     )
     print(f"wrote {result.records} {result.task} predictions to {result.output} in {result.seconds:.1f}s")

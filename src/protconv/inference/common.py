@@ -1,5 +1,5 @@
-"""What embed, score and predict share: loading a model and its tokenizer, devices and dtypes, and token-budget
-batches of whole sequences.
+"""What embed, score and predict share: the model session (source, dtype, device, config, tokenizer, then the
+weights), and token-budget batches of whole sequences.
 
 Batches follow the idea of :mod:`protconv.data.batching` (sort by length, cut greedily at a token budget that
 counts padding) without its cropping: inference runs every sequence whole, and a sequence longer than the budget
@@ -17,13 +17,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar, cast, get_args
 
 import numpy as np
 import torch
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from ..model_source import position_limit
+from ..model_source import load_tokenizer, position_limit
 from ..modeling.pooling import residue_mask
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
 from ..registry import has_saved_weights, load_pretrained
@@ -32,7 +32,11 @@ T = TypeVar("T")
 
 #: Default token budget of a batch, padding and special tokens included.
 DEFAULT_MAX_TOKENS = 16384
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: The compute dtypes of the inference commands, by the name ``--dtype`` takes.
+DtypeName = Literal["float32", "bfloat16", "float16"]
+DTYPES: dict[DtypeName, torch.dtype] = dict(
+    zip(get_args(DtypeName), (torch.float32, torch.bfloat16, torch.float16), strict=True)
+)
 # A Hub repository id: "name" or "owner/name" (letters, digits, '-', '_', '.').
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _DEFERRED = (signal.SIGINT, signal.SIGTERM)
@@ -53,7 +57,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise InferenceInputError(f"unknown device {device!r} ({error})") from None
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def resolve_dtype(dtype: DtypeName | str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
             raise InferenceInputError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype}")
@@ -63,7 +67,7 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype) -> DtypeName:
     return next(name for name, value in DTYPES.items() if value == dtype)
 
 
@@ -96,7 +100,12 @@ def load_model(
     before the move) identifies the weights whatever the folder is called.
     """
     has_saved_weights(model)  # a folder holding only unsafe weight formats: WeightsFormatError
-    loaded, info = load_pretrained(auto_class, model, dtype=dtype, output_loading_info=True)
+    # With output_loading_info, from_pretrained returns (model, info); registry.load_pretrained's annotation
+    # names the model alone.
+    loaded, info = cast(
+        tuple[PreTrainedModel, dict[str, list[str]]],
+        load_pretrained(auto_class, model, dtype=dtype, output_loading_info=True),
+    )
     missing = sorted(info.get("missing_keys") or ())
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
@@ -104,7 +113,8 @@ def load_model(
             f"{model}: the checkpoint lacks weights of {type(loaded).__name__} ({shown}); this command needs {what}"
         )
     fingerprint = weights_fingerprint(loaded)
-    return loaded.to(device).eval(), fingerprint
+    # PreTrainedModel.to is decorated with functools.wraps, whose typeshed type does not bind ``self``.
+    return loaded.to(device).eval(), fingerprint  # type: ignore[arg-type]
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -116,6 +126,45 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
             digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
             digest.update(f"{float(values.sum()):.17g}|{float((values * values).sum()):.17g};".encode())
     return digest.hexdigest()[:16]
+
+
+def check_positive(**options: int) -> None:
+    """Refuse a batch size, token budget or chunk size below 1, naming the option."""
+    for name, value in options.items():
+        if value < 1:
+            raise InferenceInputError(f"{name} must be positive, got {value}")
+
+
+@dataclass(frozen=True)
+class ModelSession:
+    """What every inference command opens before it reads its inputs, in one order with one set of checks: the
+    ``--model`` source (a folder or Hub id), the compute dtype and device, the config, and the tokenizer that
+    goes with the model (``model_source.load_tokenizer``). The weights come last (``load``), once the command
+    has validated its whole input against the config and the tokenizer: a bad input never waits for a model.
+    """
+
+    source: str
+    dtype: torch.dtype
+    device: torch.device
+    config: PretrainedConfig
+    tokenizer: PreTrainedTokenizerBase
+
+    @classmethod
+    def open(
+        cls, model: str | Path, dtype: DtypeName | str | torch.dtype, device: str | torch.device | None
+    ) -> ModelSession:
+        source = check_model_source(model)
+        torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
+        config = load_config(source)
+        return cls(source, torch_dtype, torch_device, config, load_tokenizer(source))
+
+    def encoder(self) -> BatchEncoder:
+        """The fast batch encoder of the tokenizer (which must give one token per residue)."""
+        return BatchEncoder(self.tokenizer)
+
+    def load(self, auto_class: type, what: str) -> tuple[PreTrainedModel, str]:
+        """The weights (``load_model``: eval mode, on the device, every weight present) and their fingerprint."""
+        return load_model(self.source, auto_class, self.dtype, self.device, what)
 
 
 @dataclass(frozen=True)
@@ -158,8 +207,7 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, special_tokens: int = 
     included), longest first, each batch of similar lengths; no sequence is cropped, and one longer than the
     budget is a batch of its own. Longest first: a budget too large for the device fails at once, not at the end.
     """
-    if max_tokens < 1:
-        raise InferenceInputError(f"max_tokens_per_batch must be positive, got {max_tokens}")
+    check_positive(max_tokens_per_batch=max_tokens)
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     group: list[int] = []

@@ -36,38 +36,38 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 
 import h5py
 import numpy as np
 import torch
 from h5py import h5a, h5d, h5g, h5s, h5t
-from transformers import AutoModel
+from transformers import AutoModel, PreTrainedModel
 
 from ..data.fasta import FastaRecord, read_fasta
-from ..model_source import load_tokenizer
-from ..progress import progress_bar
+from ..progress import TokenRate, token_rate_bar
 from ..tokenization.validation import UnknownPolicy
 from .common import (
     DEFAULT_MAX_TOKENS,
     BatchEncoder,
+    DtypeName,
     InferenceInputError,
-    check_model_source,
+    ModelSession,
+    check_positive,
     chunks,
     deferred_interrupts,
     dtype_name,
-    load_config,
-    load_model,
     package_version,
     plan_batches,
     residue_positions,
-    resolve_device,
-    resolve_dtype,
 )
 from .inputs import check_input_file, scan_fasta
 
 FORMAT = "protconv-embeddings/1"
 LAST = "last"
-INCLUDES = ("mean", "per_residue", "cls")
+#: What ``include`` may name for each record (see the module notes).
+EmbedItem = Literal["mean", "per_residue", "cls"]
+INCLUDES: tuple[EmbedItem, ...] = get_args(EmbedItem)
 DEFAULT_CHUNK_SIZE = 10_000
 #: File attributes that must match for a run to continue an existing output file.
 _SETTINGS = ("format", "layers", "include", "dtype")
@@ -148,7 +148,7 @@ def embed(
     include: str | Sequence[str] = "mean",
     layers: str | int | Sequence[str | int] | None = None,
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS,
-    dtype: str | torch.dtype = "float32",
+    dtype: DtypeName | torch.dtype = "float32",
     device: str | torch.device | None = None,
     unknown: UnknownPolicy = "error",
     overwrite: bool = False,
@@ -168,72 +168,100 @@ def embed(
     positions cannot run) before the model is loaded. See the module documentation for the file layout.
     """
     started = time.perf_counter()
+    fasta, output = _checked_paths(fasta, output)
+    check_positive(max_tokens_per_batch=max_tokens_per_batch, chunk_size=chunk_size)
+    session = ModelSession.open(model, dtype, device)
+    encoder = session.encoder()
+    chosen = parse_include(include)
+    if "cls" in chosen and (encoder.framing.prefix != 1 or session.tokenizer.cls_token_id is None):
+        raise InferenceInputError("include=cls: this model's tokenizer adds no <cls> token")
+    job = _Job(
+        chosen, parse_layers(layers, session.config.num_hidden_layers), unknown, max_tokens_per_batch, chunk_size
+    )
+    scan = scan_fasta(fasta, unknown, session.config, encoder.framing)
+    network = _open_output(output, session, job, str(model), overwrite)
+    with h5py.File(output, "a") as store:
+        done = _repair(store, output, job.include, len(job.layers), session.config.hidden_size)
+        todo = sum(1 for record_id in scan.id_lines if record_id not in done)
+        with token_rate_bar(todo, f"embed {fasta.name}", progress) as bar:
+            _embed_pending(store, _pending(fasta, unknown, done, output), job, network, encoder, session.device, bar)
+    return EmbedResult(output, scan.records, todo, scan.records - todo, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What to compute for each record (``include`` items of ``layers``) and how to read and batch the records."""
+
+    include: tuple[str, ...]
+    layers: tuple[str, ...]
+    unknown: UnknownPolicy
+    max_tokens_per_batch: int
+    chunk_size: int
+
+    def settings(self, dtype: torch.dtype) -> dict[str, str | list[str]]:
+        """The file attributes that must match for a run to continue a file (``_SETTINGS``)."""
+        return {
+            "format": FORMAT,
+            "layers": list(self.layers),
+            "include": list(self.include),
+            "dtype": dtype_name(dtype),
+        }
+
+
+def _checked_paths(fasta: str | Path, output: str | Path) -> tuple[Path, Path]:
+    """The FASTA file, which must exist, and the output file, whose folder must."""
     fasta = check_input_file(fasta)
     output = Path(output)
     if output.is_dir():
         raise IsADirectoryError(f"{output}: is a folder; give a file name for the HDF5 output")
     if not output.parent.is_dir():
         raise FileNotFoundError(f"{output.parent}: no such folder for the output {output.name}")
-    if max_tokens_per_batch < 1:
-        raise InferenceInputError(f"max_tokens_per_batch must be positive, got {max_tokens_per_batch}")
-    if chunk_size < 1:
-        raise InferenceInputError(f"chunk_size must be positive, got {chunk_size}")
-    source = check_model_source(model)
-    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
-    config = load_config(source)
-    tokenizer = load_tokenizer(source)
-    encoder = BatchEncoder(tokenizer)
-    framing = encoder.framing
-    chosen = parse_include(include)
-    if "cls" in chosen and (framing.prefix != 1 or tokenizer.cls_token_id is None):
-        raise InferenceInputError("include=cls: this model's tokenizer adds no <cls> token")
-    layer_names = parse_layers(layers, config.num_hidden_layers)
-    scan = scan_fasta(fasta, unknown, config, framing)
+    return fasta, output
 
-    settings = {
-        "format": FORMAT,
-        "layers": list(layer_names),
-        "include": list(chosen),
-        "dtype": dtype_name(torch_dtype),
-    }
+
+def _open_output(output: Path, session: ModelSession, job: _Job, model: str, overwrite: bool) -> PreTrainedModel:
+    """The encoder, once ``output`` is known to be continuable with it (same settings, then same weights), or a
+    new file holding only the run's attributes (the settings are checked before the model is loaded)."""
+    settings = job.settings(session.dtype)
     if output.exists() and not overwrite:
         _check_settings(output, settings)
-    network, fingerprint = load_model(source, AutoModel, torch_dtype, torch_device, "the encoder's weights")
+    network, fingerprint = session.load(AutoModel, "the encoder's weights")
     attributes = {
         **settings,
-        "model": str(model),
+        "model": model,
         "model_fingerprint": fingerprint,
-        "model_type": config.model_type,
-        "hidden_size": config.hidden_size,
+        "model_type": session.config.model_type,
+        "hidden_size": session.config.hidden_size,
         "protconv_version": package_version(),
     }
     if output.exists() and not overwrite:
-        _check_fingerprint(output, fingerprint, str(model))
+        _check_fingerprint(output, fingerprint, model)
     else:
         _create(output, attributes)
+    return network
 
-    with h5py.File(output, "a") as store:
-        done = _repair(store, output, chosen, len(layer_names), config.hidden_size)
-        todo = sum(1 for record_id in scan.id_lines if record_id not in done)
-        writer = _Writer(store, chosen, layer_names)
-        bar = progress_bar(todo, f"embed {fasta.name}", progress, unit="rec")
-        tokens, t0 = 0, time.perf_counter()
-        try:
-            records = _pending(fasta, unknown, done, output)
-            for chunk in chunks(records, chunk_size):
-                lengths = [len(record.sequence) for record in chunk]
-                for batch in plan_batches(lengths, max_tokens_per_batch, framing.special_tokens):
-                    members = [chunk[i] for i in batch]
-                    arrays = _embed_batch(network, encoder, members, layer_names, chosen, torch_device)
-                    with deferred_interrupts():
-                        writer.write(members, arrays)
-                        store.flush()
-                    tokens += sum(len(r.sequence) + framing.special_tokens for r in members)
-                    bar.update(len(members))
-                    bar.set_postfix_str(f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f} tok/s", refresh=False)
-        finally:
-            bar.close()
-    return EmbedResult(output, scan.records, todo, scan.records - todo, time.perf_counter() - started)
+
+def _embed_pending(
+    store: h5py.File,
+    records: Iterator[FastaRecord],
+    job: _Job,
+    network: PreTrainedModel,
+    encoder: BatchEncoder,
+    device: torch.device,
+    bar: TokenRate,
+) -> None:
+    """Embed ``records`` batch by batch, each batch's groups written whole and flushed before the next."""
+    writer = _Writer(store, job.include, job.layers)
+    special = encoder.framing.special_tokens
+    for chunk in chunks(records, job.chunk_size):
+        lengths = [len(record.sequence) for record in chunk]
+        for batch in plan_batches(lengths, job.max_tokens_per_batch, special):
+            members = [chunk[i] for i in batch]
+            arrays = _embed_batch(network, encoder, members, job.layers, job.include, device)
+            with deferred_interrupts():
+                writer.write(members, arrays)
+                store.flush()
+            bar.update(len(members), sum(len(r.sequence) + special for r in members))
 
 
 def _pending(fasta: Path, unknown: UnknownPolicy, done: dict[str, int], output: Path) -> Iterator[FastaRecord]:
@@ -251,7 +279,7 @@ def _pending(fasta: Path, unknown: UnknownPolicy, done: dict[str, int], output: 
 
 
 def _embed_batch(
-    network: torch.nn.Module,
+    network: PreTrainedModel,
     encoder: BatchEncoder,
     records: list[FastaRecord],
     layer_names: tuple[str, ...],

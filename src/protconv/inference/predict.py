@@ -21,49 +21,54 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, get_args
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, PretrainedConfig
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 from ..data.fasta import read_fasta
-from ..data.tasks.vocabulary import prediction_columns
-from ..model_source import load_tokenizer
-from ..progress import progress_bar
+from ..data.tasks.vocabulary import PredictionTask, prediction_columns
+from ..modeling.configuration_base import label_count
+from ..progress import TokenRate, token_rate_bar
 from ..tokenization.validation import UnknownPolicy, clean_sequence
 from .common import (
     DEFAULT_MAX_TOKENS,
     BatchEncoder,
+    DtypeName,
+    Framing,
     InferenceInputError,
+    ModelSession,
     check_length_limit,
-    check_model_source,
+    check_positive,
     chunks,
-    load_config,
-    load_model,
     plan_batches,
     residue_positions,
-    resolve_device,
-    resolve_dtype,
 )
 from .embed import DEFAULT_CHUNK_SIZE
 from .inputs import atomic_text_output, looks_like_fasta, read_csv, same_file, scan_fasta
 
-TASKS = ("regression", "classification", "multi-label", "token-classification")
+TASKS: tuple[PredictionTask, ...] = get_args(PredictionTask)
 
 
 @dataclass(frozen=True)
 class PredictResult:
     output: Path
-    task: str
+    task: PredictionTask
     columns: tuple[str, ...]
     records: int
     seconds: float
 
 
-def task_of(config: PretrainedConfig, source: str) -> str:
+def task_of(config: PretrainedConfig, source: str) -> PredictionTask:
     """The prediction task a saved model was fine-tuned for, from ``architectures``/``problem_type``."""
     architectures = config.architectures or []
     if any(name.endswith("ForTokenClassification") for name in architectures):
@@ -93,7 +98,7 @@ def predict(
     *,
     sequence_column: str | None = None,
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS,
-    dtype: str | torch.dtype = "float32",
+    dtype: DtypeName | torch.dtype = "float32",
     device: str | torch.device | None = None,
     unknown: UnknownPolicy = "error",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -105,56 +110,86 @@ def predict(
     output = Path(output)
     if same_file(input_path, output):
         raise InferenceInputError(f"{output}: the output would overwrite the input file")
-    if max_tokens_per_batch < 1:
-        raise InferenceInputError(f"max_tokens_per_batch must be positive, got {max_tokens_per_batch}")
-    if chunk_size < 1:
-        raise InferenceInputError(f"chunk_size must be positive, got {chunk_size}")
-    source = check_model_source(model)
-    config = load_config(source)
-    task = task_of(config, source)
-    columns = prediction_columns(task, config)
-    encoder = BatchEncoder(load_tokenizer(source))
-    framing = encoder.framing
-    fasta = looks_like_fasta(input_path)
-    if fasta:
-        count = scan_fasta(input_path, unknown, config, framing).records
-        header = ["id", *columns]
-        delimiter = ","
-    else:
-        count, table_header, delimiter, column = _scan_table(
-            input_path, sequence_column, unknown, config, framing.special_tokens
-        )
-        clash = sorted(set(columns) & set(table_header))
-        if clash:
-            raise InferenceInputError(f"{input_path}: already has column(s) {clash}, which predict would add")
-        header = [*table_header, *columns]
-    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
+    check_positive(max_tokens_per_batch=max_tokens_per_batch, chunk_size=chunk_size)
+    session = ModelSession.open(model, dtype, device)
+    task = task_of(session.config, session.source)
+    columns = prediction_columns(task, session.config)
+    encoder = session.encoder()
+    layout = _scan_input(input_path, sequence_column, unknown, session.config, encoder.framing, columns)
     auto = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
-    network, _ = load_model(source, auto, torch_dtype, torch_device, "the fine-tuned head (classifier)")
-    names = [str(config.id2label.get(i, i)) for i in range(config.num_labels)]
-
-    items = _fasta_items(input_path, unknown) if fasta else _table_items(input_path, column, unknown)
+    network, _ = session.load(auto, "the fine-tuned head (classifier)")
+    names = _label_names(session.config)
+    if layout.column is None:
+        items = _fasta_items(input_path, unknown)
+    else:
+        items = _table_items(input_path, layout.column, unknown)
     with atomic_text_output(output) as handle:
-        writer = csv.writer(handle, delimiter=delimiter, lineterminator="\n")
-        writer.writerow(header)
-        bar = progress_bar(count, f"predict {Path(input_path).name}", progress, unit="rec")
-        tokens, t0 = 0, time.perf_counter()
-        try:
+        writer = csv.writer(handle, delimiter=layout.delimiter, lineterminator="\n")
+        writer.writerow(layout.header)
+        with token_rate_bar(layout.count, f"predict {Path(input_path).name}", progress) as bar:
             for chunk in chunks(items, chunk_size):
-                results: list[list[str]] = [[] for _ in chunk]
-                lengths = [len(item.sequence) for item in chunk]
-                for batch in plan_batches(lengths, max_tokens_per_batch, framing.special_tokens):
-                    members = [chunk[i] for i in batch]
-                    predicted = _predict_batch(network, encoder, members, task, names, torch_device)
-                    for i, values in zip(batch, predicted, strict=True):
-                        results[i] = values
-                    tokens += sum(lengths[i] + framing.special_tokens for i in batch)
-                    bar.update(len(batch))
-                    bar.set_postfix_str(f"{tokens / max(time.perf_counter() - t0, 1e-9):,.0f} tok/s", refresh=False)
-                writer.writerows([*item.key, *values] for item, values in zip(chunk, results, strict=True))
-        finally:
-            bar.close()
-    return PredictResult(output, task, columns, count, time.perf_counter() - started)
+                predicted = _predict_chunk(
+                    network, encoder, chunk, task, names, max_tokens_per_batch, session.device, bar
+                )
+                writer.writerows([*item.key, *values] for item, values in zip(chunk, predicted, strict=True))
+    return PredictResult(output, task, columns, layout.count, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the validation pass learnt of the input: its record count, and the output's header and delimiter.
+    ``column`` is the sequence column of a table, ``None`` for FASTA."""
+
+    count: int
+    header: list[str]
+    delimiter: str
+    column: int | None
+
+
+def _scan_input(
+    path: str | Path,
+    sequence_column: str | None,
+    unknown: UnknownPolicy,
+    config: PretrainedConfig,
+    framing: Framing,
+    columns: tuple[str, ...],
+) -> _Layout:
+    """Validate every record of the FASTA file or table ``path`` (see ``embed``'s rules) before the model loads."""
+    if looks_like_fasta(path):
+        return _Layout(scan_fasta(path, unknown, config, framing).records, ["id", *columns], ",", None)
+    count, table_header, delimiter, column = _scan_table(path, sequence_column, unknown, config, framing.special_tokens)
+    clash = sorted(set(columns) & set(table_header))
+    if clash:
+        raise InferenceInputError(f"{path}: already has column(s) {clash}, which predict would add")
+    return _Layout(count, [*table_header, *columns], delimiter, column)
+
+
+def _label_names(config: PretrainedConfig) -> list[str]:
+    """The name of each output of the head (``id2label``; the index where a name is missing)."""
+    id2label: Mapping[Any, str] = config.id2label if config.id2label is not None else {}
+    return [str(id2label.get(i, i)) for i in range(label_count(config))]
+
+
+def _predict_chunk(
+    network: PreTrainedModel,
+    encoder: BatchEncoder,
+    chunk: list[_Item],
+    task: PredictionTask,
+    names: list[str],
+    max_tokens_per_batch: int,
+    device: torch.device,
+    bar: TokenRate,
+) -> list[list[str]]:
+    """The prediction fields of each item of ``chunk``, in its order (batches run longest first)."""
+    results: list[list[str]] = [[] for _ in chunk]
+    lengths = [len(item.sequence) for item in chunk]
+    special = encoder.framing.special_tokens
+    for batch in plan_batches(lengths, max_tokens_per_batch, special):
+        predicted = _predict_batch(network, encoder, [chunk[i] for i in batch], task, names, device)
+        for i, values in zip(batch, predicted, strict=True):
+            results[i] = values
+        bar.update(len(batch), sum(lengths[i] + special for i in batch))
+    return results
 
 
 def _scan_table(
@@ -188,7 +223,12 @@ def _table_items(path, column: int, unknown: UnknownPolicy) -> Iterator[_Item]:
 
 
 def _predict_batch(
-    network, encoder: BatchEncoder, items: list[_Item], task: str, names: list[str], device
+    network: PreTrainedModel,
+    encoder: BatchEncoder,
+    items: list[_Item],
+    task: PredictionTask,
+    names: list[str],
+    device: torch.device,
 ) -> list[list[str]]:
     lengths = [len(item.sequence) for item in items]
     inputs = encoder([item.sequence for item in items], device)

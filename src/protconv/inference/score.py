@@ -28,30 +28,30 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 from transformers import AutoModelForMaskedLM
 
 from ..metrics import spearman
-from ..model_source import load_tokenizer
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
 from ..progress import progress_bar
 from ..tokenization.validation import clean_sequence
 from .common import (
     DEFAULT_MAX_TOKENS,
+    DtypeName,
     InferenceInputError,
+    ModelSession,
     check_length_limit,
-    check_model_source,
+    check_positive,
     chunks,
-    load_config,
-    load_model,
-    resolve_device,
-    resolve_dtype,
 )
 from .inputs import CsvRow, CsvTable, atomic_text_output, first_fasta_record, read_csv, same_file
 
-METHODS = ("masked-marginal", "wildtype-marginal", "pseudo-likelihood")
+#: The scoring methods (see the module notes).
+ScoreMethod = Literal["masked-marginal", "wildtype-marginal", "pseudo-likelihood"]
+METHODS: tuple[ScoreMethod, ...] = get_args(ScoreMethod)
 WILD_TYPE_NAMES = frozenset({"wt", "_wt", "wildtype", "wild-type", "wild_type"})
 _MUTATION = re.compile(r"^([A-Za-z*])(\d+)([A-Za-z*])$")
 _MUTANT_LETTERS = "".join(c for c in RESIDUE_CHARACTERS if c != "-")
@@ -76,7 +76,7 @@ class Variant:
 @dataclass(frozen=True)
 class ScoreResult:
     output: Path
-    method: str
+    method: ScoreMethod
     column: str
     scores: list[float]
     seconds: float
@@ -134,11 +134,11 @@ def parse_mutant(text: str, wildtype: str, offset: int, where: str) -> tuple[Mut
 
 
 def read_wildtype(sequence: str | None, wildtype: str | Path | None) -> str:
-    if (sequence is None) == (wildtype is None):
-        raise InferenceInputError("give the wild type either as a sequence or as a FASTA file (exactly one of them)")
-    if sequence is not None:
+    if sequence is not None and wildtype is None:
         return clean_sequence(sequence, record="the wild-type sequence")
-    return first_fasta_record(wildtype).sequence
+    if wildtype is not None and sequence is None:
+        return first_fasta_record(wildtype).sequence
+    raise InferenceInputError("give the wild type either as a sequence or as a FASTA file (exactly one of them)")
 
 
 def score(
@@ -150,11 +150,11 @@ def score(
     wildtype: str | Path | None = None,
     mutant_column: str = "mutant",
     offset: int = 1,
-    method: str = "masked-marginal",
+    method: ScoreMethod = "masked-marginal",
     output_column: str | None = None,
     score_column: str | None = None,
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS,
-    dtype: str | torch.dtype = "float32",
+    dtype: DtypeName | torch.dtype = "float32",
     device: str | torch.device | None = None,
     progress: bool = True,
 ) -> ScoreResult:
@@ -169,61 +169,23 @@ def score(
     started = time.perf_counter()
     if method not in METHODS:
         raise InferenceInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if max_tokens_per_batch < 1:
-        raise InferenceInputError(f"max_tokens_per_batch must be positive, got {max_tokens_per_batch}")
+    check_positive(max_tokens_per_batch=max_tokens_per_batch)
     output = Path(output)
     if same_file(variants, output):
         raise InferenceInputError(f"{output}: the output would overwrite the input variants file")
     column = output_column or method.replace("-", "_")
     wt = read_wildtype(sequence, wildtype)
     table, rows = _read_table(variants)
-    mutant_index = table.column(mutant_column, "the mutant column, e.g. H24C or H24C:A25D")
-    if column in table.header:
-        raise InferenceInputError(f"{table.path}: already has a column {column!r}; choose another output column name")
-    target_index = table.column(score_column, "the score column") if score_column else None
-    parsed = [
-        Variant(
-            row.line,
-            row.fields[mutant_index],
-            parse_mutant(row.fields[mutant_index], wt, offset, f"{table.path}:{row.line}"),
-        )
-        for row in rows
-    ]
+    mutant_index, target_index = _input_columns(table, mutant_column, column, score_column)
+    parsed = _parse_variants(table, rows, mutant_index, wt, offset)
     targets = _targets(table, rows, target_index) if target_index is not None else None
 
-    source = check_model_source(model)
-    torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
-    config = load_config(source)
-    tokenizer = load_tokenizer(source)
-    if tokenizer.mask_token_id is None:
-        raise InferenceInputError(f"{source}: the tokenizer has no mask token; scoring needs a masked LM")
-    encoded = tokenizer(wt, return_special_tokens_mask=True)
-    ids, special = list(encoded["input_ids"]), encoded["special_tokens_mask"]
-    residue_tokens = [j for j, is_special in enumerate(special) if not is_special]
-    if len(residue_tokens) != len(wt):
-        raise RuntimeError(f"the tokenizer made {len(residue_tokens)} residue tokens of {len(wt)} residues")
-    check_length_limit(config, len(ids), "the wild type")
-    letter_ids = _letter_ids(tokenizer)
-    network, _ = load_model(source, AutoModelForMaskedLM, torch_dtype, torch_device, "a masked-LM head (lm_head)")
-    runner = _Runner(network, tokenizer.mask_token_id, max(1, max_tokens_per_batch // len(ids)), torch_device)
-
-    if method == "pseudo-likelihood":
-        scores = _pseudo_likelihood(runner, ids, residue_tokens, parsed, letter_ids, progress)
-    else:
-        if method == "masked-marginal":
-            positions = sorted({m.index for v in parsed for m in v.mutations})
-            log_probs = runner.masked_log_probs(ids, residue_tokens, positions, progress)
-        else:
-            log_probs = runner.unmasked_log_probs(ids, residue_tokens)
-        scores = [
-            float(
-                sum(
-                    log_probs[m.index][letter_ids[m.mutant]] - log_probs[m.index][letter_ids[m.wildtype]]
-                    for m in v.mutations
-                )
-            )
-            for v in parsed
-        ]
+    session = ModelSession.open(model, dtype, device)
+    mask_id, ids, residue_tokens = _wild_type_tokens(session, wt)
+    letter_ids = _letter_ids(session.tokenizer)
+    network, _ = session.load(AutoModelForMaskedLM, "a masked-LM head (lm_head)")
+    runner = _Runner(network, mask_id, max(1, max_tokens_per_batch // len(ids)), session.device)
+    scores = _scores(method, runner, ids, residue_tokens, parsed, letter_ids, progress)
 
     with atomic_text_output(output) as handle:
         writer = csv.writer(handle, delimiter=table.delimiter, lineterminator="\n")
@@ -231,9 +193,78 @@ def score(
         for row, value in zip(rows, scores, strict=True):
             writer.writerow([*row.fields, repr(value)])
     result = ScoreResult(output, method, column, scores, time.perf_counter() - started, runner.forwards)
-    if targets is not None:
+    if targets is not None and score_column is not None:
         result = _with_spearman(result, targets, model, variants, score_column)
     return result
+
+
+def _input_columns(
+    table: CsvTable, mutant_column: str, output_column: str, score_column: str | None
+) -> tuple[int, int | None]:
+    """The indices of the mutant and (if named) score columns; the output column must not exist yet."""
+    mutant_index = table.column(mutant_column, "the mutant column, e.g. H24C or H24C:A25D")
+    if output_column in table.header:
+        raise InferenceInputError(
+            f"{table.path}: already has a column {output_column!r}; choose another output column name"
+        )
+    return mutant_index, table.column(score_column, "the score column") if score_column else None
+
+
+def _parse_variants(
+    table: CsvTable, rows: list[CsvRow], mutant_index: int, wildtype: str, offset: int
+) -> list[Variant]:
+    """Every row's mutations, checked against the wild type (errors name the CSV line)."""
+    return [
+        Variant(
+            row.line,
+            row.fields[mutant_index],
+            parse_mutant(row.fields[mutant_index], wildtype, offset, f"{table.path}:{row.line}"),
+        )
+        for row in rows
+    ]
+
+
+def _wild_type_tokens(session: ModelSession, wildtype: str) -> tuple[int, list[int], list[int]]:
+    """The mask token id, the wild type's token ids and the token index of each residue."""
+    tokenizer = session.tokenizer
+    mask_id = tokenizer.mask_token_id
+    if mask_id is None:
+        raise InferenceInputError(f"{session.source}: the tokenizer has no mask token; scoring needs a masked LM")
+    encoded = tokenizer(wildtype, return_special_tokens_mask=True)
+    ids, special = list(encoded["input_ids"]), encoded["special_tokens_mask"]
+    residue_tokens = [j for j, is_special in enumerate(special) if not is_special]
+    if len(residue_tokens) != len(wildtype):
+        raise RuntimeError(f"the tokenizer made {len(residue_tokens)} residue tokens of {len(wildtype)} residues")
+    check_length_limit(session.config, len(ids), "the wild type")
+    return mask_id, ids, residue_tokens
+
+
+def _scores(
+    method: ScoreMethod,
+    runner: _Runner,
+    ids: list[int],
+    residue_tokens: list[int],
+    variants: list[Variant],
+    letter_ids: dict[str, int],
+    progress: bool,
+) -> list[float]:
+    """Each variant's log-likelihood ratio to the wild type under ``method`` (see the module notes)."""
+    if method == "pseudo-likelihood":
+        return _pseudo_likelihood(runner, ids, residue_tokens, variants, letter_ids, progress)
+    if method == "masked-marginal":
+        positions = sorted({m.index for v in variants for m in v.mutations})
+        log_probs = runner.masked_log_probs(ids, residue_tokens, positions, progress)
+    else:
+        log_probs = runner.unmasked_log_probs(ids, residue_tokens)
+    return [
+        float(
+            sum(
+                log_probs[m.index][letter_ids[m.mutant]] - log_probs[m.index][letter_ids[m.wildtype]]
+                for m in v.mutations
+            )
+        )
+        for v in variants
+    ]
 
 
 def _read_table(path: str | Path) -> tuple[CsvTable, list[CsvRow]]:

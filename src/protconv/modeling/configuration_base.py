@@ -10,7 +10,7 @@ predict every residue's MSA-column amino-acid distribution) or both, ``"mlm+prof
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 from transformers import PretrainedConfig
 
@@ -19,12 +19,24 @@ from .vocabulary import CLS_TOKEN_ID, EOS_TOKEN_ID, MASK_TOKEN_ID, NUM_AMINO_ACI
 
 MLM = "mlm"
 PROFILE = "profile"
-#: The accepted values of ``config.pretraining_objective``.
-PRETRAINING_OBJECTIVES: tuple[str, ...] = (MLM, f"{MLM}+{PROFILE}", PROFILE)
+#: The accepted values of ``config.pretraining_objective``: ``MLM``, both tasks, ``PROFILE``.
+PretrainingObjective = Literal["mlm", "mlm+profile", "profile"]
+PRETRAINING_OBJECTIVES: tuple[PretrainingObjective, ...] = get_args(PretrainingObjective)
 #: Defaults of the paper: w = 3 (alpha = 0.75) and a factor 10 on the KL term.
 DEFAULT_PROFILE_TASK_WEIGHT = 3.0
 DEFAULT_PROFILE_LOSS_SCALE = 10.0
-POOLINGS: tuple[str, ...] = ("mean", "cls")
+#: The accepted values of ``config.pooling``.
+Pooling = Literal["mean", "cls"]
+POOLINGS: tuple[Pooling, ...] = get_args(Pooling)
+
+
+def label_count(config: PretrainedConfig) -> int:
+    """``config.num_labels``, which transformers types as optional: it is ``None`` only while ``id2label`` is
+    unset, and ``PretrainedConfig.__post_init__`` always sets it."""
+    count = config.num_labels
+    if count is None:
+        raise ValueError("config.num_labels is not set (config.id2label is None)")
+    return count
 
 
 def objective_parts(objective: str) -> frozenset[str]:
@@ -117,7 +129,8 @@ class ProteinLMConfig(PretrainedConfig):
         self.cls_token_id = cls_token_id
         kwargs.setdefault("auto_map", family_auto_map(self.family))
         kwargs.setdefault("bos_token_id", cls_token_id)  # <cls> opens sequences; Trainer checks it matches
-        super().__init__(pad_token_id=pad_token_id, eos_token_id=eos_token_id, **kwargs)
+        # Through the dict: transformers types ``__init__`` by its dataclass fields, which the token ids are not.
+        super().__init__(**{"pad_token_id": pad_token_id, "eos_token_id": eos_token_id, **kwargs})
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> ProteinLMConfig:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .configuration_base import ProteinLMConfig
 
@@ -25,11 +25,15 @@ PERFORMER_PRESETS: dict[str, dict[str, int]] = {
     },
 }
 
+Attention = Literal["favor", "softmax"]
+Kernel = Literal["softmax", "relu"]
+PositionEmbeddingType = Literal["rotary", "absolute"]
+ProjectionScaling = Literal["chi", "sqrt"]
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "attention": ("favor", "softmax"),
-    "kernel": ("softmax", "relu"),
-    "position_embedding_type": ("rotary", "absolute"),
-    "projection_scaling": ("chi", "sqrt"),
+    "attention": get_args(Attention),
+    "kernel": get_args(Kernel),
+    "position_embedding_type": get_args(PositionEmbeddingType),
+    "projection_scaling": get_args(ProjectionScaling),
 }
 
 

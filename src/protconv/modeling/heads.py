@@ -8,6 +8,8 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import PretrainedConfig
 
+from .configuration_base import label_count
+
 
 class SequenceClassificationHead(nn.Module):
     """Dropout -> dense -> tanh -> dropout -> projection on the pooled vector (the head of BERT/ESM)."""
@@ -16,7 +18,7 @@ class SequenceClassificationHead(nn.Module):
         super().__init__()
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+        self.out_proj = nn.Linear(config.hidden_size, label_count(config))
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         hidden = torch.tanh(self.dense(self.dropout(pooled)))
@@ -29,7 +31,7 @@ class TokenClassificationHead(nn.Module):
     def __init__(self, config: PretrainedConfig) -> None:
         super().__init__()
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+        self.out_proj = nn.Linear(config.hidden_size, label_count(config))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.out_proj(self.dropout(hidden_states))

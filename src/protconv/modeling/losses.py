@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 from transformers import PretrainedConfig
 
-from .configuration_base import objective_parts, profile_task_alpha
+from .configuration_base import label_count, objective_parts, profile_task_alpha
 from .vocabulary import IGNORE_INDEX
 
 
@@ -92,7 +92,7 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
     if config.problem_type == "regression":
         return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype).view(-1))
     if config.problem_type == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, config.num_labels), labels.view(-1))
+        return F.cross_entropy(logits.view(-1, label_count(config)), labels.view(-1))
     if config.problem_type == "multi_label_classification":
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
     raise ValueError(f"unsupported problem_type {config.problem_type!r}")

@@ -22,10 +22,11 @@ def eager_checks() -> bool:
     return not torch.compiler.is_compiling()
 
 
-def checked_attention_mask(
+def checked_inputs(
     input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None, vocab_size: int, pad_token_id: int
-) -> torch.Tensor:
-    """Validate ``input_ids``/``attention_mask``; return the boolean mask (derived from padding when absent)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate ``input_ids``/``attention_mask``; return ``input_ids`` (present: every forward needs them) and
+    the boolean mask (derived from padding when absent)."""
     if input_ids is None:
         raise ValueError("input_ids is required")
     if input_ids.dim() != 2:
@@ -37,13 +38,13 @@ def checked_attention_mask(
     if eager_checks():
         _check_token_range(input_ids, vocab_size)
     if attention_mask is None:
-        return input_ids != pad_token_id
+        return input_ids, input_ids != pad_token_id
     if attention_mask.shape != input_ids.shape:
         raise ValueError(
             f"attention_mask shape {tuple(attention_mask.shape)} does not match "
             f"input_ids shape {tuple(input_ids.shape)}"
         )
-    return attention_mask.bool()
+    return input_ids, attention_mask.bool()
 
 
 def _check_token_range(input_ids: torch.Tensor, vocab_size: int) -> None:

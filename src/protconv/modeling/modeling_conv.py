@@ -36,7 +36,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.conversion_mapping import register_checkpoint_conversion_mapping
 from transformers.core_model_loading import WeightRenaming
@@ -46,9 +45,15 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from .auto_classes import register_family
 from .configuration_conv import ConvConfig
 from .hub_mixin import ProteinHubMixin
-from .model_inputs import check_unsupported_inputs, checked_attention_mask
+from .model_inputs import check_unsupported_inputs, checked_inputs
 from .pooling import pool
-from .task_models import MaskedLMMixin, PreTrainingMixin, SequenceClassificationMixin, TokenClassificationMixin
+from .task_models import (
+    MaskedLMMixin,
+    PreTrainingMixin,
+    SequenceClassificationMixin,
+    TaskMixin,
+    TokenClassificationMixin,
+)
 
 _REDUCED_PRECISION = (torch.bfloat16, torch.float16)
 #: Why ``output_attentions=True`` fails.
@@ -164,6 +169,9 @@ class ConvEmbeddings(nn.Module):
     no input signal.
     """
 
+    #: An ``nn.Embedding``, or whatever module ``set_input_embeddings`` was given (transformers allows any).
+    word_embeddings: nn.Module
+
     def __init__(self, config: ConvConfig) -> None:
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.embedding_size, padding_idx=config.mask_token_id)
@@ -219,7 +227,7 @@ class ConvBlock(GradientCheckpointingLayer):
         return self.dilated_conv(inner.transpose(1, 2)).transpose(1, 2)
 
 
-class ConvPreTrainedModel(ProteinHubMixin, PreTrainedModel):
+class ConvPreTrainedModel(ProteinHubMixin):
     config_class = ConvConfig
     base_model_prefix = "conv"
     supports_gradient_checkpointing = True
@@ -239,7 +247,8 @@ class ConvPreTrainedModel(ProteinHubMixin, PreTrainedModel):
         transformers' default (``save_original_format=True``) would write the names the conversion mapping reads
         (``conv``) back, and Trainer resumes a checkpoint with a plain ``load_state_dict`` of that file.
         """
-        return super().save_pretrained(save_directory, *args, save_original_format=save_original_format, **kwargs)
+        kwargs["save_original_format"] = save_original_format  # a keyword, whatever ``args`` holds
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         """PyTorch's default initialisation, with which CARP was trained (not BERT's N(0, 0.02))."""
@@ -282,10 +291,10 @@ class ConvModel(ConvPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
+    def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.word_embeddings
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
+    def set_input_embeddings(self, value: nn.Module) -> None:
         self.embeddings.word_embeddings = value
 
     def forward(
@@ -302,7 +311,7 @@ class ConvModel(ConvPreTrainedModel):
         if output_attentions is None:
             output_attentions = self.config.output_attentions
         check_unsupported_inputs(inputs_embeds, output_attentions, CONV_HAS_NO_ATTENTION)
-        attention_mask = checked_attention_mask(
+        input_ids, attention_mask = checked_inputs(
             input_ids, attention_mask, self.config.vocab_size, self.config.pad_token_id
         )
         if output_hidden_states is None:
@@ -351,7 +360,7 @@ class ConvModel(ConvPreTrainedModel):
         return attention_mask.flatten().nonzero().squeeze(-1)
 
 
-class ConvTaskModel(ConvPreTrainedModel):
+class ConvTaskModel(TaskMixin, ConvPreTrainedModel):
     """A ``ConvModel`` backbone (``self.conv``) under the head of a task mixin (``task_models.py``)."""
 
     def __init__(self, config: ConvConfig) -> None:

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -40,9 +39,15 @@ from .favor import (
     softmax_attention_weights,
 )
 from .hub_mixin import ProteinHubMixin
-from .model_inputs import check_unsupported_inputs, checked_attention_mask
+from .model_inputs import check_unsupported_inputs, checked_inputs
 from .pooling import pool
-from .task_models import MaskedLMMixin, PreTrainingMixin, SequenceClassificationMixin, TokenClassificationMixin
+from .task_models import (
+    MaskedLMMixin,
+    PreTrainingMixin,
+    SequenceClassificationMixin,
+    TaskMixin,
+    TokenClassificationMixin,
+)
 
 #: Why ``output_attentions=True`` fails in FAVOR+ mode.
 FAVOR_HAS_NO_WEIGHTS = (
@@ -118,6 +123,9 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -
 class PerformerEmbeddings(nn.Module):
     """Token embeddings, plus learned absolute positions when configured (rotary positions act in attention)."""
 
+    #: An ``nn.Embedding``, or whatever module ``set_input_embeddings`` was given (transformers allows any).
+    word_embeddings: nn.Module
+
     def __init__(self, config: PerformerConfig) -> None:
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
@@ -147,6 +155,8 @@ class PerformerSelfAttention(nn.Module):
     ``projection`` ``(nb_features, head_dim)`` is shared by the heads of this layer, as in the reference
     implementations, and is part of the model state, in float32 whatever the weights' dtype.
     """
+
+    projection: torch.Tensor  # a buffer (register_buffer)
 
     def __init__(self, config: PerformerConfig, layer_idx: int) -> None:
         super().__init__()
@@ -188,7 +198,7 @@ class PerformerSelfAttention(nn.Module):
         """
         batch, length, hidden = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
-        if rotary_cos is not None:
+        if rotary_cos is not None and rotary_sin is not None:  # the two tables come together (rotary_tables)
             # Queries and keys rotated together; tables broadcast over (batch, q/k, head).
             cos, sin = rotary_cos[:, None, None], rotary_sin[:, None, None]
             qkv = torch.cat([apply_rotary(qkv[:, :, :2], cos, sin), qkv[:, :, 2:]], dim=2)
@@ -245,13 +255,13 @@ class PerformerLayer(GradientCheckpointingLayer):
         return hidden_states + self.dropout(update), weights
 
 
-class PerformerPreTrainedModel(ProteinHubMixin, PreTrainedModel):
+class PerformerPreTrainedModel(ProteinHubMixin):
     config_class = PerformerConfig
     base_model_prefix = "performer"
     supports_gradient_checkpointing = True
-    _no_split_modules: ClassVar[list[str]] = ["PerformerLayer"]
+    _no_split_modules = ["PerformerLayer"]
     # The random projection is part of the kernel: from_pretrained(dtype=bf16/fp16) loads it in float32.
-    _keep_in_fp32_modules_strict: ClassVar[list[str]] = ["attention.projection"]
+    _keep_in_fp32_modules_strict = ["attention.projection"]
     #: Default LoRA targets (``protconv.lora``): every matrix of the blocks, by a suffix that no head shares
     #: (the heads have an ``out_proj`` too).
     lora_target_modules: ClassVar[tuple[str, ...]] = ("attention.qkv", "attention.out_proj", "mlp_in", "mlp_out")
@@ -294,8 +304,10 @@ class PerformerModel(PerformerPreTrainedModel):
     ``feature_redraw_step`` counts training forward passes (persistent, so a resumed run keeps its schedule).
     """
 
+    feature_redraw_step: torch.Tensor  # a buffer (register_buffer)
+
     # Loading the encoder alone from a checkpoint with a head is expected: don't report the head as unexpected.
-    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"^lm_head\.", r"^profile_head\.", r"^classifier\."]
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\.", r"^profile_head\.", r"^classifier\."]
 
     def __init__(self, config: PerformerConfig, add_pooling_layer: bool = True) -> None:
         super().__init__(config)
@@ -307,10 +319,10 @@ class PerformerModel(PerformerPreTrainedModel):
         self.gradient_checkpointing = False
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
+    def get_input_embeddings(self) -> nn.Module:
         return self.embeddings.word_embeddings
 
-    def set_input_embeddings(self, value: nn.Embedding) -> None:
+    def set_input_embeddings(self, value: nn.Module) -> None:
         self.embeddings.word_embeddings = value
 
     def _advance_feature_schedule(self) -> None:
@@ -326,7 +338,8 @@ class PerformerModel(PerformerPreTrainedModel):
             return
         with torch.no_grad():
             self.feature_redraw_step += 1
-        attentions = [layer.attention for layer in self.layers]
+        # nn.ModuleList is not generic: its items are the PerformerLayers built in __init__.
+        attentions = [cast(PerformerLayer, layer).attention for layer in self.layers]
         projections = _redrawn_projections(
             self.feature_redraw_step,
             [attention.projection for attention in attentions],
@@ -354,7 +367,7 @@ class PerformerModel(PerformerPreTrainedModel):
             output_attentions = self.config.output_attentions
         reason = FAVOR_HAS_NO_WEIGHTS if self.config.attention == "favor" else None
         check_unsupported_inputs(inputs_embeds, output_attentions, reason)
-        attention_mask = checked_attention_mask(
+        input_ids, attention_mask = checked_inputs(
             input_ids, attention_mask, self.config.vocab_size, self.config.pad_token_id
         )
         if output_hidden_states is None:
@@ -369,7 +382,8 @@ class PerformerModel(PerformerPreTrainedModel):
             )
         key_mask = self._key_mask(attention_mask)
         all_hidden = [hidden] if output_hidden_states else None
-        all_weights = [] if output_attentions else None
+        # With output_attentions every layer returns its weights (FAVOR+ refused it above).
+        all_weights: list[torch.Tensor] | None = [] if output_attentions else None
         for layer in self.layers:
             hidden, weights = layer(hidden, key_mask, rotary_cos, rotary_sin, output_attentions)
             if all_hidden is not None:
@@ -399,7 +413,7 @@ class PerformerModel(PerformerPreTrainedModel):
         return None if bool(attention_mask.all()) else attention_mask
 
 
-class PerformerTaskModel(PerformerPreTrainedModel):
+class PerformerTaskModel(TaskMixin, PerformerPreTrainedModel):
     """A ``PerformerModel`` backbone (``self.performer``) under the head of a task mixin (``task_models.py``)."""
 
     def __init__(self, config: PerformerConfig) -> None:

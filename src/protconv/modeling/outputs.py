@@ -25,10 +25,10 @@ class ProteinPreTrainingOutput(ModelOutput):
             ``output_attentions=True`` (exact-softmax Performer models only).
     """
 
-    loss: torch.FloatTensor | None = None
-    mlm_loss: torch.FloatTensor | None = None
-    profile_loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    profile_logits: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    profile_loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    profile_logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None

@@ -27,12 +27,17 @@ averages gradient-accumulation steps itself rather than passing it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 from transformers import PretrainedConfig
-from transformers.modeling_outputs import MaskedLMOutput, SequenceClassifierOutput, TokenClassifierOutput
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPooling,
+    MaskedLMOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 from transformers.utils import ModelOutput, logging
 
 from .configuration_base import MLM, PROFILE, objective_parts
@@ -44,13 +49,39 @@ logger = logging.get_logger(__name__)
 
 
 class TaskMixin:
-    """What a family's task base class needs from a task: its heads, and whether it reads the pooled vector."""
+    """What a family's task base class needs from a task: its heads, and whether it reads the pooled vector.
+
+    The family's ``PreTrainedModel`` provides ``config`` and ``base_model``; they are declared here, with
+    transformers' own types, so that the mixins' methods are checked against them.
+    """
 
     #: True when the head reads ``pooler_output``; the backbone skips pooling otherwise.
     uses_pooled_output: ClassVar[bool] = False
+    config: PretrainedConfig
+    if TYPE_CHECKING:  # a property at run time would shadow PreTrainedModel's
+
+        @property
+        def base_model(self) -> nn.Module: ...
 
     def _build_heads(self, config: PretrainedConfig) -> None:
         raise NotImplementedError
+
+    def _backbone(
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor | None,
+        output_hidden_states: bool | None,
+        output_attentions: bool | None,
+        inputs_embeds: torch.Tensor | None,
+    ) -> BaseModelOutputWithPooling:
+        """The backbone's output for a task forward (every head reads it the same way)."""
+        return self.base_model(
+            input_ids,
+            attention_mask,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            inputs_embeds=inputs_embeds,
+        )
 
 
 class _SingleHeadMixin(TaskMixin):
@@ -59,6 +90,8 @@ class _SingleHeadMixin(TaskMixin):
     ``self.classifier`` and the loss the per-position cross-entropy unless they say otherwise."""
 
     output_class: ClassVar[type]
+    #: Built by ``_build_heads`` (the masked LM's head is ``lm_head``: it overrides ``_head``).
+    classifier: nn.Module
 
     def _head(self) -> nn.Module:
         return self.classifier
@@ -79,13 +112,7 @@ class _SingleHeadMixin(TaskMixin):
     ) -> ModelOutput | tuple:
         """``labels``: see the task's class documentation; -100 marks positions without a label. The other
         arguments: see the module notes."""
-        base = self.base_model(
-            input_ids,
-            attention_mask,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            inputs_embeds=inputs_embeds,
-        )
+        base = self._backbone(input_ids, attention_mask, output_hidden_states, output_attentions, inputs_embeds)
         logits = self._head()(base.pooler_output if self.uses_pooled_output else base.last_hidden_state)
         loss = self._loss(logits, labels) if labels is not None else None
         output = self.output_class(
@@ -96,6 +123,9 @@ class _SingleHeadMixin(TaskMixin):
 
 class _LanguageModelDecoderMixin:
     """``get/set_output_embeddings`` for models whose decoder is ``lm_head`` (resizing, fill-mask pipelines)."""
+
+    #: ``None`` in a pretraining model whose objective has no MLM task.
+    lm_head: nn.Linear | None
 
     def get_output_embeddings(self) -> nn.Linear | None:
         return self.lm_head
@@ -109,6 +139,7 @@ class MaskedLMMixin(_LanguageModelDecoderMixin, _SingleHeadMixin):
     positions, -100 elsewhere (the loss is over masked positions only)."""
 
     output_class = MaskedLMOutput
+    lm_head: nn.Linear
 
     def _build_heads(self, config: PretrainedConfig) -> None:
         self.lm_head = lm_head(config)
@@ -182,13 +213,7 @@ class PreTrainingMixin(_LanguageModelDecoderMixin, TaskMixin):
         With ``return_dict=False`` the tuple holds the non-``None`` fields in order. The other arguments: see the
         module notes.
         """
-        base = self.base_model(
-            input_ids,
-            attention_mask,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            inputs_embeds=inputs_embeds,
-        )
+        base = self._backbone(input_ids, attention_mask, output_hidden_states, output_attentions, inputs_embeds)
         hidden = base.last_hidden_state
         logits = self.lm_head(hidden) if self.lm_head is not None else None
         profile_logits = self.profile_head(hidden) if self.profile_head is not None else None
