@@ -21,11 +21,12 @@ set up the console first and add the run's log file once the output folder is kn
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -136,7 +137,7 @@ class _AppendingFileHandler(logging.FileHandler):
     def __init__(self, path: Path) -> None:
         super().__init__(path, mode="a", encoding="utf-8", delay=True)
 
-    def _open(self) -> TextIO:
+    def _open(self) -> io.TextIOWrapper:
         Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
         return super()._open()
 
