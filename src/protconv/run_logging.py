@@ -26,15 +26,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from accelerate import PartialState
 
-#: The names ``--log_level`` accepts, lowest first.
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: The names ``--log_level`` accepts (in any case), lowest first.
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 
 #: Loggers whose records protconv routes: its own hierarchy and transformers' (which does not propagate to root).
 _ROUTED = ("protconv", "transformers")

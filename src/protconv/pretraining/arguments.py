@@ -36,6 +36,11 @@ def choice(name: str, value: str, allowed: tuple[_Choice, ...]) -> _Choice:
     return value
 
 
+def _either(alias: Any, separator: str) -> str:
+    """A Literal alias's values for a ``--help`` line."""
+    return separator.join(typing.get_args(alias))
+
+
 @dataclass
 class ModelArguments:
     """Which model to pretrain."""
@@ -126,12 +131,13 @@ class DataArguments:
         default_factory=list,
         metadata={"help": "held-out MSAs/profiles (whole families); if none, --validation_fraction of msa_files"},
     )
-    profile_prior: str = field(default="background", metadata={"help": "pseudocounts: background | dirichlet"})
+    profile_prior: str = field(default="background", metadata={"help": f"pseudocounts: {_either(Prior, ' | ')}"})
     profile_pseudocount_weight: float = field(
         default=1.5, metadata={"help": "weight of the background pseudocount (counts are scaled to Neff)"}
     )
     msa_inserts: str = field(
-        default="background", metadata={"help": "targets of insert residues: background | mask (no target)"}
+        default="background",
+        metadata={"help": f"targets of insert residues: {_either(InsertPolicy, ' | ')} (no target)"},
     )
     profile_cache_dir: str | None = field(
         default=None, metadata={"help": "where computed profiles are cached (default: OUTPUT_DIR/profile_cache)"}
@@ -162,7 +168,8 @@ class DataArguments:
     mask_fraction: float = field(default=0.8, metadata={"help": "share of selected residues replaced by <mask>"})
     random_fraction: float = field(default=0.1, metadata={"help": "share of selected residues replaced at random"})
     invalid_sequences: str = field(
-        default="error", metadata={"help": "records with characters outside the alphabet: error | skip | X"}
+        default="error",
+        metadata={"help": f"records with characters outside the alphabet: {_either(InvalidPolicy, ' | ')}"},
     )
     add_cls: bool = True
     add_eos: bool = True
@@ -205,7 +212,10 @@ class PretrainingArguments:
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
     mixed_precision: str | None = field(
-        default=None, metadata={"help": "no | fp16 | bf16; default: whatever `accelerate launch` was configured with"}
+        default=None,
+        metadata={
+            "help": f"{_either(MixedPrecision, ' | ')}; default: whatever `accelerate launch` was configured with"
+        },
     )
     torch_compile: bool = False
     logging_steps: int = 10
