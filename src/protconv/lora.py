@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .registry import FAMILIES
+from .registry import FAMILIES, protconv_model_types
 
 
 def default_lora_targets(model_or_config: PreTrainedModel | PretrainedConfig) -> list[str]:
@@ -44,7 +44,7 @@ def _targets_for(model_type: str | None) -> list[str]:
     for config_class, table in FAMILIES.items():
         if config_class.model_type == model_type:
             return list(table["AutoModel"].lora_target_modules)
-    known = sorted(config_class.model_type for config_class in FAMILIES)
+    known = sorted(protconv_model_types())
     raise ValueError(f"model_type {model_type!r} is not a protconv family; expected one of {known}")
 
 

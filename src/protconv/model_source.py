@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
-from .registry import FAMILIES, available_presets
+from .registry import available_presets, protconv_model_types
 from .tokenization import build_tokenizer
 
 #: Files by which a folder carries its own tokenizer (fast ``tokenizer.json``, or a slow tokenizer's vocabulary
@@ -29,10 +29,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 
 class UnknownTokenizerError(ValueError):
     """A model folder of a non-protconv family carries no tokenizer: its vocabulary cannot be known."""
-
-
-def protconv_model_types() -> set[str]:
-    return {config_class.model_type for config_class in FAMILIES}
 
 
 def protconv_model_names() -> set[str]:

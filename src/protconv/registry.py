@@ -33,6 +33,11 @@ def register_auto_classes() -> None:
         AutoTokenizer.register(config_class, fast_tokenizer_class=PreTrainedTokenizerFast, exist_ok=True)
 
 
+def protconv_model_types() -> set[str]:
+    """The ``model_type`` of every family (``protconv_conv``, ``protconv_performer``)."""
+    return {config_class.model_type for config_class in FAMILIES}
+
+
 def available_presets() -> dict[str, type[ProteinLMConfig]]:
     """Preset name -> the config class that defines it, over every family."""
     return {name: config_class for config_class in FAMILIES for name in config_class.presets}
@@ -110,7 +115,7 @@ def resolve_config(model: str, overrides: Mapping[str, Any] | None = None) -> Pr
     if path.is_file() or (path / "config.json").is_file():
         _check_override_keys(type(AutoConfig.from_pretrained(path)), overrides)
         return AutoConfig.from_pretrained(path, **overrides)
-    model_types = sorted(config_class.model_type for config_class in FAMILIES)
+    model_types = sorted(protconv_model_types())
     raise ValueError(
         f"--model {model!r} is neither a preset ({', '.join(sorted(presets))}), a model type "
         f"({', '.join(model_types)}), nor a config.json / saved model folder"
