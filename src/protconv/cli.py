@@ -138,7 +138,10 @@ def _baseline(args: argparse.Namespace) -> None:
     from .downstream.baselines import BaselineArguments, run_baselines
     from .downstream.task_data import TaskDataArguments, load_task_splits
 
-    parser = HfArgumentParser((TaskDataArguments, BaselineArguments), prog="protconv baseline")
+    parser = HfArgumentParser(
+        (TaskDataArguments, BaselineArguments),  # type: ignore[arg-type]  # DataClassType: a NewType no class meets
+        prog="protconv baseline",
+    )
     data_args, options = _parse_arguments(args, lambda: parser.parse_args_into_dataclasses(args=args.arguments))
     splits, _ = load_task_splits(data_args, options.seed)
     results = run_baselines(data_args.task, splits, options)
@@ -249,8 +252,8 @@ def describe_error(error: BaseException, args: argparse.Namespace) -> str:
 def _what_and_where(error: BaseException, args: argparse.Namespace) -> str:
     mark = getattr(error, "problem_mark", None)
     if mark is not None and type(error).__module__.startswith("yaml"):  # a YAML syntax error: which file, where
-        source = _config_path(args.arguments) or "config"
-        return f"{source}: line {mark.line + 1}, column {mark.column + 1}: invalid YAML ({error.problem})"
+        source, problem = _config_path(args.arguments) or "config", getattr(error, "problem", None)
+        return f"{source}: line {mark.line + 1}, column {mark.column + 1}: invalid YAML ({problem})"
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         where = f"{error.filename} -> {error.filename2}" if error.filename2 is not None else str(error.filename)
         return f"{where}: {error.strerror}"

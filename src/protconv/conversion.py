@@ -190,7 +190,7 @@ def _next_stage(bar: tqdm) -> None:
     """Count the stage done and name the next one."""
     bar.update()
     if bar.n < len(_STAGES):
-        bar.set_postfix_str(_STAGES[bar.n])
+        bar.set_postfix_str(_STAGES[int(bar.n)])  # tqdm types its count int | float
 
 
 def _convert(checkpoint: Path, out_dir: str | Path, overwrite: bool, bar: tqdm) -> Path:

@@ -218,7 +218,7 @@ def push_model(
     token: bool | str | None = None,
     revision: str | None = None,
     create_pr: bool = False,
-    max_shard_size: int | str | None = "50GB",
+    max_shard_size: int | str = "50GB",
     tags: list[str] | None = None,
     api=None,
 ) -> str:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .modeling import MODEL_FAMILIES
+from .registry import FAMILIES, protconv_model_types
 
 
 def default_lora_targets(model_or_config: PreTrainedModel | PretrainedConfig) -> list[str]:
@@ -41,10 +41,10 @@ def default_lora_targets(model_or_config: PreTrainedModel | PretrainedConfig) ->
 
 
 def _targets_for(model_type: str | None) -> list[str]:
-    for config_class, table in MODEL_FAMILIES.items():
+    for config_class, table in FAMILIES.items():
         if config_class.model_type == model_type:
             return list(table["AutoModel"].lora_target_modules)
-    known = sorted(config_class.model_type for config_class in MODEL_FAMILIES)
+    known = sorted(protconv_model_types())
     raise ValueError(f"model_type {model_type!r} is not a protconv family; expected one of {known}")
 
 
@@ -57,6 +57,6 @@ def register_peft_defaults() -> bool:
         from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as targets
     except ImportError:
         return False
-    for config_class in MODEL_FAMILIES:
+    for config_class in FAMILIES:
         targets[config_class.model_type] = _targets_for(config_class.model_type)
     return True

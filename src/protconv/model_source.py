@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
 
-from .modeling import MODEL_FAMILIES
+from .registry import available_presets, protconv_model_types
 from .tokenization import build_tokenizer
 
 #: Files by which a folder carries its own tokenizer (fast ``tokenizer.json``, or a slow tokenizer's vocabulary
@@ -31,14 +31,9 @@ class UnknownTokenizerError(ValueError):
     """A model folder of a non-protconv family carries no tokenizer: its vocabulary cannot be known."""
 
 
-def protconv_model_types() -> set[str]:
-    return {config_class.model_type for config_class in MODEL_FAMILIES}
-
-
 def protconv_model_names() -> set[str]:
     """Names that ``registry.resolve_config`` turns into a protconv config without a folder."""
-    presets = {name for config_class in MODEL_FAMILIES for name in config_class.presets}
-    return presets | protconv_model_types()
+    return set(available_presets()) | protconv_model_types()
 
 
 def has_own_tokenizer(folder: Path) -> bool:

@@ -8,7 +8,7 @@ import inspect
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import transformers
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerFast
@@ -16,19 +16,31 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .modeling import MODEL_FAMILIES, ProteinLMConfig
 
+if TYPE_CHECKING:
+    from transformers.models.auto.auto_factory import _BaseAutoModelClass
+
+#: ``modeling.MODEL_FAMILIES`` (each family's config class -> its registration table, Auto class name -> model
+#: class) with the key type spelled out: the dict literal there is inferred as ``dict[type, dict[str, Any]]``.
+FAMILIES: Mapping[type[ProteinLMConfig], Mapping[str, Any]] = MODEL_FAMILIES
+
 
 def register_auto_classes() -> None:
     """Idempotent: ``exist_ok`` lets a re-import (or remote code of the same model type) pass."""
-    for config_class, models in MODEL_FAMILIES.items():
+    for config_class, models in FAMILIES.items():
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         for auto_name, model_class in models.items():
             getattr(transformers, auto_name).register(config_class, model_class, exist_ok=True)
         AutoTokenizer.register(config_class, fast_tokenizer_class=PreTrainedTokenizerFast, exist_ok=True)
 
 
+def protconv_model_types() -> set[str]:
+    """The ``model_type`` of every family (``protconv_conv``, ``protconv_performer``)."""
+    return {config_class.model_type for config_class in FAMILIES}
+
+
 def available_presets() -> dict[str, type[ProteinLMConfig]]:
     """Preset name -> the config class that defines it, over every family."""
-    return {name: config_class for config_class in MODEL_FAMILIES for name in config_class.presets}
+    return {name: config_class for config_class in FAMILIES for name in config_class.presets}
 
 
 #: Weight files a folder may hold, in the order transformers prefers them. ``pytorch_model*.bin`` is a pickle:
@@ -60,9 +72,22 @@ def has_saved_weights(model: str | Path) -> bool:
     return False
 
 
-def load_pretrained(auto_class: type, model: str | Path, **kwargs: Any) -> PreTrainedModel:
+def load_pretrained(auto_class: type[_BaseAutoModelClass], model: str | Path, **kwargs: Any) -> PreTrainedModel:
     """``auto_class.from_pretrained(model, **kwargs)`` with ``weights_only=True``; a ``pytorch_model.bin`` holding
     anything but tensors (a pickle that would run code) is refused as a ``WeightsFormatError``."""
+    return _from_pretrained(auto_class, model, **kwargs)
+
+
+def load_pretrained_with_info(
+    auto_class: type[_BaseAutoModelClass], model: str | Path, **kwargs: Any
+) -> tuple[PreTrainedModel, dict[str, list[str]]]:
+    """``load_pretrained`` with ``output_loading_info=True``: the model and what loading found (``missing_keys``,
+    ``unexpected_keys``...), for a command that must refuse a checkpoint lacking the weights it needs."""
+    return _from_pretrained(auto_class, model, output_loading_info=True, **kwargs)
+
+
+def _from_pretrained(auto_class: type[_BaseAutoModelClass], model: str | Path, **kwargs: Any) -> Any:
+    """``Any``: ``from_pretrained`` returns the model, or ``(model, info)`` with ``output_loading_info=True``."""
     try:
         return auto_class.from_pretrained(model, weights_only=True, **kwargs)
     except pickle.UnpicklingError as error:
@@ -90,7 +115,7 @@ def resolve_config(model: str, overrides: Mapping[str, Any] | None = None) -> Pr
     if path.is_file() or (path / "config.json").is_file():
         _check_override_keys(type(AutoConfig.from_pretrained(path)), overrides)
         return AutoConfig.from_pretrained(path, **overrides)
-    model_types = sorted(config_class.model_type for config_class in MODEL_FAMILIES)
+    model_types = sorted(protconv_model_types())
     raise ValueError(
         f"--model {model!r} is neither a preset ({', '.join(sorted(presets))}), a model type "
         f"({', '.join(model_types)}), nor a config.json / saved model folder"

@@ -21,19 +21,21 @@ set up the console first and add the run's log file once the output folder is kn
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Literal, get_args
 
 from tqdm.auto import tqdm
 
 if TYPE_CHECKING:
     from accelerate import PartialState
 
-#: The names ``--log_level`` accepts, lowest first.
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: The names ``--log_level`` accepts (in any case), lowest first.
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LOG_LEVELS: tuple[LogLevel, ...] = get_args(LogLevel)
 
 #: Loggers whose records protconv routes: its own hierarchy and transformers' (which does not propagate to root).
 _ROUTED = ("protconv", "transformers")
@@ -136,7 +138,7 @@ class _AppendingFileHandler(logging.FileHandler):
     def __init__(self, path: Path) -> None:
         super().__init__(path, mode="a", encoding="utf-8", delay=True)
 
-    def _open(self) -> TextIO:
+    def _open(self) -> io.TextIOWrapper:
         Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
         return super()._open()
 

@@ -11,13 +11,34 @@ import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import yaml
 from transformers import HfArgumentParser
 
+from ..data.fasta_corpus import InvalidPolicy
+from ..data.profiles import InsertPolicy, Prior
 from ..modeling.configuration_base import PRETRAINING_OBJECTIVES
 from ..run_logging import LOG_LEVELS
+
+#: ``--mixed_precision`` values (none: whatever ``accelerate launch`` was configured with).
+MixedPrecision = Literal["no", "fp16", "bf16"]
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def choice(name: str, value: str, allowed: tuple[_Choice, ...]) -> _Choice:
+    """``value`` as one of ``allowed`` (``typing.get_args`` of the setting's Literal alias), or the ValueError
+    that names the setting. The fields stay ``str``: ``HfArgumentParser`` would turn a Literal into argparse
+    choices (another error), and a YAML config is checked by ``read_config_file``."""
+    if value not in allowed:
+        either = " or ".join(filter(None, (", ".join(allowed[:-1]), allowed[-1])))
+        raise ValueError(f"{name} must be {either}, got {value!r}")
+    return value
+
+
+def _either(alias: Any, separator: str) -> str:
+    """A Literal alias's values for a ``--help`` line."""
+    return separator.join(typing.get_args(alias))
 
 
 @dataclass
@@ -110,12 +131,13 @@ class DataArguments:
         default_factory=list,
         metadata={"help": "held-out MSAs/profiles (whole families); if none, --validation_fraction of msa_files"},
     )
-    profile_prior: str = field(default="background", metadata={"help": "pseudocounts: background | dirichlet"})
+    profile_prior: str = field(default="background", metadata={"help": f"pseudocounts: {_either(Prior, ' | ')}"})
     profile_pseudocount_weight: float = field(
         default=1.5, metadata={"help": "weight of the background pseudocount (counts are scaled to Neff)"}
     )
     msa_inserts: str = field(
-        default="background", metadata={"help": "targets of insert residues: background | mask (no target)"}
+        default="background",
+        metadata={"help": f"targets of insert residues: {_either(InsertPolicy, ' | ')} (no target)"},
     )
     profile_cache_dir: str | None = field(
         default=None, metadata={"help": "where computed profiles are cached (default: OUTPUT_DIR/profile_cache)"}
@@ -146,11 +168,24 @@ class DataArguments:
     mask_fraction: float = field(default=0.8, metadata={"help": "share of selected residues replaced by <mask>"})
     random_fraction: float = field(default=0.1, metadata={"help": "share of selected residues replaced at random"})
     invalid_sequences: str = field(
-        default="error", metadata={"help": "records with characters outside the alphabet: error | skip | X"}
+        default="error",
+        metadata={"help": f"records with characters outside the alphabet: {_either(InvalidPolicy, ' | ')}"},
     )
     add_cls: bool = True
     add_eos: bool = True
     prefetch_batches: int = field(default=2, metadata={"help": "batches prepared ahead in a thread (0: inline)"})
+
+    @property
+    def invalid_policy(self) -> InvalidPolicy:
+        return choice("invalid_sequences", self.invalid_sequences, typing.get_args(InvalidPolicy))
+
+    @property
+    def prior(self) -> Prior:
+        return choice("profile_prior", self.profile_prior, typing.get_args(Prior))
+
+    @property
+    def insert_policy(self) -> InsertPolicy:
+        return choice("msa_inserts", self.msa_inserts, typing.get_args(InsertPolicy))
 
 
 @dataclass
@@ -177,7 +212,10 @@ class PretrainingArguments:
     max_grad_norm: float = 1.0
     gradient_accumulation_steps: int = 1
     mixed_precision: str | None = field(
-        default=None, metadata={"help": "no | fp16 | bf16; default: whatever `accelerate launch` was configured with"}
+        default=None,
+        metadata={
+            "help": f"{_either(MixedPrecision, ' | ')}; default: whatever `accelerate launch` was configured with"
+        },
     )
     torch_compile: bool = False
     logging_steps: int = 10
@@ -219,7 +257,7 @@ def parse_arguments(argv: Sequence[str] | None = None, prog: str | None = None) 
     pre.add_argument("--config")
     known, rest = pre.parse_known_args(argv)
     parser = HfArgumentParser(
-        ARGUMENT_CLASSES,
+        ARGUMENT_CLASSES,  # type: ignore[arg-type]  # transformers' DataClassType is a NewType no class satisfies
         prog=prog,
         description=_DESCRIPTION,
     )
@@ -382,16 +420,11 @@ def validate(model_args: ModelArguments, data_args: DataArguments, train_args: P
         raise ValueError(f"pretraining_objective must be one of {', '.join(PRETRAINING_OBJECTIVES)}, got {objective!r}")
     if objective is not None and "profile" in objective and not data_args.msa_files:
         raise ValueError(f"pretraining_objective={objective!r} needs profile targets: pass --msa_files")
-    if data_args.profile_prior not in ("background", "dirichlet"):
-        raise ValueError(f"profile_prior must be background or dirichlet, got {data_args.profile_prior!r}")
-    if data_args.msa_inserts not in ("background", "mask"):
-        raise ValueError(f"msa_inserts must be background or mask, got {data_args.msa_inserts!r}")
-    if data_args.invalid_sequences not in ("error", "skip", "X"):
-        raise ValueError(f"invalid_sequences must be error, skip or X, got {data_args.invalid_sequences!r}")
+    _ = data_args.prior, data_args.insert_policy, data_args.invalid_policy  # each raises ValueError if unknown
     if train_args.log_level.lower() not in LOG_LEVELS:
         raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {train_args.log_level!r}")
-    if train_args.mixed_precision not in (None, "no", "fp16", "bf16"):
-        raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {train_args.mixed_precision!r}")
+    if train_args.mixed_precision is not None:
+        choice("mixed_precision", train_args.mixed_precision, typing.get_args(MixedPrecision))
     for name in ("max_steps", "logging_steps", "eval_steps", "save_steps", "gradient_accumulation_steps"):
         if getattr(train_args, name) < 1:
             raise ValueError(f"{name} must be at least 1")

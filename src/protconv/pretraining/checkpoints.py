@@ -25,6 +25,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ import torch
 from accelerate import Accelerator
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import StateDictOptions, ValueType, get_state_dict, set_state_dict
 
 STATE_FILE = "trainer_state.json"
 MODEL_FILE = "model.safetensors"
@@ -139,7 +140,9 @@ def _bare(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return getattr(optimizer, "optimizer", optimizer)
 
 
-def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _contiguous(tensors: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Tensors ready for ``save_file``. ``Any``: torch types a gathered state's values as any state
+    (``ValueType``), but a full model state, like the optimizer fields picked here, holds tensors only."""
     return {name: tensor.detach().contiguous() for name, tensor in tensors.items()}
 
 
@@ -160,7 +163,10 @@ def _save_rng_state(path: Path) -> None:
     tensors = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         tensors.update({f"cuda.{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())})
-    kind, keys, position, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state(legacy=True)
+    if not isinstance(legacy, tuple):  # numpy returns a dict only for legacy=False
+        raise TypeError(f"numpy.random.get_state(legacy=True) returned {type(legacy).__name__}, not a tuple")
+    kind, keys, position, has_gauss, cached = legacy
     metadata = {
         "python": json.dumps(random.getstate()),
         "numpy": json.dumps([kind, keys.tolist(), position, has_gauss, cached]),
@@ -223,7 +229,7 @@ def apply_checkpoint(contents: CheckpointContents, trainables: Trainables) -> Tr
         set_state_dict(
             trainables.model,
             optimizer,
-            model_state_dict=contents.model,
+            model_state_dict=dict[str, ValueType](contents.model),  # torch types the (read-only) argument dict
             optim_state_dict=contents.optimizer,
             options=StateDictOptions(full_state_dict=True),
         )

@@ -33,6 +33,7 @@ from ..run_logging import configure_logging
 from ..tokenization import build_tokenizer
 from .arguments import DataArguments, ModelArguments, PretrainingArguments, as_flat_dict, parse_overrides
 from .checkpoints import (
+    CheckpointContents,
     CheckpointError,
     Trainables,
     TrainState,
@@ -137,10 +138,37 @@ class _Run:
         # The main process alone writes the file: appends from several hosts to one shared file can interleave.
         configure_logging(train_args.log_level, self.output_dir / LOG_FILE if main else None, main_process=main)
         set_seed(train_args.seed)
+        model = self._set_up_model_and_data(model_args, data_args, train_args, model)
+        # After the data, so that an error in the inputs is the only line a failed set-up prints.
+        parameters = sum(parameter.numel() for parameter in model.parameters())  # before accelerate shards them
+        self._print(
+            f"run {self.run_name}: {model_args.model} ({parameters:,} parameters, objective "
+            f"{model.config.pretraining_objective}), {train_args.max_steps} steps, output in {self.output_dir}"
+        )
+        self._set_up_optimization(model, train_args)
+        self.metrics = MetricsLog(self.metrics_path, enabled=self.accelerator.is_main_process)
+        self.state = TrainState(arguments=self.run_arguments)
+        if resume_candidates:
+            self._resume(resume_candidates)
+        if self.accelerator.log_with:
+            self._start_trackers()
+        self.skipped_steps = 0
+        self.nonfinite_streak = 0
+        self.last_validation: dict[str, float] = {}
+        self.started = time.perf_counter()  # wall clock of this process's part of the run (restarts on resume)
+
+    def _set_up_model_and_data(
+        self,
+        model_args: ModelArguments,
+        data_args: DataArguments,
+        train_args: PretrainingArguments,
+        model: PreTrainedModel | None,
+    ) -> PreTrainedModel:
+        """The tokenizer, the model (built from ``model_args`` unless given) and this process's data."""
         self.tokenizer = build_tokenizer(data_args.add_cls, data_args.add_eos)
         if model is None:
             model = build_pretraining_model(model_args.model, _config_overrides(model_args))
-        _check_max_length(model, data_args.max_length)
+        _check_max_length(model.config, data_args.max_length)
         self.config = model.config
         with self.accelerator.main_process_first():  # the main process fills the profile cache; the others read it
             self.data: PretrainingData = build_data(
@@ -154,12 +182,10 @@ class _Run:
                 data_cache_dir=data_args.data_cache_dir or self.output_dir / "data_cache",
                 progress=self.accelerator.is_main_process and not train_args.disable_tqdm,
             )
-        # After the data, so that an error in the inputs is the only line a failed set-up prints.
-        parameters = sum(parameter.numel() for parameter in model.parameters())  # before accelerate shards them
-        self._print(
-            f"run {self.run_name}: {model_args.model} ({parameters:,} parameters, objective "
-            f"{model.config.pretraining_objective}), {train_args.max_steps} steps, output in {self.output_dir}"
-        )
+        return model
+
+    def _set_up_optimization(self, model: PreTrainedModel, train_args: PretrainingArguments) -> None:
+        """AdamW and its schedule; the model and optimizer prepared by accelerate (sharded under FSDP)."""
         optimizer = torch.optim.AdamW(
             _parameter_groups(model, train_args.weight_decay),
             lr=train_args.learning_rate,
@@ -173,21 +199,15 @@ class _Run:
         self.model, self.optimizer = self.accelerator.prepare(model, optimizer)
         self.trainables = Trainables(self.model, self.optimizer, self.scheduler, self.accelerator.scaler)
         self.forward = torch.compile(self.model) if train_args.torch_compile else self.model
-        self.metrics = MetricsLog(self.metrics_path, enabled=self.accelerator.is_main_process)
-        self.state = TrainState(arguments=self.run_arguments)
-        if resume_candidates:
-            self._resume(resume_candidates)
-        if self.accelerator.log_with:
-            self.accelerator.init_trackers(
-                TRACKER_PROJECT,
-                config=_tracker_config(self.run_arguments),
-                init_kwargs=_run_name_kwargs(self.accelerator.log_with, self.run_name),
-            )
-            _name_started_trackers(self.accelerator, self.run_name)
-        self.skipped_steps = 0
-        self.nonfinite_streak = 0
-        self.last_validation: dict[str, float] = {}
-        self.started = time.perf_counter()  # wall clock of this process's part of the run (restarts on resume)
+
+    def _start_trackers(self) -> None:
+        """The ``--report_to`` trackers, each given the run's name and its (scalar) arguments."""
+        self.accelerator.init_trackers(
+            TRACKER_PROJECT,
+            config=_tracker_config(self.run_arguments),
+            init_kwargs=_run_name_kwargs(self.accelerator.log_with, self.run_name),
+        )
+        _name_started_trackers(self.accelerator, self.run_name)
 
     # ----------------------------------------------------------------------------------------------- set-up
     def _prepare_output_dir(self) -> list[Path]:
@@ -225,19 +245,7 @@ class _Run:
     def _resume(self, candidates: list[Path]) -> None:
         """Resume from the first candidate that every process can read. With ``--resume`` a corrupt newest
         checkpoint falls back to the next older one, said on the console; ``--resume_from`` names exactly one."""
-        for index, path in enumerate(candidates):
-            contents, error = None, None
-            try:
-                contents = read_checkpoint(path, self.accelerator.process_index)
-            except CheckpointError as failure:
-                error = failure
-            if self._all_processes_agree(error is None):
-                break
-            reason = error or CheckpointError(f"checkpoint {path} is unreadable on another process")
-            if index + 1 == len(candidates):
-                raise reason
-            if self.accelerator.is_main_process:
-                logger.warning("%s; falling back to %s", reason, candidates[index + 1].name)
+        path, contents = self._first_readable(candidates)
         self._check_resumed_arguments(contents.state, path)
         self.state = apply_checkpoint(contents, self.trainables)
         self.state.arguments = self.run_arguments
@@ -246,6 +254,23 @@ class _Run:
             f"resumed from {path} at step {self.state.step} "
             f"(epoch {self.state.epoch}, {self.state.batches_done} batches into it)"
         )
+
+    def _first_readable(self, candidates: list[Path]) -> tuple[Path, CheckpointContents]:
+        """The first of ``candidates`` (at least one) that every process reads; the last one's error otherwise."""
+        for index, path in enumerate(candidates):
+            contents, error = None, None
+            try:
+                contents = read_checkpoint(path, self.accelerator.process_index)
+            except CheckpointError as failure:
+                error = failure
+            if self._all_processes_agree(error is None) and contents is not None:
+                return path, contents
+            reason = error or CheckpointError(f"checkpoint {path} is unreadable on another process")
+            if index + 1 == len(candidates):
+                raise reason
+            if self.accelerator.is_main_process:
+                logger.warning("%s; falling back to %s", reason, candidates[index + 1].name)
+        raise CheckpointError("no checkpoint to resume from")
 
     def _check_resumed_arguments(self, saved_state: TrainState, path: Path) -> None:
         """Refuse arguments that differ from the checkpoint's and could not take effect (the optimizer, schedule,
@@ -570,9 +595,10 @@ def _parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _check_max_length(model: PreTrainedModel, max_length: int) -> None:
-    """Models with learned absolute positions cannot take longer inputs than they have positions for."""
-    limit = position_limit(model.config)
+def _check_max_length(config: PretrainedConfig, max_length: int) -> None:
+    """Models with learned absolute positions cannot take longer inputs than they have positions for
+    (``model_source.position_limit``: Conv models and rotary Performers take any ``--max_length``)."""
+    limit = position_limit(config)
     if limit is not None and max_length > limit:
         raise ValueError(f"max_length {max_length} exceeds the model's max_position_embeddings ({limit})")
 

@@ -85,14 +85,15 @@ def objective_sums(
         kl = profile_kl_sums(output.profile_logits, profile_targets)
         profile_loss = kl.mean()
         sums.profile_kl_sum, sums.profile_positions = _floats(kl.total, kl.count)
-    if mlm_loss is None and profile_loss is None:
+    loss = objective_loss(config, mlm_loss, profile_loss)  # None exactly when the batch has neither term
+    if loss is None:
         raise ValueError(
             f"the batch carries no target for pretraining_objective={config.pretraining_objective!r} "
             f"(labels given: {labels is not None}, profile_targets given: {profile_targets is not None})"
         )
     tokens = attention_mask.sum()
     sums.tokens, sums.padded_tokens = _floats(tokens, attention_mask.numel() - tokens)
-    return objective_loss(config, mlm_loss, profile_loss), sums
+    return loss, sums
 
 
 def _floats(*values: torch.Tensor) -> tuple[float, ...]:
@@ -108,20 +109,26 @@ def summary(sums: ObjectiveSums, config: PretrainedConfig) -> dict[str, float]:
     """
     parts = objective_parts(config.pretraining_objective)
     metrics: dict[str, float] = {}
-    mlm, profile = None, 0.0
+    mlm, profile = sums.mlm_loss_sum / max(sums.masked_tokens, 1.0), 0.0
     if MLM in parts:
-        mlm = sums.mlm_loss_sum / max(sums.masked_tokens, 1.0)
         metrics.update(perplexity=math.exp(min(mlm, 50.0)), accuracy=sums.masked_correct / max(sums.masked_tokens, 1.0))
     if PROFILE in parts and sums.profile_positions > 0:
         profile = metrics["profile_kl"] = sums.profile_kl_sum / sums.profile_positions
-    if len(parts) > 1:
+    if len(parts) > 1:  # mlm+profile
         metrics["mlm_loss"] = mlm
-        metrics["loss"] = float(multitask_loss(config, torch.tensor(mlm), torch.tensor(profile)))
+        metrics["loss"] = float(_present(multitask_loss(config, torch.tensor(mlm), torch.tensor(profile))))
     else:
-        metrics["loss"] = mlm if mlm is not None else profile
+        metrics["loss"] = mlm if MLM in parts else profile
     metrics["padding_fraction"] = sums.padded_tokens / max(sums.padded_tokens + sums.tokens, 1.0)
     metrics["tokens"] = sums.tokens
     return metrics
+
+
+def _present(loss: torch.Tensor | None) -> torch.Tensor:
+    """``multitask_loss`` of two given terms, which is never ``None`` (it is only for a batch with neither)."""
+    if loss is None:
+        raise ValueError("multitask_loss returned no loss for two given terms")
+    return loss
 
 
 class MetricsLog:

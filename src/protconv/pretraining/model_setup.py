@@ -4,14 +4,17 @@ the Auto classes, for every registered family."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, PretrainedConfig, PreTrainedModel
 
 from ..registry import has_saved_weights, load_pretrained, resolve_config
 
+if TYPE_CHECKING:
+    from transformers.models.auto.auto_factory import _BaseAutoModelClass
 
-def pretraining_auto_class(config: PretrainedConfig) -> type:
+
+def pretraining_auto_class(config: PretrainedConfig) -> type[_BaseAutoModelClass]:
     """``AutoModelForMaskedLM`` for masked-LM pretraining (so plain MLM runs export the familiar class), else
     ``AutoModelForPreTraining`` (the family's model with a profile head, see ``config.pretraining_objective``)."""
     objective = getattr(config, "pretraining_objective", "mlm")

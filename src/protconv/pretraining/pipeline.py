@@ -18,7 +18,7 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +30,7 @@ from transformers import PreTrainedTokenizerBase
 from ..data.batching import Batch, TokenBudgetBatcher, shard
 from ..data.datasets_corpus import DatasetRecords, StreamingDataset
 from ..data.datasets_corpus import load as load_dataset
-from ..data.fasta_corpus import FastaRecords
+from ..data.fasta_corpus import FastaRecords, Side
 from ..data.masking import PretrainingCollator
 from ..data.msa_corpus import MSACorpus, MSARecords, ProfiledSequence
 from ..data.plans import FILLER_SEQUENCE, BatchShape, Clusters, EpochPlan, crop_offsets, plan_epoch, plan_in_order
@@ -68,7 +68,7 @@ class RecordSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def read(self, records: np.ndarray) -> list[str | ProfiledSequence]: ...
+    def read(self, records: np.ndarray) -> Sequence[str | ProfiledSequence]: ...
 
     def record_ids(self) -> list[str]: ...
 
@@ -139,6 +139,8 @@ class PretrainingData:
 
     def plan(self, epoch: int) -> EpochPlan:
         """The plan of ``epoch`` (the same on every process; the last one is kept)."""
+        if isinstance(self.train, StreamingDataset):
+            raise TypeError("a --streaming dataset has no epoch plan: its batches are cut from the stream")
         if self._plan is None or self._plan[0] != epoch:
             self._plan = (
                 epoch,
@@ -152,13 +154,14 @@ class PretrainingData:
         Resuming computes the epoch's plan (from lengths only) and starts reading at batch ``batches_done``; every
         batch's mask is seeded by its own (epoch, batch index, rank).
         """
-        if self.streaming:
-            return _prefetched(self._streamed(position), self.prefetch)
+        train = self.train
+        if isinstance(train, StreamingDataset):
+            return _prefetched(self._streamed(train, position), self.prefetch)
 
         def collated() -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
             plan = self.plan(position.epoch)
             for index in range(position.batches_done, plan.rounds(self.world_size)):
-                batch = self.batch(self.train, plan.share(self.world_size, self.rank, index), position.epoch)
+                batch = self.batch(train, plan.share(self.world_size, self.rank, index), position.epoch)
                 yield index, self.collator(batch, masking_seed(self.seed, position.epoch, index, self.rank))
 
         return _prefetched(collated(), self.prefetch)
@@ -173,33 +176,35 @@ class PretrainingData:
         cropped = tuple(s[o : o + room] if len(s) > room else s for s, o in zip(sequences, offsets, strict=True))
         return Batch(cropped, tuple(records.tolist()))
 
-    def _streamed(self, position: DataPosition) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
-        self.train.epoch = position.epoch
+    def _streamed(
+        self, stream: StreamingDataset, position: DataPosition
+    ) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        stream.epoch = position.epoch
         batcher = TokenBudgetBatcher(
             self.shape.max_tokens, self.shape.max_length, self.shape.special_tokens, self.window, self.seed
         )
-        batches = shard(batcher.batches(self.train, position.epoch), self.world_size, self.rank)
+        batches = shard(batcher.batches(stream, position.epoch), self.world_size, self.rank)
         for index, batch in itertools.islice(enumerate(batches), position.batches_done, None):
             yield index, self.collator(batch, masking_seed(self.seed, position.epoch, index, self.rank))
 
     def validation_batches(self) -> list[dict[str, torch.Tensor]]:
         """This process's validation shard, masked once with a fixed seed so that every evaluation is comparable."""
         if self._validation is None:
-            self._validation = [] if self.validation is None else self._collate_validation()
+            self._validation = [] if self.validation is None else self._collate_validation(self.validation)
         return self._validation
 
-    def _collate_validation(self) -> list[dict[str, torch.Tensor]]:
-        if isinstance(self.validation, StreamingDataset):
-            sequences = itertools.islice(iter(self.validation), self.max_validation_sequences)
-            plan = TokenBudgetBatcher(
+    def _collate_validation(self, validation: Corpora | StreamingDataset) -> list[dict[str, torch.Tensor]]:
+        if isinstance(validation, StreamingDataset):
+            sequences = itertools.islice(iter(validation), self.max_validation_sequences)
+            streamed = TokenBudgetBatcher(
                 self.shape.max_tokens, self.shape.max_length, self.shape.special_tokens, 10**9, self.seed, False
             ).batches(sequences)
-            mine = list(shard(plan, self.world_size, self.rank))
+            mine = list(shard(streamed, self.world_size, self.rank))
         else:
-            count = min(len(self.validation), self.max_validation_sequences or len(self.validation))
-            plan = plan_in_order(np.arange(count), self.validation.lengths, self.shape)
+            count = min(len(validation), self.max_validation_sequences or len(validation))
+            plan = plan_in_order(np.arange(count), validation.lengths, self.shape)
             mine = [
-                self.batch(self.validation, plan.share(self.world_size, self.rank, i), _VALIDATION_STREAM)
+                self.batch(validation, plan.share(self.world_size, self.rank, i), _VALIDATION_STREAM)
                 for i in range(plan.rounds(self.world_size))
             ]
         return [
@@ -242,12 +247,14 @@ def build_data(
     )
     shape = BatchShape(data_args.max_tokens_per_batch, data_args.max_length, collator.special_tokens_per_sequence)
     data_cache = _data_cache(data_args, cache_dir, data_cache_dir)
+    train: Corpora | StreamingDataset
+    validation: Corpora | StreamingDataset | None
     if data_args.streaming:
         train, validation = _streamed_corpora(data_args, seed)
         clusters = None
     else:
-        train, validation = _corpora(data_args, cache_dir, data_cache, progress)
-        clusters = _clusters(data_args, train)
+        indexed, validation = _corpora(data_args, cache_dir, data_cache, progress)
+        train, clusters = indexed, _clusters(data_args, indexed)
     return PretrainingData(
         train,
         validation,
@@ -283,24 +290,24 @@ def _corpora(
     if data_args.train_files:
         split = not data_args.validation_files and fraction > 0
 
-        def fasta(paths: list[str], side: str, held_out: float) -> FastaRecords:
-            return FastaRecords(paths, data_args.invalid_sequences, held_out, side, cache_dir=data_cache)
+        def fasta(paths: list[str], side: Side, held_out: float) -> FastaRecords:
+            return FastaRecords(paths, data_args.invalid_policy, held_out, side, cache_dir=data_cache)
 
         train.parts.append(fasta(data_args.train_files, "train" if split else "all", fraction if split else 0.0))
         if data_args.validation_files:
             validation.parts.append(fasta(data_args.validation_files, "all", 0.0))
         elif split:
             validation.parts.append(fasta(data_args.train_files, "validation", fraction))
-    if data_args.dataset_name:
+    if dataset_name := data_args.dataset_name:
         split = not data_args.dataset_validation_split and fraction > 0
         loaded: dict[str, Any] = {}
 
-        def rows(split_name: str, side: str, held_out: float) -> DatasetRecords:
+        def rows(split_name: str, side: Side, held_out: float) -> DatasetRecords:
             if split_name not in loaded:  # train and validation sides of one split share the loaded dataset
-                loaded[split_name] = load_dataset(data_args.dataset_name, data_args.dataset_config, split_name)
+                loaded[split_name] = load_dataset(dataset_name, data_args.dataset_config, split_name)
             return DatasetRecords(
-                data_args.dataset_name, data_args.dataset_config, split_name, data_args.sequence_column,
-                data_args.invalid_sequences, held_out, side, cache_dir=data_cache, dataset=loaded[split_name],
+                dataset_name, data_args.dataset_config, split_name, data_args.sequence_column,
+                data_args.invalid_policy, held_out, side, cache_dir=data_cache, dataset=loaded[split_name],
             )  # fmt: skip
 
         train.parts.append(rows(data_args.dataset_split, "train" if split else "all", fraction if split else 0.0))
@@ -311,10 +318,10 @@ def _corpora(
     if data_args.msa_files:
         split = not data_args.validation_msa_files and fraction > 0
 
-        def msas(paths: list[str], side: str, held_out: float) -> MSARecords:
+        def msas(paths: list[str], side: Side, held_out: float) -> MSARecords:
             corpus = MSACorpus(
-                paths, cache_dir, data_args.profile_prior, data_args.profile_pseudocount_weight,
-                data_args.msa_inserts, held_out, side, progress=progress,
+                paths, cache_dir, data_args.prior, data_args.profile_pseudocount_weight,
+                data_args.insert_policy, held_out, side, progress=progress,
             )  # fmt: skip
             return MSARecords(corpus)
 
@@ -333,11 +340,14 @@ def _corpora(
 def _streamed_corpora(data_args: DataArguments, seed: int) -> tuple[StreamingDataset, StreamingDataset | None]:
     fraction = data_args.validation_fraction
     split = not data_args.dataset_validation_split and fraction > 0
+    name = data_args.dataset_name
+    if not name:  # arguments.validate says so first
+        raise ValueError("--streaming reads one --dataset_name only (FASTA and MSA inputs are indexed instead)")
 
-    def stream(split_name: str, side: str, held_out: float, buffer: int, limit: int | None) -> StreamingDataset:
+    def stream(split_name: str, side: Side, held_out: float, buffer: int, limit: int | None) -> StreamingDataset:
         return StreamingDataset(
-            data_args.dataset_name, data_args.dataset_config, split_name, data_args.sequence_column,
-            data_args.invalid_sequences, held_out, side, seed, buffer, limit,
+            name, data_args.dataset_config, split_name, data_args.sequence_column,
+            data_args.invalid_policy, held_out, side, seed, buffer, limit,
         )  # fmt: skip
 
     limit = data_args.max_validation_sequences or STREAMING_VALIDATION_SEQUENCES
@@ -353,20 +363,16 @@ def _streamed_corpora(data_args: DataArguments, seed: int) -> tuple[StreamingDat
 def _clusters(data_args: DataArguments, train: Corpora) -> Clusters | None:
     """One cluster label per training record from ``--cluster_file`` or ``--cluster_header_field`` (FASTA
     records only; every other record, and a FASTA record the file does not list, is a cluster of its own)."""
-    if not (data_args.cluster_file or data_args.cluster_header_field):
+    keys_of = _cluster_keys(data_args)
+    if keys_of is None:
         return None
     names: dict[str, int] = {}
     labels = np.full(len(train), -1, dtype=np.int64)
-    mapping = _read_cluster_file(data_args.cluster_file) if data_args.cluster_file else None
     unlisted = 0
     for part, start in zip(train.parts, train.starts.tolist(), strict=False):
         if not isinstance(part, FastaRecords):
             continue
-        if mapping is not None:
-            keys = [mapping.get(record_id) for record_id in part.record_ids()]
-        else:
-            keys = [_header_field(header, data_args.cluster_header_field) for header in part.headers()]
-        for offset, key in enumerate(keys):
+        for offset, key in enumerate(keys_of(part)):
             if key is None:
                 unlisted += 1
                 continue
@@ -379,6 +385,17 @@ def _clusters(data_args: DataArguments, train: Corpora) -> Clusters | None:
                        unlisted)  # fmt: skip
     logger.info("cluster sampling: %d training records in %d clusters", len(train), len(clusters))
     return clusters
+
+
+def _cluster_keys(data_args: DataArguments) -> Callable[[FastaRecords], list[str | None]] | None:
+    """How each FASTA record's cluster is named (``None``: it is in no cluster): by ``--cluster_file``, else by
+    the ``--cluster_header_field`` word of its header; ``None`` without either."""
+    if data_args.cluster_file:
+        mapping = _read_cluster_file(data_args.cluster_file)
+        return lambda part: [mapping.get(record_id) for record_id in part.record_ids()]
+    if header_field := data_args.cluster_header_field:
+        return lambda part: [_header_field(header, header_field) for header in part.headers()]
+    return None
 
 
 def _read_cluster_file(path: str) -> dict[str, str]:
