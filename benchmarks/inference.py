@@ -40,8 +40,9 @@ import protconv
 from protconv.data import read_fasta
 from protconv.hub import save_hub_folder
 from protconv.inference import embed, plan_batches, score
-from protconv.inference.common import encode, load_model, tokenizer_framing
+from protconv.inference.common import load_model
 from protconv.model_source import load_tokenizer
+from protconv.tokenization.encoding import SequenceEncoder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
@@ -82,11 +83,11 @@ def bare_forward_seconds(folder: Path, fasta: Path, max_tokens: int) -> float:
     """The model alone on embed's batches (pre-tokenised, timing the forwards only)."""
     model = transformers.AutoModel.from_pretrained(folder).eval()
     tokenizer = load_tokenizer(str(folder))
-    special = tokenizer_framing(tokenizer).special_tokens
+    encoder = SequenceEncoder(tokenizer)
     sequences = [record.sequence for record in read_fasta(fasta)]
     batches = [
-        encode(tokenizer, [sequences[i] for i in batch], torch.device("cpu"))
-        for batch in plan_batches([len(s) for s in sequences], max_tokens, special)
+        encoder([sequences[i] for i in batch])
+        for batch in plan_batches([len(s) for s in sequences], max_tokens, encoder.special_tokens)
     ]
     start = time.perf_counter()
     with torch.inference_mode():
@@ -108,7 +109,7 @@ def embed_seconds(folder: Path, fasta: Path, max_tokens: int, include: str, out:
         )
         return network, fingerprint
 
-    module = importlib.import_module("protconv.inference.embed")
+    module = importlib.import_module("protconv.inference.common")
     module.load_model, original = timed_load, module.load_model
     try:
         start = time.perf_counter()

@@ -78,7 +78,8 @@ def test_missing_files_and_folders(conv_folder, tmp_path) -> None:
 def test_binary_and_header_only_variant_files(conv_folder, tmp_path) -> None:
     binary = tmp_path / "v.csv"
     binary.write_bytes(b"mutant\nM1A\n" + BINARY)
-    with pytest.raises(DataFileError, match=r"v.csv:3: byte 0x80"):
+    # every table problem, its bytes included, is the command's own input error (data/tables.py: one rule)
+    with pytest.raises(InferenceInputError, match=r"v.csv:3: byte 0x80"):
         score(conv_folder, binary, tmp_path / "out.csv", sequence="MKV", progress=False)
     blank = tmp_path / "blank.csv"
     blank.write_text("")

@@ -13,8 +13,8 @@ from transformers import AutoModel, AutoTokenizer
 import protconv
 from protconv.data import read_fasta
 from protconv.inference import EmbeddingFileError, InferenceInputError, embed, plan_batches
-from protconv.inference.common import BatchEncoder
 from protconv.inference.embed import group_name
+from protconv.tokenization.encoding import SequenceEncoder
 
 from .conftest import FASTA, save_model, write_fasta
 
@@ -256,7 +256,7 @@ def test_plan_batches_sorts_cuts_at_the_budget_and_isolates_long_sequences() -> 
 @pytest.mark.parametrize("framing", [(True, True), (False, False), (True, False)])
 def test_batch_encoder_gives_the_tokenizer_ids(framing) -> None:
     tokenizer = protconv.build_tokenizer(*framing)
-    encoder = BatchEncoder(tokenizer)
+    encoder = SequenceEncoder(tokenizer)
     assert encoder.fast
     sequences = ["MKV", "ACDEFGHIKLMNPQRSTVWYBZXJOU-*", "W"]
     expected = tokenizer(sequences, padding=True, return_tensors="pt")
@@ -265,4 +265,4 @@ def test_batch_encoder_gives_the_tokenizer_ids(framing) -> None:
     assert torch.equal(got["attention_mask"], expected["attention_mask"])
     left = protconv.build_tokenizer()
     left.padding_side = "left"
-    assert not BatchEncoder(left).fast  # falls back to the tokenizer itself
+    assert not SequenceEncoder(left).fast  # falls back to the tokenizer itself

@@ -55,6 +55,10 @@ def test_classification_label_names_and_probabilities_from_csv(tmp_path, tiny_pe
     predict(folder, table, tmp_path / "out.csv", max_tokens_per_batch=1200, progress=False)
     with open(tmp_path / "out.csv", encoding="utf-8", newline="") as handle:
         got = list(csv.DictReader(handle, delimiter="\t"))  # the input's delimiter is kept
+    semicolon = tmp_path / "in.csv"  # the ``;`` dialect finetune reads (data/tables.py): the same predictions
+    semicolon.write_text(table.read_text().replace("\t", ";"))
+    predict(folder, semicolon, tmp_path / "out2.csv", max_tokens_per_batch=1200, progress=False)
+    assert (tmp_path / "out2.csv").read_text() == (tmp_path / "out.csv").read_text().replace("\t", ";")
     assert list(got[0]) == ["name", "seq", "label", "predicted_label", "probability"]
     assert [row["name"] for row in got] == [f"p{i}" for i in range(6)]
     for row, sequence in zip(got, sequences, strict=True):

@@ -267,3 +267,20 @@ def test_table_problems(conv_folder, tmp_path) -> None:
     with pytest.raises(InferenceInputError, match="no data rows"):
         score(conv_folder, header_only, tmp_path / "out.csv", sequence=WILDTYPE, progress=False)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_semicolon_table_scores_as_finetune_reads_it(conv_folder, tmp_path) -> None:
+    """One dialect for every command (data/tables.py): a spreadsheet's ``;`` export, which finetune reads, is
+    scored too, and the output keeps the input's delimiter."""
+    comma = score(
+        conv_folder,
+        write_variants(tmp_path / "a.csv", MUTANTS),
+        tmp_path / "a_out.csv",
+        sequence=WILDTYPE,
+        progress=False,
+    )
+    semicolon = tmp_path / "b.csv"
+    semicolon.write_text("mutant;note\n" + "".join(f"{m};x\n" for m in MUTANTS))
+    result = score(conv_folder, semicolon, tmp_path / "b_out.csv", sequence=WILDTYPE, progress=False)
+    assert result.scores == comma.scores
+    assert (tmp_path / "b_out.csv").read_text().splitlines()[0] == "mutant;note;masked_marginal"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .fasta import open_text
+from .msa import format_suffix
 
 if TYPE_CHECKING:
     from _csv import Reader
@@ -29,14 +30,6 @@ if TYPE_CHECKING:
 TableErrorFactory = Callable[[str], Exception]
 
 TAB_SUFFIXES = frozenset({".tsv", ".tab"})
-
-
-def format_suffix(path: Path) -> str:
-    """The suffix that names the format (``.tsv`` for ``x.tsv.gz``), lower-cased; ``""`` when there is none."""
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes.pop()
-    return suffixes[-1] if suffixes else ""
 
 
 def table_delimiter(path: Path, header_line: str) -> str:

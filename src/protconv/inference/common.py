@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar, cast, get_args
 
-import numpy as np
 import torch
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..model_source import load_tokenizer, position_limit
 from ..modeling.pooling import residue_mask
-from ..modeling.vocabulary import RESIDUE_CHARACTERS
 from ..registry import has_saved_weights, load_pretrained
+from ..tokenization.encoding import NotOneTokenPerResidueError, SequenceEncoder
 
 T = TypeVar("T")
 
@@ -158,37 +157,17 @@ class ModelSession:
         config = load_config(source)
         return cls(source, torch_dtype, torch_device, config, load_tokenizer(source))
 
-    def encoder(self) -> BatchEncoder:
-        """The fast batch encoder of the tokenizer (which must give one token per residue)."""
-        return BatchEncoder(self.tokenizer)
+    def encoder(self) -> SequenceEncoder:
+        """The fast batch encoder of the tokenizer (which must give one token per residue: positions are
+        residues in every command)."""
+        try:
+            return SequenceEncoder(self.tokenizer)
+        except NotOneTokenPerResidueError as error:
+            raise InferenceInputError(str(error)) from None
 
     def load(self, auto_class: type, what: str) -> tuple[PreTrainedModel, str]:
         """The weights (``load_model``: eval mode, on the device, every weight present) and their fingerprint."""
         return load_model(self.source, auto_class, self.dtype, self.device, what)
-
-
-@dataclass(frozen=True)
-class Framing:
-    """How the tokenizer frames one sequence: special tokens before (``<cls>``) and after (``<eos>``) residues."""
-
-    prefix: int
-    suffix: int
-
-    @property
-    def special_tokens(self) -> int:
-        return self.prefix + self.suffix
-
-
-def tokenizer_framing(tokenizer: PreTrainedTokenizerBase) -> Framing:
-    encoded = tokenizer("ACD", return_special_tokens_mask=True)
-    special = encoded["special_tokens_mask"]
-    if len(special) - sum(special) != 3:
-        raise InferenceInputError(
-            f"the model's tokenizer turns the 3 residues 'ACD' into {len(special) - sum(special)} non-special "
-            "tokens; protconv inference needs one token per residue"
-        )
-    prefix = special.index(0)
-    return Framing(prefix, len(special) - prefix - 3)
 
 
 def check_length_limit(config: PretrainedConfig, tokens: int, where: str) -> None:
@@ -234,57 +213,6 @@ def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def encode(
-    tokenizer: PreTrainedTokenizerBase, sequences: Sequence[str], device: torch.device
-) -> dict[str, torch.Tensor]:
-    """Padded ``input_ids``/``attention_mask`` of whole sequences on ``device`` (never truncated)."""
-    batch = tokenizer(list(sequences), padding=True, truncation=False, return_tensors="pt")
-    return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
-
-
-class BatchEncoder:
-    """``encode`` for clean residue strings, through a character table built from the tokenizer.
-
-    Converting the tokenizer's Python lists to tensors costs about as much as a small model's forward on a
-    CPU; the table gives the same ids (checked against the tokenizer on every residue character when built)
-    at numpy speed. Tokenizers that are not one-token-per-character, or pad on the left, use ``encode``.
-    """
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
-        self.tokenizer = tokenizer
-        self.framing = tokenizer_framing(tokenizer)
-        vocab = tokenizer.get_vocab()
-        self.table = np.full(256, -1, dtype=np.int64)
-        for char in RESIDUE_CHARACTERS:
-            if char in vocab:
-                self.table[ord(char)] = vocab[char]
-        reference = tokenizer(RESIDUE_CHARACTERS)["input_ids"]
-        prefix, suffix = self.framing.prefix, self.framing.suffix
-        self.prefix_ids = list(reference[:prefix])
-        self.suffix_ids = list(reference[len(reference) - suffix :])
-        own = self.prefix_ids + self.table[np.frombuffer(RESIDUE_CHARACTERS.encode(), np.uint8)].tolist()
-        own += self.suffix_ids
-        self.fast = own == list(reference) and tokenizer.padding_side == "right" and tokenizer.pad_token_id is not None
-
-    def __call__(self, sequences: Sequence[str], device: torch.device) -> dict[str, torch.Tensor]:
-        if not self.fast or not all(sequence.isascii() for sequence in sequences):
-            return encode(self.tokenizer, sequences, device)
-        prefix, special = self.framing.prefix, self.framing.special_tokens
-        width = max(len(sequence) for sequence in sequences) + special
-        ids = np.full((len(sequences), width), self.tokenizer.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(sequences), width), dtype=np.int64)
-        for row, sequence in enumerate(sequences):
-            residues = self.table[np.frombuffer(sequence.encode(), np.uint8)]
-            if (residues < 0).any():
-                return encode(self.tokenizer, sequences, device)
-            end = prefix + len(sequence)
-            ids[row, :prefix] = self.prefix_ids
-            ids[row, prefix:end] = residues
-            ids[row, end : end + self.framing.suffix] = self.suffix_ids
-            mask[row, : len(sequence) + special] = 1
-        return {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
 
 
 def residue_positions(

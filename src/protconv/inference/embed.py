@@ -46,10 +46,10 @@ from transformers import AutoModel, PreTrainedModel
 
 from ..data.fasta import FastaRecord, read_fasta
 from ..progress import TokenRate, token_rate_bar
+from ..tokenization.encoding import SequenceEncoder
 from ..tokenization.validation import UnknownPolicy
 from .common import (
     DEFAULT_MAX_TOKENS,
-    BatchEncoder,
     DtypeName,
     InferenceInputError,
     ModelSession,
@@ -246,7 +246,7 @@ def _embed_pending(
     records: Iterator[FastaRecord],
     job: _Job,
     network: PreTrainedModel,
-    encoder: BatchEncoder,
+    encoder: SequenceEncoder,
     device: torch.device,
     bar: TokenRate,
 ) -> None:
@@ -280,7 +280,7 @@ def _pending(fasta: Path, unknown: UnknownPolicy, done: dict[str, int], output: 
 
 def _embed_batch(
     network: PreTrainedModel,
-    encoder: BatchEncoder,
+    encoder: SequenceEncoder,
     records: list[FastaRecord],
     layer_names: tuple[str, ...],
     include: tuple[str, ...],

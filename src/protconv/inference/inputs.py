@@ -3,7 +3,6 @@ numbers) and writing outputs atomically."""
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,10 +13,10 @@ from typing import IO
 from transformers import PretrainedConfig
 
 from ..data.fasta import DataFileError, FastaRecord, open_text, read_fasta
+from ..data.tables import Table, TableRow, read_table
+from ..tokenization.encoding import Framing
 from ..tokenization.validation import UnknownPolicy
-from .common import Framing, InferenceInputError, check_length_limit
-
-_TAB_SUFFIXES = (".tsv", ".tab", ".tsv.gz", ".tab.gz")
+from .common import InferenceInputError, check_length_limit
 
 
 def check_input_file(path: str | Path) -> Path:
@@ -95,12 +94,6 @@ def looks_like_fasta(path: str | Path) -> bool:
 
 
 @dataclass
-class CsvRow:
-    line: int  # the row's first file line (1-based; the header is line 1 unless blank lines precede it)
-    fields: list[str]
-
-
-@dataclass
 class CsvTable:
     path: Path
     header: list[str]
@@ -127,61 +120,31 @@ class CsvTable:
         raise InferenceInputError(f"{self.path}: no column {shown} ({option}; the columns are {self.header})")
 
 
-def _delimiter(path: Path, header_line: str) -> str:
-    if path.name.lower().endswith(_TAB_SUFFIXES) or header_line.count("\t") > header_line.count(","):
-        return "\t"
-    return ","
-
-
 @contextmanager
-def read_csv(path: str | Path) -> Iterator[tuple[CsvTable, Iterator[CsvRow]]]:
+def read_csv(path: str | Path) -> Iterator[tuple[CsvTable, Iterator[TableRow]]]:
     """A CSV/TSV file's header and its non-blank rows with their line numbers, streamed.
 
-    UTF-8 with or without a byte order mark, gzip or plain, comma or tab separated; the first column may be an
-    unnamed index (pandas' ``to_csv``). A row whose field count differs from the header's is an error naming
-    its line; a file without a header, or with a header and no row, is an error naming the file.
+    The dialects of :mod:`protconv.data.tables` (the reader that ``finetune`` uses too, so a table one command
+    reads every command reads); the first column may be an unnamed index (pandas' ``to_csv``). A row whose field
+    count differs from the header's is an error naming its line; a file without a header, or with a header and
+    no row, is an error naming the file.
     """
     path = check_input_file(path)
-    with open_text(path, newline="") as handle:
-        blank = 0
-        first = None
-        for raw in handle:
-            if raw.strip():
-                first = raw
-                break
-            blank += 1
-        if first is None:
-            raise InferenceInputError(f"{path}: empty file (no header line)")
+    with read_table(path, InferenceInputError) as (table, rows):
+        yield CsvTable(path, table.header, table.delimiter, table.header_line), _checked_rows(path, table, rows)
 
-        def lines() -> Iterator[str]:
-            yield first
-            yield from handle
 
-        delimiter = _delimiter(path, first)
-        reader = csv.reader(lines(), delimiter=delimiter)
-        header = [name.strip() for name in next(reader)]
-        table = CsvTable(path, header, delimiter, blank + 1)
-
-        def rows() -> Iterator[CsvRow]:
-            previous, count = reader.line_num, 0
-            while True:
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as error:
-                    raise InferenceInputError(f"{path}:{blank + reader.line_num}: {error}") from None
-                line, previous = blank + previous + 1, reader.line_num
-                if not any(value.strip() for value in fields):
-                    continue
-                if len(fields) != len(header):
-                    raise InferenceInputError(f"{path}:{line}: {len(fields)} fields, but the header has {len(header)}")
-                count += 1
-                yield CsvRow(line, fields)
-            if count == 0:
-                raise InferenceInputError(f"{path}: no data rows (the file holds only its header)")
-
-        yield table, rows()
+def _checked_rows(path: Path, table: Table, rows: Iterator[TableRow]) -> Iterator[TableRow]:
+    count = 0
+    for row in rows:
+        if len(row.fields) != len(table.header):
+            raise InferenceInputError(
+                f"{path}:{row.line}: {len(row.fields)} fields, but the header has {len(table.header)}"
+            )
+        count += 1
+        yield row
+    if count == 0:
+        raise InferenceInputError(f"{path}: no data rows (the file holds only its header)")
 
 
 @contextmanager
@@ -210,7 +173,6 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 
 
 __all__ = [
-    "CsvRow",
     "CsvTable",
     "DataFileError",
     "FastaScan",

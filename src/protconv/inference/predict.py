@@ -39,12 +39,11 @@ from ..data.fasta import read_fasta
 from ..data.tasks.vocabulary import PredictionTask, prediction_columns
 from ..modeling.configuration_base import label_count
 from ..progress import TokenRate, token_rate_bar
+from ..tokenization.encoding import Framing, SequenceEncoder
 from ..tokenization.validation import UnknownPolicy, clean_sequence
 from .common import (
     DEFAULT_MAX_TOKENS,
-    BatchEncoder,
     DtypeName,
-    Framing,
     InferenceInputError,
     ModelSession,
     check_length_limit,
@@ -172,7 +171,7 @@ def _label_names(config: PretrainedConfig) -> list[str]:
 
 def _predict_chunk(
     network: PreTrainedModel,
-    encoder: BatchEncoder,
+    encoder: SequenceEncoder,
     chunk: list[_Item],
     task: PredictionTask,
     names: list[str],
@@ -224,7 +223,7 @@ def _table_items(path, column: int, unknown: UnknownPolicy) -> Iterator[_Item]:
 
 def _predict_batch(
     network: PreTrainedModel,
-    encoder: BatchEncoder,
+    encoder: SequenceEncoder,
     items: list[_Item],
     task: PredictionTask,
     names: list[str],

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForMaskedLM
 
+from ..data.tables import TableRow
 from ..metrics import spearman
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
 from ..progress import progress_bar
@@ -47,7 +48,7 @@ from .common import (
     check_positive,
     chunks,
 )
-from .inputs import CsvRow, CsvTable, atomic_text_output, first_fasta_record, read_csv, same_file
+from .inputs import CsvTable, atomic_text_output, first_fasta_record, read_csv, same_file
 
 #: The scoring methods (see the module notes).
 ScoreMethod = Literal["masked-marginal", "wildtype-marginal", "pseudo-likelihood"]
@@ -211,7 +212,7 @@ def _input_columns(
 
 
 def _parse_variants(
-    table: CsvTable, rows: list[CsvRow], mutant_index: int, wildtype: str, offset: int
+    table: CsvTable, rows: list[TableRow], mutant_index: int, wildtype: str, offset: int
 ) -> list[Variant]:
     """Every row's mutations, checked against the wild type (errors name the CSV line)."""
     return [
@@ -267,12 +268,12 @@ def _scores(
     ]
 
 
-def _read_table(path: str | Path) -> tuple[CsvTable, list[CsvRow]]:
+def _read_table(path: str | Path) -> tuple[CsvTable, list[TableRow]]:
     with read_csv(path) as (table, rows):
         return table, list(rows)
 
 
-def _targets(table: CsvTable, rows: list[CsvRow], index: int) -> list[float]:
+def _targets(table: CsvTable, rows: list[TableRow], index: int) -> list[float]:
     values = []
     for row in rows:
         raw = row.fields[index].strip()
