@@ -13,24 +13,22 @@ go through the same row checks with :func:`read_table_task` and :func:`read_resi
 ``NAME (SPLIT) row N`` (0-based, as ``dataset[N]``). Class labels may be names (``label_kind="class"``):
 :func:`assign_class_ids` turns them into ids over all splits at once, so every split shares one numbering.
 
-CSV files are read the way spreadsheets and pandas write them: UTF-8 with or without a byte order mark, comma-
-or tab-separated (tab for ``.tsv``/``.tab``, otherwise sniffed from the header line, ``;`` too when the header
-has neither), optionally gzip-compressed (recognised by its bytes, so ``.csv.gz`` and ``.tsv.gz`` work), CRLF
-or LF line ends, quoted fields with embedded delimiters or line breaks (rows are named by their first line).
+CSV files are read by :func:`protconv.data.tables.read_table`, the one table dialect of every command (UTF-8 with
+or without a byte order mark, comma, tab or ``;``, gzip, CRLF, quoted fields with line breaks; rows are named by
+their first line).
 """
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..modeling.vocabulary import IGNORE_INDEX
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
-from .fasta import FastaEntry, open_text, read_fasta_entries
+from .fasta import FastaEntry, read_fasta_entries
+from .tables import TableRow, read_table
 from .tasks.vocabulary import BadRowPolicy, LabelKind, Split
 
 #: Column names looked for when none is given (exact name first, then any case).
@@ -43,7 +41,6 @@ MASK_COLUMNS = ("mask",)
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0", "", "na", "nan", "none"})
 _SETS = ("train", "test")
-_TAB_SUFFIXES = frozenset({".tsv", ".tab"})
 
 
 class TaskDataError(ValueError):
@@ -103,76 +100,6 @@ def report_skipped(data_by_split: Mapping[Split, LabelledSequences], limit: int 
 # ---------------------------------------------------------------- CSV / TSV
 
 
-def _task_error(path: Path, line: int, message: str) -> TaskDataError:
-    return TaskDataError(f"{path}:{line}: {message}")
-
-
-def _format_suffix(path: Path) -> str:
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes.pop()
-    return suffixes[-1] if suffixes else ""
-
-
-def _delimiter(path: Path, header_line: str) -> str:
-    """Tab for .tsv/.tab; otherwise whichever of tab and comma the header line holds more of (``;`` if neither)."""
-    if _format_suffix(path) in _TAB_SUFFIXES:
-        return "\t"
-    tabs, commas = header_line.count("\t"), header_line.count(",")
-    if tabs > commas:
-        return "\t"
-    if commas == 0 and ";" in header_line:
-        return ";"
-    return ","
-
-
-@dataclass
-class _CsvRow:
-    first: int  # the row's first and last file lines (they differ when a quoted field holds line breaks)
-    last: int
-    fields: list[str]
-
-
-@contextmanager
-def _csv_table(path: Path) -> Iterator[tuple[list[str], Iterator[_CsvRow]]]:
-    """The header (names stripped) and the data rows of a CSV/TSV file; blank rows are passed over."""
-    with open_text(path, _task_error, newline="") as handle:
-        blank = 0
-        header_line = None
-        for raw in handle:
-            if raw.strip():
-                header_line = raw
-                break
-            blank += 1
-        if header_line is None:
-            raise TaskDataError(f"{path}: empty file (no header line)")
-
-        def lines() -> Iterator[str]:
-            yield header_line
-            yield from handle
-
-        reader = csv.reader(lines(), delimiter=_delimiter(path, header_line))
-        try:
-            header = [name.strip() for name in next(reader)]
-        except csv.Error as error:
-            raise TaskDataError(f"{path}:{blank + reader.line_num}: malformed CSV header ({error})") from None
-
-        def rows() -> Iterator[_CsvRow]:
-            previous = reader.line_num
-            while True:
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as error:
-                    raise TaskDataError(f"{path}:{blank + reader.line_num}: malformed CSV ({error})") from None
-                first, previous = blank + previous + 1, reader.line_num
-                if any(value.strip() for value in fields):
-                    yield _CsvRow(first, blank + reader.line_num, fields)
-
-        yield header, rows()
-
-
 def _column(header: list[str], wanted: str | None, candidates: tuple[str, ...], path: str | Path) -> int | None:
     """Index of the first of ``candidates`` (or of ``wanted``) in ``header``: exact name, else any case."""
     options = (wanted,) if wanted else candidates
@@ -215,8 +142,8 @@ def csv_has_split_column(path: str | Path) -> bool:
     file raises :class:`TaskDataError`, as reading it would.
     """
     path = Path(path)
-    with _csv_table(path) as (header, _):
-        return _column(header, None, ("set",), path) is not None
+    with read_table(path, TaskDataError) as (table, _):
+        return _column(table.header, None, ("set",), path) is not None
 
 
 def _flag(value: str) -> bool | None:
@@ -381,7 +308,8 @@ def read_csv_task(
     """
     path = Path(path)
     data = LabelledSequences()
-    with _csv_table(path) as (header, rows):
+    with read_table(path, TaskDataError) as (table, rows):
+        header = table.header
         columns = _task_columns(header, sequence_column, label_column, path)
         _check_split_column(columns, split, path)
         n_rows = _task_rows(
@@ -392,7 +320,7 @@ def read_csv_task(
     return data
 
 
-def _csv_row(row: _CsvRow, path: Path, width: int) -> _Row:
+def _csv_row(row: TableRow, path: Path, width: int) -> _Row:
     where = f"{path}:{row.first}"
     if len(row.fields) == width:
         return _Row(where, row.fields)
