@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from protconv.data import task_files
 from protconv.data.fasta import read_fasta, read_fasta_entries
 from protconv.data.fasta_corpus import FastaCorpus
 from protconv.data.msa import read_a3m, read_aligned_fasta, read_stockholm
 from protconv.data.profile_files import ProfileFormatError, read_hhm_profiles, read_hmmer_profiles
-from protconv.data.task_files import TaskDataError, read_csv_task, read_residue_task
+from protconv.data.tasks.residues import read_residue_task
+from protconv.data.tasks.rows import LabelledSequences, TaskDataError, report_skipped
+from protconv.data.tasks.sequence_tables import csv_has_split_column, read_csv_task
 from protconv.tokenization import InvalidSequenceError
 from tests.helpers import DATA, MSA
 
@@ -52,7 +53,7 @@ def _csv_text(rows: list[list[str]], delimiter: str = ",", quoting: int = csv.QU
     return buffer.getvalue()
 
 
-def _same(a: task_files.LabelledSequences, b: task_files.LabelledSequences) -> bool:
+def _same(a: LabelledSequences, b: LabelledSequences) -> bool:
     return a.sequences == b.sequences and a.labels == b.labels and a.skipped == b.skipped == []
 
 
@@ -63,8 +64,8 @@ def test_quoted_flip_header_is_recognised_as_flip(tmp_path) -> None:
     """R's write.csv and pandas QUOTE_ALL quote the header: it is still a FLIP file with a split column."""
     quoted = _write(tmp_path / "quoted.csv", _csv_text(_rows(FLIP), quoting=csv.QUOTE_ALL))
     assert quoted.read_text().startswith('"sequence","target","set","validation"')
-    assert task_files.csv_has_split_column(quoted) and task_files.csv_has_split_column(FLIP)
-    assert not task_files.csv_has_split_column(TAPE)
+    assert csv_has_split_column(quoted) and csv_has_split_column(FLIP)
+    assert not csv_has_split_column(TAPE)
     for split in SPLITS:
         assert _same(read_csv_task(quoted, split=split), read_csv_task(FLIP, split=split))
 
@@ -210,10 +211,10 @@ def test_report_skipped_lists_every_row_once_with_a_count(tmp_path) -> None:
     rows[4][1] = "nan"  # line 5
     path = _write(tmp_path / "skips.csv", _csv_text(rows))
     splits = {split: read_csv_task(path, split=split, on_bad_row="skip") for split in SPLITS}
-    report = task_files.report_skipped(splits)
+    report = report_skipped(splits)
     assert report.splitlines()[0].startswith("skipped 2 bad rows")
     assert report.count(f"{path}:3: ") == 1 and report.count(f"{path}:5: ") == 1
-    assert task_files.report_skipped({split: read_csv_task(FLIP, split=split) for split in SPLITS}) == ""
+    assert report_skipped({split: read_csv_task(FLIP, split=split) for split in SPLITS}) == ""
 
 
 # ---------------------------------------------------------------- B. every reader: bytes, gzip, BOM

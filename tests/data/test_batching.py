@@ -5,9 +5,12 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from protconv.data import FastaCorpus, TokenBudgetBatcher, shard
+from protconv.data.batching import BatchShape, cut_sorted, longest_first_batches
+from protconv.inference.common import plan_batches
 from protconv.tokenization import InvalidSequenceError
 
 SLICE = Path(__file__).resolve().parents[2] / "examples" / "data" / "structural_proteins_4k.fasta.gz"
@@ -89,3 +92,71 @@ def test_held_out_split_is_disjoint_and_complete(slice_sequences) -> None:
 def test_budget_must_hold_one_full_length_sequence() -> None:
     with pytest.raises(ValueError, match="at least max_length"):
         TokenBudgetBatcher(max_tokens=100, max_length=512)
+
+
+def _former_cut(widths: list[int], max_tokens: int) -> list[list[int]]:
+    """``TokenBudgetBatcher._cut`` before it went through ``cut_sorted``: the newest member sets the width."""
+    groups: list[list[int]] = []
+    group: list[int] = []
+    for i, width in enumerate(widths):
+        if group and (len(group) + 1) * width > max_tokens:
+            groups.append(group)
+            group = []
+        group.append(i)
+    return [*groups, group] if group else groups
+
+
+def _former_plan_batches(lengths: list[int], max_tokens: int, special_tokens: int) -> list[list[int]]:
+    """``protconv.inference.common.plan_batches`` as it was written before ``longest_first_batches``."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    group: list[int] = []
+    width = 0
+    for i in order:
+        if group and (len(group) + 1) * width > max_tokens:
+            batches.append(group)
+            group = []
+        if not group:
+            width = lengths[i] + special_tokens
+        group.append(i)
+    return [*batches, group] if group else batches
+
+
+def test_the_batcher_cuts_as_its_former_loop_did() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        special = int(rng.integers(0, 3))
+        max_length = int(rng.integers(special + 1, 80))
+        batcher = TokenBudgetBatcher(int(rng.integers(max_length, 400)), max_length, special, shuffle=False)
+        cropped = ["A" * int(n) for n in rng.integers(0, max_length - special + 1, int(rng.integers(0, 60)))]
+        order = sorted(rng.permutation(len(cropped)).tolist(), key=lambda i: len(cropped[i]))
+        expected = [[order[k] for k in group] for group in _former_cut(
+            [len(cropped[i]) + special for i in order], batcher.max_tokens
+        )]  # fmt: skip
+        assert list(batcher._cut(order, cropped)) == expected
+    assert batcher.shape == BatchShape(batcher.max_tokens, batcher.max_length, batcher.special_tokens)
+
+
+def test_longest_first_batches_are_those_of_plan_batches() -> None:
+    rng = np.random.default_rng(2)
+    for case in range(500):
+        lengths = rng.integers(0, 300 if case % 2 else 20, int(rng.integers(0, 80))).tolist()
+        max_tokens, special = int(rng.integers(1, 600)), int(rng.integers(0, 3))
+        expected = _former_plan_batches(lengths, max_tokens, special)
+        assert longest_first_batches(lengths, max_tokens, special) == expected
+        assert plan_batches(lengths, max_tokens, special) == expected
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match="max_tokens_per_batch must be positive"):
+            longest_first_batches([3, 4], bad)
+
+
+def test_cut_sorted_either_way_and_oversized_records() -> None:
+    assert cut_sorted(np.array([2, 3, 3, 5]), 9).tolist() == [0, 3, 4]
+    assert cut_sorted(np.array([5, 3, 3, 2]), 9).tolist() == [0, 1, 4]
+    assert cut_sorted(np.array([12, 4, 4, 4]), 10, oversized="alone").tolist() == [0, 1, 3, 4]
+    with pytest.raises(ValueError, match="a record of 12 tokens does not fit max_tokens=10"):
+        cut_sorted(np.array([4, 12]), 10)
+    with pytest.raises(ValueError, match="sorted one way"):
+        cut_sorted(np.array([3, 5, 2]), 10)
+    with pytest.raises(ValueError, match="oversized must be 'error' or 'alone', got 'crop'"):
+        cut_sorted(np.array([3]), 10, oversized="crop")  # type: ignore[arg-type]

@@ -30,7 +30,9 @@ from protconv.data.fasta import read_fasta, read_fasta_entries
 from protconv.data.fasta_corpus import FastaCorpus
 from protconv.data.msa import read_a3m, read_aligned_fasta, read_alignment, read_stockholm
 from protconv.data.profile_files import read_hhm_profiles, read_hmmer_profiles, read_profile_file
-from protconv.data.task_files import LabelledSequences, read_csv_task, read_residue_task
+from protconv.data.tasks.residues import read_residue_task
+from protconv.data.tasks.rows import LabelledSequences
+from protconv.data.tasks.sequence_tables import read_csv_task
 from protconv.tokenization.validation import clean_sequence
 from tests.helpers import DATA, MSA
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from protconv.data.batching import BatchShape, cut_sorted
 from protconv.data.fasta_index import open_index
-from protconv.data.plans import BatchShape, Clusters, crop_offsets, cut_sorted, plan_epoch, plan_in_order
+from protconv.data.plans import Clusters, crop_offsets, plan_epoch, plan_in_order
 
 SLICE = Path(__file__).resolve().parents[2] / "examples" / "data" / "structural_proteins_4k.fasta.gz"
 

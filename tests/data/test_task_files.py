@@ -8,16 +8,10 @@ from pathlib import Path
 import pytest
 
 from protconv.data.fasta import read_fasta_entries
-from protconv.data.task_files import (
-    LabelledSequences,
-    TaskDataError,
-    assign_class_ids,
-    parse_classes,
-    read_csv_task,
-    read_residue_table,
-    read_residue_task,
-    read_table_task,
-)
+from protconv.data.tasks.labels import assign_class_ids, parse_classes
+from protconv.data.tasks.residues import read_residue_table, read_residue_task
+from protconv.data.tasks.rows import LabelledSequences, TaskDataError
+from protconv.data.tasks.sequence_tables import read_csv_task, read_table_task
 from protconv.downstream.task_data import TaskCollator, TaskDataset
 from tests.helpers import DATA
 
@@ -202,3 +196,18 @@ def test_classes_option_parsing() -> None:
     ]:
         with pytest.raises(TaskDataError, match=message):
             parse_classes(text, per_residue)
+
+
+def test_the_former_import_paths_still_name_the_same_objects() -> None:
+    from protconv.data import task_files, tasks
+    from protconv.data.tasks import arguments, columns, dataset_splits, rows, sequence_tables
+    from protconv.downstream import task_data
+
+    assert (
+        task_files.read_csv_task is sequence_tables.read_csv_task and task_files.read_residue_task is read_residue_task
+    )
+    assert task_files.find_column is columns.find_column and task_files.TaskDataError is rows.TaskDataError
+    assert task_data.TaskDataArguments is arguments.TaskDataArguments and task_data.subsample is rows.subsample
+    assert task_data.VALIDATION_SPLIT_NAMES is dataset_splits.VALIDATION_SPLIT_NAMES
+    assert task_data.logger.name == "protconv.downstream.task_data", "the skipped-row warning keeps its logger"
+    assert tasks.__doc__

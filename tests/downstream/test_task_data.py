@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from protconv.data.task_files import TaskDataError
+from protconv.data.tasks.rows import TaskDataError
 from protconv.downstream.task_data import TaskDataArguments, load_task_splits
 from tests.helpers import DATA
 

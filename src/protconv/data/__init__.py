@@ -1,7 +1,8 @@
 """Protein data, from files to batches, shared by pretraining, fine-tuning and inference.
 
 Readers, one per format, each reporting bad input by file and line: ``fasta``, ``msa`` (A3M, aligned FASTA/A2M,
-Stockholm), ``profile_files`` (HMMER3 .hmm, HH-suite .hhm), ``task_files`` (TAPE/FLIP CSV, per-residue FASTA).
+Stockholm), ``profile_files`` (HMMER3 .hmm, HH-suite .hhm), ``tables`` (CSV/TSV),
+``tasks`` (TAPE/FLIP task data: CSV, ``datasets`` tables, per-residue FASTA, the splits).
 Then ``profiles`` (MSA -> per-residue amino-acid distributions), the corpora ``fasta_corpus`` and ``msa_corpus``
 (streams with a held-out split, whose rule is ``held_out``), ``batching`` (token-budget batches, sharding) and
 ``masking`` (BERT masking and profile targets); ``choices`` checks their closed-set settings. Nothing here imports

@@ -2,9 +2,10 @@
 
 transformers' ``DataCollatorForLanguageModeling`` draws its random replacements from the whole vocabulary,
 special tokens included; here they come from the 20 standard amino acids only, and special tokens, padding and
-``<unk>`` are never chosen. Encoding goes through a lookup table built from the tokenizer's own vocabulary and
-framing (so the tokenizer stays the one source of truth), because the Rust tokenizer costs tens of milliseconds
-per batch of residues the FASTA reader has already validated, which would be a visible share of a training step.
+``<unk>`` are never chosen. Encoding goes through :class:`protconv.tokenization.encoding.SequenceEncoder`, whose
+byte table and framing are read off the tokenizer (so the tokenizer stays the one source of truth), because the
+Rust tokenizer costs tens of milliseconds per batch of residues the FASTA reader has already validated, which
+would be a visible share of a training step.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from ..modeling.vocabulary import IGNORE_INDEX, NUM_AMINO_ACIDS, STANDARD_AMINO_ACIDS
+from ..tokenization.encoding import SequenceEncoder
 from .batching import Batch
 from .msa_corpus import ProfiledSequence
 
@@ -47,28 +49,26 @@ class MaskedLMCollator:
         self.mask_token_id = int(tokenizer.mask_token_id)
         self.special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)))
         self.amino_acid_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(STANDARD_AMINO_ACIDS)))
-        self._lookup = _character_lookup(tokenizer)
-        self.prefix, self.suffix = _framing(tokenizer)
+        self.encoder = SequenceEncoder(tokenizer)
 
     @property
     def special_tokens_per_sequence(self) -> int:
         """How many tokens the tokenizer adds around each sequence (``<cls>``/``<eos>``)."""
-        return len(self.prefix) + len(self.suffix)
+        return self.encoder.special_tokens
 
     def encode(self, sequences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded ``input_ids`` and ``attention_mask``, framed exactly as the tokenizer frames them."""
-        rows = [
-            np.concatenate([self.prefix, self._lookup[np.frombuffer(str(s).encode(), np.uint8)], self.suffix])
-            for s in sequences
-        ]
-        width = max(len(row) for row in rows)
-        input_ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
-        for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = row
-        if (input_ids < 0).any():
+        """Right-padded ``input_ids`` and ``attention_mask``, framed exactly as the tokenizer frames them.
+
+        A tokenizer the encoder's table cannot reproduce is used as it is (same ids, slower); with one it can, a
+        character outside the table is an error rather than a silent trip through ``<unk>``."""
+        texts = [str(sequence) for sequence in sequences]  # a ProfiledSequence's residues
+        if not self.encoder.fast:
+            encoded = self.encoder(texts)
+            return encoded["input_ids"], encoded["attention_mask"]
+        table = self.encoder.encode_table(texts)
+        if table is None:
             raise ValueError("sequence holds a character outside the vocabulary; read it through read_fasta first")
-        ids = torch.from_numpy(input_ids)
-        return ids, (ids != self.pad_token_id).long()
+        return table
 
     def mask(self, input_ids: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Masked inputs and labels; the original ``input_ids`` are left untouched."""
@@ -122,25 +122,8 @@ class PretrainingCollator(MaskedLMCollator):
     def profile_targets(self, batch: Batch, width: int) -> torch.Tensor:
         targets = np.zeros((len(batch.sequences), width, NUM_AMINO_ACIDS), dtype=np.float32)
         if not batch.filler:
-            start = len(self.prefix)
+            start = self.encoder.framing.prefix
             for row, sequence in enumerate(batch.sequences):
                 if isinstance(sequence, ProfiledSequence):
                     targets[row, start : start + len(sequence)] = sequence.targets()
         return torch.from_numpy(targets)
-
-
-def _character_lookup(tokenizer: PreTrainedTokenizerBase) -> np.ndarray:
-    """Byte -> token id for every one-character token of the tokenizer's vocabulary (-1 elsewhere)."""
-    lookup = np.full(256, -1, dtype=np.int64)
-    for token, index in tokenizer.get_vocab().items():
-        if len(token) == 1 and ord(token) < 256:
-            lookup[ord(token)] = index
-    return lookup
-
-
-def _framing(tokenizer: PreTrainedTokenizerBase) -> tuple[np.ndarray, np.ndarray]:
-    """The ids the tokenizer puts before and after a sequence, read off its encoding of one residue."""
-    probe = tokenizer.convert_tokens_to_ids("A")
-    ids = tokenizer("A")["input_ids"]
-    at = ids.index(probe)
-    return np.array(ids[:at], dtype=np.int64), np.array(ids[at + 1 :], dtype=np.int64)

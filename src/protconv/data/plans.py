@@ -25,34 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batching import check_token_budget
+from .batching import BatchShape, cut_sorted  # their home; re-exported here, where the plans first held them
 
 #: Residues of a filler sequence (a batch that only keeps a process in step; its loss is ignored).
 FILLER_SEQUENCE = "MKTAYIAKQR"
 _PLAN_STREAM = 0x504C414E  # mixes into the epoch generator's seed, apart from masking and cropping streams
 _CROP_STREAM = 0x43524F50
-
-
-@dataclass(frozen=True)
-class BatchShape:
-    """Token budget of a batch: ``max_tokens`` padded tokens, sequences of at most ``max_length`` tokens of which
-    ``special_tokens`` are added by the tokenizer (so ``max_length - special_tokens`` residues)."""
-
-    max_tokens: int
-    max_length: int
-    special_tokens: int = 0
-
-    def __post_init__(self) -> None:
-        check_token_budget(self.max_tokens, self.max_length, self.special_tokens)
-
-    @property
-    def room(self) -> int:
-        """Residues per sequence after cropping."""
-        return self.max_length - self.special_tokens
-
-    def widths(self, lengths: np.ndarray) -> np.ndarray:
-        """Tokens of each record after cropping and framing."""
-        return np.minimum(lengths.astype(np.int64), self.room) + self.special_tokens
 
 
 @dataclass(frozen=True)
@@ -174,30 +152,6 @@ def _window_batches(
     if not begins:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(begins), np.concatenate(ends)
-
-
-def cut_sorted(widths: np.ndarray, max_tokens: int) -> np.ndarray:
-    """Greedy token-budget cut of non-decreasing ``widths``: batch boundaries ``[0, ..., len(widths)]``.
-
-    A batch starting at ``a`` takes the most records ``b - a`` with ``(b - a) * widths[b - 1] <= max_tokens`` (the
-    last member is the widest, so it sets the padded width). With ``first(b) = b - max_tokens // widths[b - 1]``,
-    the smallest start from which ``b`` is reachable, strictly increasing in ``b`` because widths do not decrease,
-    the greedy end of every start is one ``searchsorted``; the chain of batches is then followed in Python, one
-    step per batch."""
-    n = len(widths)
-    if n == 0:
-        return np.zeros(1, dtype=np.int64)
-    widths = np.maximum(widths.astype(np.int64), 1)
-    if int(widths[-1]) > max_tokens:
-        raise ValueError(f"a record of {int(widths[-1])} tokens does not fit max_tokens={max_tokens}")
-    ends = np.arange(1, n + 1, dtype=np.int64)
-    first = ends - max_tokens // widths
-    following = ends[np.searchsorted(first, np.arange(n), "right") - 1].tolist()
-    cuts, position = [0], 0
-    while position < n:
-        position = following[position]
-        cuts.append(position)
-    return np.asarray(cuts, dtype=np.int64)
 
 
 def crop_offsets(lengths: np.ndarray, room: int, seed: int, stream: int, records: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
-from ..data.task_files import LabelledSequences
+from ..data.tasks.rows import LabelledSequences
 from ..data.tasks.vocabulary import TaskType, class_names, prediction_columns
 from ..metrics import per_class_metrics
 from ..modeling.vocabulary import IGNORE_INDEX
