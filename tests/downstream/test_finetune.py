@@ -22,14 +22,14 @@ from protconv.downstream.finetune import (
     FinetuneArguments,
     NonFiniteError,
     SequenceLengthError,
-    _json_metrics,
-    _strip_prefix,
     check_lengths,
     finetune,
     protconv_log_level,
     regression_label_scale,
 )
+from protconv.downstream.report import _json_metrics
 from protconv.downstream.task_data import TaskCollator, TaskDataset, count_truncated, load_task_splits
+from protconv.downstream.trainer import _strip_prefix
 from tests.helpers import DATA
 
 TASKS = {
@@ -281,13 +281,13 @@ def test_nan_predictions_stop_the_run_before_any_metric_or_model(base_folder, tm
 
 
 def test_weights_with_nan_are_never_saved(base_folder, tmp_path, monkeypatch) -> None:
-    import protconv.downstream.finetune as finetune_module
+    import protconv.downstream.task_model as task_model
 
     def corrupting_fold(model, mean, std):
         with torch.no_grad():
             model.classifier.out_proj.bias.fill_(float("inf"))
 
-    monkeypatch.setattr(finetune_module, "fold_label_scale", corrupting_fold)
+    monkeypatch.setattr(task_model, "fold_label_scale", corrupting_fold)
     args = FinetuneArguments(model=str(base_folder), task="regression", **TASKS["regression"])
     with pytest.raises(NonFiniteError, match=r"NaN/inf values in classifier\.out_proj\.bias; refusing to save"):
         finetune(args, training_args(tmp_path / "out", steps=1))

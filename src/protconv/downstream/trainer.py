@@ -1,0 +1,123 @@
+"""``transformers.Trainer`` as fine-tuning uses it: the task's datasets and collator, the metrics, and a stop at
+the first non-finite loss.
+
+Users get Trainer's own features unchanged (eval/save strategy, best-model selection, bf16, accumulation,
+activation checkpointing, resume); protconv only fills in what Trainer cannot know (the label column, the
+collator, the metrics) and refuses to go on from a NaN: a non-finite training loss stops the run at that step,
+and NaN predictions are never scored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
+
+from ..data.task_files import LabelledSequences
+from ..data.tasks.vocabulary import Split, TaskType
+from ..metrics import NonFiniteError, metrics_for
+from .finetune_arguments import FinetuneArguments
+from .report import logger
+from .task_data import TaskCollator, TaskDataset
+from .task_model import TrainedModel
+
+__all__ = ["FiniteLossTrainer", "build_trainer", "evaluate_split", "evaluate_splits", "task_datasets"]
+
+#: A split's metrics (prefix stripped) and the model's outputs, in dataset order.
+Evaluation = tuple[dict[str, float], np.ndarray]
+
+
+class FiniteLossTrainer(Trainer):
+    """``Trainer`` that stops at the first non-finite training loss.
+
+    Trainer itself would go on: with ``logging_nan_inf_filter`` (the default) a NaN loss is even left out of the
+    logged average, while its NaN gradients turn every weight into NaN at the next optimizer step. The check
+    runs on the loss of every micro-batch, after its backward and before any optimizer step; with several
+    processes they agree on it, so all stop together.
+    """
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        bad = (~torch.isfinite(loss)).any().float().reshape(1)
+        if self.accelerator.num_processes > 1:
+            bad = self.accelerator.reduce(bad, "sum")
+        if bad.item() > 0:
+            local = loss.item()
+            value = f"is {local}" if not math.isfinite(local) else "is non-finite on another process"
+            raise NonFiniteError(
+                f"the training loss {value} at step {self.state.global_step + 1}: fine-tuning has "
+                "diverged and was stopped before the update (no model saved). Lower --learning_rate, check the "
+                "labels, or prefer bf16 to fp16"
+            )
+        return loss
+
+
+def task_datasets(
+    splits: Mapping[Split, LabelledSequences],
+    tokenizer: PreTrainedTokenizerBase,
+    args: FinetuneArguments,
+    label_scale: tuple[float, float],
+) -> dict[Split, TaskDataset]:
+    """Every split tokenised for the task, regression targets z-scored with ``label_scale``."""
+    return {
+        split: TaskDataset(data, tokenizer, args.task, args.max_length, label_scale) for split, data in splits.items()
+    }
+
+
+def build_trainer(
+    model: TrainedModel,
+    training_args: TrainingArguments,
+    datasets: Mapping[Split, TaskDataset],
+    tokenizer: PreTrainedTokenizerBase,
+    task: TaskType,
+    label_scale: tuple[float, float],
+) -> FiniteLossTrainer:
+    """The Trainer for ``model``: trains on ``train``, evaluates on ``valid`` (when there is one). Trainer seeds
+    here, in its constructor (``TrainingArguments.seed``), after the model was built."""
+    if training_args.label_names is None:
+        training_args.label_names = ["labels"]
+    return FiniteLossTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets.get("valid"),
+        # transformers types a collator as returning dict; its own collators return BatchEncoding, as this one does
+        data_collator=TaskCollator(tokenizer, task),  # type: ignore[arg-type]
+        processing_class=tokenizer,
+        compute_metrics=metrics_for(task, label_scale),
+    )
+
+
+def evaluate_splits(trainer: Trainer, datasets: Mapping[Split, TaskDataset]) -> dict[Split, Evaluation]:
+    """``valid`` then ``test``, those the task has."""
+    return {split: evaluate_split(trainer, datasets[split], split) for split in ("valid", "test") if split in datasets}
+
+
+def evaluate_split(trainer: Trainer, dataset: TaskDataset, split: Split) -> Evaluation:
+    """The split's metrics (logged like ``Trainer.evaluate``'s) and the model's outputs, in dataset order."""
+    try:
+        output = trainer.predict(dataset, metric_key_prefix=split)
+    except NonFiniteError as error:
+        raise NonFiniteError(f"{split} split: {error}") from error
+    if output.metrics is None:  # not reached: predict always scores (its loss at least)
+        raise ValueError(f"{split} split: Trainer.predict returned no metrics")
+    trainer.log(output.metrics)
+    metrics = _strip_prefix(output.metrics, split)
+    if not math.isfinite(metrics.get("loss", 0.0)):
+        raise NonFiniteError(f"{split} split: the evaluation loss is {metrics['loss']} (no model saved)")
+    for name, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            logger.warning("%s %s is undefined (%s), e.g. constant predictions; reported as such", split, name, value)
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return metrics, np.asarray(logits)
+
+
+def _strip_prefix(metrics: dict[str, float], split: str) -> dict[str, float]:
+    """Trainer's ``valid_spearman`` -> ``spearman``; timings are dropped. Every score is kept, NaN included."""
+    cleaned = {key.removeprefix(f"{split}_"): value for key, value in metrics.items()}
+    return {
+        k: v for k, v in cleaned.items() if isinstance(v, int | float) and "runtime" not in k and "per_second" not in k
+    }
