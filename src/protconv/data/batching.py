@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 
 from .choices import check_choice
+from .msa_corpus import ProfiledSequence
 
 #: What a greedy cut does with a sequence wider than the budget: refuse it (training crops first, so one is a
 #: planning bug), or give it a batch of its own (inference never crops, and a device may still hold it).
@@ -34,7 +35,7 @@ class Batch:
     """Residue strings (already cropped) of one batch. ``indices`` are the sequences' positions in the epoch's
     stream (for checking coverage); a ``filler`` batch only keeps a process in step and carries no loss."""
 
-    sequences: tuple[str, ...]
+    sequences: tuple[str | ProfiledSequence, ...]
     indices: tuple[int, ...]
     filler: bool = False
 

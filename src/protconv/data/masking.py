@@ -56,7 +56,7 @@ class MaskedLMCollator:
         """How many tokens the tokenizer adds around each sequence (``<cls>``/``<eos>``)."""
         return self.encoder.special_tokens
 
-    def encode(self, sequences: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, sequences: Sequence[str | ProfiledSequence]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded ``input_ids`` and ``attention_mask``, framed exactly as the tokenizer frames them.
 
         A tokenizer the encoder's table cannot reproduce is used as it is (same ids, slower); with one it can, a
