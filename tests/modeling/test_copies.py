@@ -103,8 +103,8 @@ def test_the_per_family_blocks_are_marked() -> None:
     """The blocks the duplicate scan finds in both families are the marked ones (a new family copies them too)."""
     marked = {(copy.path.name, copy.name) for copy in marked_copies()}
     for name in ["TaskModel", "ForPreTraining", "ForSequenceClassification", "ForTokenClassification"]:
-        assert ("modeling_performer.py", f"Performer{name}") in marked, name
-    assert ("modeling_performer.py", "PERFORMER_MODEL_CLASSES") in marked
+        assert ("modeling_performer.py", f"Conv{name}") in marked, name
+    assert ("modeling_performer.py", "CONV_MODEL_CLASSES") in marked
 
 
 @pytest.fixture

@@ -413,6 +413,7 @@ class PerformerModel(PerformerPreTrainedModel):
         return None if bool(attention_mask.all()) else attention_mask
 
 
+# Copied from protconv.modeling.modeling_conv.ConvTaskModel with Conv->Performer, conv->performer
 class PerformerTaskModel(TaskMixin, PerformerPreTrainedModel):
     """A ``PerformerModel`` backbone (``self.performer``) under the head of a task mixin (``task_models.py``)."""
 
@@ -427,19 +428,23 @@ class PerformerForMaskedLM(MaskedLMMixin, PerformerTaskModel):
     """PerformerModel with an untied linear decoder to the vocabulary (as the Conv family)."""
 
 
+# Copied from protconv.modeling.modeling_conv.ConvForPreTraining with Conv->Performer, conv->performer
 class PerformerForPreTraining(PreTrainingMixin, PerformerTaskModel):
     __doc__ = PreTrainingMixin.__doc__
 
 
+# Copied from protconv.modeling.modeling_conv.ConvForSequenceClassification with Conv->Performer, conv->performer
 class PerformerForSequenceClassification(SequenceClassificationMixin, PerformerTaskModel):
     __doc__ = SequenceClassificationMixin.__doc__
 
 
+# Copied from protconv.modeling.modeling_conv.ConvForTokenClassification with Conv->Performer, conv->performer
 class PerformerForTokenClassification(TokenClassificationMixin, PerformerTaskModel):
     __doc__ = TokenClassificationMixin.__doc__
 
 
 #: The Performer registration table: Auto class name -> model class (``auto_classes.AUTO_MODEL_SUFFIXES``).
+# Copied from protconv.modeling.modeling_conv.CONV_MODEL_CLASSES with Conv->Performer, CONV->PERFORMER
 PERFORMER_MODEL_CLASSES = register_family(
     PerformerConfig,
     PerformerModel,
