@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from ...modeling.vocabulary import IGNORE_INDEX
-from ...tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
+from ...tokenization.validation import UnknownPolicy
 from ..fasta import FastaEntry, read_fasta_entries
 from .columns import MASK_COLUMNS, check_split_column, find_column, task_columns
 from .flip import header_fields, header_side, in_flip_split
@@ -47,10 +47,8 @@ def read_residue_table(
         where, fields = row.where, row.fields
         if split is not None and not in_flip_split(fields, columns, split, where, data, on_bad_row):
             continue
-        try:
-            sequence = clean_sequence(fields[columns.sequence], record=where, unknown=unknown)
-        except InvalidSequenceError as error:
-            data.reject(str(error), on_bad_row)
+        sequence = data.clean(fields[columns.sequence], on_bad_row, record=where, unknown=unknown)
+        if sequence is None:
             continue
         labels, problem = residue_labels(
             "".join(fields[columns.label].split()), fields[mask] if mask is not None else None, len(sequence), class_ids
@@ -145,12 +143,9 @@ def read_residue_task(
             data.reject(f"{where}: {problem}", on_bad_row)
             continue
         source = residues[name]
-        try:
-            sequence = clean_sequence(
-                source.text, record=f"{sequences_path}:{source.line} (>{name})", unknown=unknown, locate=source.line_of
-            )
-        except InvalidSequenceError as error:
-            data.reject(str(error), on_bad_row)
+        record = f"{sequences_path}:{source.line} (>{name})"
+        sequence = data.clean(source.text, on_bad_row, record=record, unknown=unknown, locate=source.line_of)
+        if sequence is None:
             continue
         mask = masks[name].text if mask_path else "1" * len(sequence)
         labels = [class_ids[char] if keep == "1" else IGNORE_INDEX for char, keep in zip(entry.text, mask, strict=True)]

@@ -4,11 +4,12 @@ rows, and a table row as the readers hand it to the one row check."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 from .vocabulary import BadRowPolicy, Split
 
 
@@ -41,6 +42,22 @@ class LabelledSequences:
         if policy == "error":
             raise TaskDataError(message)
         self.skipped.append(message)
+
+    def clean(
+        self,
+        text: str,
+        policy: BadRowPolicy,
+        record: str,
+        unknown: UnknownPolicy = "error",
+        locate: Callable[[int], int] | None = None,
+    ) -> str | None:
+        """``clean_sequence(text, record, unknown, locate)``, or None once the row is rejected: a sequence that
+        fails the checks is a bad row like any other, handled by ``policy`` (every task reader's rule)."""
+        try:
+            return clean_sequence(text, record=record, unknown=unknown, locate=locate)
+        except InvalidSequenceError as error:
+            self.reject(str(error), policy)
+            return None
 
 
 def report_skipped(data_by_split: Mapping[Split, LabelledSequences], limit: int | None = None) -> str:

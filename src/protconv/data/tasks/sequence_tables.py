@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from ...tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
+from ...tokenization.validation import UnknownPolicy
 from ..tables import TableRow, read_table
 from .columns import TaskColumns, check_split_column, find_column, task_columns
 from .flip import in_flip_split
@@ -60,10 +60,8 @@ def _task_rows(
         if problem is not None:
             data.reject(f"{where}: {problem}", on_bad_row)
             continue
-        try:
-            sequence = clean_sequence(fields[columns.sequence], record=where, unknown=unknown)
-        except InvalidSequenceError as error:
-            data.reject(str(error), on_bad_row)
+        sequence = data.clean(fields[columns.sequence], on_bad_row, record=where, unknown=unknown)
+        if sequence is None:
             continue
         data.add(sequence, label, where)
     return n_rows
