@@ -200,20 +200,40 @@ def check_mode(
             single = model(**alone).logits.float()[0]
         length = int(alone["attention_mask"].sum())
         worst = max(worst, float((single - logits[row, :length]).abs().max() / single.abs().max()))
-    top1 = float((logits.argmax(-1) == ref_logits.argmax(-1))[real].float().mean())
+    top1, raw = top1_agreement(logits, ref_logits, real)
+    error = float((logits - ref_logits).abs()[real].max() / ref_logits.abs()[real].max())
     cosine = float(torch.nn.functional.cosine_similarity(grads, ref_grads, dim=0))
     finite = bool(torch.isfinite(logits).all() and torch.isfinite(grads).all())
     fp32_features = all(dtype == torch.float32 and not on for dtype, on in seen)
     report.add(
         "correctness",
         {"family": name, "mode": mode, "finite": finite, "padding_rel_diff": f"{worst:.2e}",
-         "top1_vs_fp32": f"{top1:.4f}", "grad_cosine_vs_fp32": f"{cosine:.4f}",
+         "top1_vs_fp32": f"{top1:.4f}", "top1_all_positions": f"{raw:.4f}",
+         "logit_rel_err_vs_fp32": f"{error:.2e}", "grad_cosine_vs_fp32": f"{cosine:.4f}",
          "favor_features": "n/a" if not seen else ("fp32" if fp32_features else "NOT fp32")},
     )  # fmt: skip
     report.check(finite, f"{name} {mode}: non-finite logits or gradients")
     report.check(worst <= PADDING_TOLERANCE[mode], f"{name} {mode}: padding changes outputs by {worst:.2e}")
+    report.check(error <= 4 * PADDING_TOLERANCE[mode], f"{name} {mode}: logits off fp32 by {error:.2e} (relative)")
     report.check(top1 >= MIN_TOP1, f"{name} {mode}: top-1 agreement with fp32 {top1:.4f} < {MIN_TOP1}")
     report.check(not seen or fp32_features, f"{name} {mode}: FAVOR+ features not computed in fp32 without autocast")
+
+
+def top1_agreement(logits: torch.Tensor, reference: torch.Tensor, real: torch.Tensor) -> tuple[float, float]:
+    """Top-1 agreement with fp32 at decisive positions, and at every real position.
+
+    A position is decisive when fp32's margin between its first and second choice exceeds twice the largest
+    logit error of the reduced-precision run: only there does a flipped choice mean an error beyond rounding.
+    A random-init model's logits are nearly flat, so the raw figure mostly counts rounding-flipped near-ties.
+    """
+    agree = logits.argmax(-1) == reference.argmax(-1)
+    top2 = reference.topk(2, dim=-1).values
+    error = float((logits - reference).abs()[real].max())
+    decisive = real & (top2[..., 0] - top2[..., 1] > 2 * error)
+    raw = float(agree[real].float().mean())
+    if not bool(decisive.any()):
+        return 0.0, raw  # nothing decisive: the run's error swamps every margin, which is a failure
+    return float(agree[decisive].float().mean()), raw
 
 
 _TOKENIZER = protconv.build_tokenizer()
@@ -358,7 +378,8 @@ def random_batch(case: Case, device: torch.device) -> dict[str, torch.Tensor]:
 
 def time_training_step(case: Case, device: torch.device, warmup: int, steps: int, backend: str) -> float:
     """Seconds per training step (forward, loss, backward, clip, AdamW) under bf16 autocast."""
-    model = build_case_model(case).to(device).train()
+    with torch.device(device):  # initialised where it runs: a 1B-parameter CPU init would take most of a minute
+        model = build_case_model(case).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     forward = torch.compile(model, backend=backend) if case.compiled else model
     batch = random_batch(case, device)
@@ -417,7 +438,7 @@ def throughput_cases(tiny: bool) -> list[Case]:
         cases += [Case(f"performer-base L{length}", "performer", base, length, tpb),
                   Case(f"performer-base softmax L{length}", "performer", base, length, tpb, "softmax"),
                   Case(f"esm2(performer-base shape) L{length}", "esm", esm_base, length, tpb)]  # fmt: skip
-    main = [cases[i] for i in (4, 5, 8, 9)]  # carp-38m, esm2 at the longer length; performer favor/softmax longest
+    main = [cases[i] for i in (4, 5, 11, 12)]  # carp-38m, esm2 at the longer length; performer favor/softmax longest
     cases += [Case(c.label + " compiled", c.family, c.shape, c.length, c.tokens_per_batch, c.attention, True) for c in main]
     return cases
 
