@@ -36,7 +36,7 @@ def test_tiny_run_reaches_every_section_and_passes_its_checks(gpu_training, tmp_
     assert all(row["favor_features"] == "fp32" for row in report.rows["correctness"] if row["family"] == "performer")
     assert report.rows["pretraining"][0]["resume_bit_identical"] is True
     timed = [row for row in report.rows["throughput"] if "mfu" in row]
-    assert {"esm", "compiled", "softmax"} <= {word for row in timed for word in row["case"].replace("(", " ").split()}
+    assert {"esm2", "compiled", "softmax"} <= {word for row in timed for word in row["case"].replace("(", " ").split()}
     assert all(float(row["tokens_per_s"].replace(",", "")) > 0 for row in timed)
     assert float(report.rows["embed"][0]["embed_over_bare"]) > 0
     assert "Failed checks: none" in out.read_text()
