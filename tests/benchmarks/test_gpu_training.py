@@ -61,7 +61,13 @@ def test_a_padding_leak_and_half_precision_features_are_caught(gpu_training, mon
 def test_flop_counts_follow_the_docstring_formulas(gpu_training) -> None:
     case = gpu_training.Case("c", "conv", {"hidden_size": 4, "intermediate_size": 2, "num_hidden_layers": 3}, 10, 10)
     assert gpu_training.forward_flops_per_token(case) == 2 * (8 * 4 + 3 * (8 + 5 * 4 + 8) + 4 * 33)
-    shape = {"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "nb_features": 3}
+    shape = {
+        "hidden_size": 8,
+        "intermediate_size": 16,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "nb_features": 3,
+    }
     favor = gpu_training.Case("p", "performer", shape, 100, 100)
     exact = gpu_training.Case("p", "performer", shape, 100, 100, "softmax")
     dense = 2 * 2 * (4 * 64 + 2 * 8 * 16) + 2 * 8 * 33
