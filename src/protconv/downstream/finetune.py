@@ -26,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
-from transformers import TrainingArguments
+from transformers import TrainingArguments, set_seed
 
 from ..data.tasks.vocabulary import Split
 from ..metrics import NonFiniteError
@@ -112,8 +112,9 @@ def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output:
     open_run_log(training_args, output)
     logger.info("fine-tuning %s for %s (mode %s) on %s", args.model, args.task, args.mode, args.source)
     log_data(splits, classes, truncated, args.max_length)
-    # A new head is initialised here, before anything is seeded (Trainer seeds in build_trainer): the run's seed
-    # belongs just above this line (issue 21 item 6).
+    # Seeded before the model is built: a new head and LoRA adapters are drawn from these generators (Trainer
+    # seeds again in its constructor and in train(), for the data order and dropout).
+    set_seed(training_args.seed)
     model = build_task_model(args.model, args.task, num_labels_for(args.task, classes), classes)
     trainable = prepare_mode(model, args)
     log_parameters(trainable)
