@@ -32,6 +32,7 @@ from ..data.tasks.vocabulary import Split
 from ..metrics import NonFiniteError
 from ..model_source import load_tokenizer
 from ..registry import resolve_config
+from .checkpoints import resolve_resume, weights_only_loading
 from .finetune_arguments import FinetuneArguments, Mode, parse_finetune_arguments
 from .report import (
     LOG_FILE,
@@ -112,6 +113,7 @@ def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output:
     open_run_log(training_args, output)
     logger.info("fine-tuning %s for %s (mode %s) on %s", args.model, args.task, args.mode, args.source)
     log_data(splits, classes, truncated, args.max_length)
+    resume = resolve_resume(training_args.resume_from_checkpoint, output)
     # Seeded before the model is built: a new head and LoRA adapters are drawn from these generators (Trainer
     # seeds again in its constructor and in train(), for the data order and dropout).
     set_seed(training_args.seed)
@@ -120,7 +122,8 @@ def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output:
     log_parameters(trainable)
     datasets = task_datasets(splits, tokenizer, args, label_scale)
     trainer = build_trainer(trainable, training_args, datasets, tokenizer, args.task, label_scale)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    with weights_only_loading():
+        trainer.train(resume_from_checkpoint=resume)
     evaluated = evaluate_splits(trainer, datasets)
     results = {split: metrics for split, (metrics, _) in evaluated.items()}
     tables = prediction_tables(args, splits, evaluated, model.config, tokenizer, label_scale)
