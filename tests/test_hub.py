@@ -128,3 +128,52 @@ def test_fill_mask_pipeline_works_on_a_saved_folder(saved_folder) -> None:
     assert len(candidates) == 3
     assert all(len(c["sequence"]) == len("MKTAYIAKXQRQ") for c in candidates if len(c["token_str"]) == 1)
     assert candidates[0]["score"] >= candidates[1]["score"] >= candidates[2]["score"]
+
+
+@pytest.mark.parametrize(
+    ("card", "message"),
+    [
+        ("---\npipeline_tag:\n- fill-mask\n- feature-extraction\n---\n# m\n", "pipeline_tag must be one string"),
+        ("---\nlicense: [mit\n---\n# m\n", "not valid YAML"),
+        ("---\n- a list\n---\n# m\n", "must be a YAML mapping"),
+        (b"---\nlicense: mit\n---\nCaf\xe9 model\n", r"not UTF-8 text \(line 4"),
+    ],
+)
+def test_push_checks_the_card_before_creating_the_repository(saved_folder, card, message) -> None:
+    _, folder = saved_folder
+    readme = folder / "README.md"
+    readme.write_bytes(card.encode() if isinstance(card, str) else card)
+    api = FakeHubApi()
+    with pytest.raises(ValueError, match=message) as error:
+        push_folder(folder, "org/tiny", api=api)
+    assert str(readme) in str(error.value)
+    assert api.calls == [], "nothing may be created on the Hub for a folder that cannot be pushed"
+
+
+def test_push_refuses_a_link_leading_outside_the_folder(saved_folder, tmp_path) -> None:
+    _, folder = saved_folder
+    secret = tmp_path / "secret.txt"
+    secret.write_text("token")
+    (folder / "notes.txt").symlink_to(secret)
+    api = FakeHubApi()
+    with pytest.raises(ValueError, match=r"notes\.txt is a symbolic link to .*secret\.txt, outside") as error:
+        push_folder(folder, "org/tiny", api=api)
+    assert api.calls == [] and "token" not in str(error.value)
+    (folder / "notes.txt").unlink()
+    (folder / "data").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(ValueError, match="data is a symbolic link"):
+        push_folder(folder, "org/tiny", api=api)
+    (folder / "data").unlink()
+    (folder / "vocab.txt").symlink_to(folder / "config.json")  # inside the folder: uploaded as a file
+    push_folder(folder, "org/tiny", api=api)
+    assert api.files["vocab.txt"] == (folder / "config.json").read_bytes()
+
+
+def test_push_command_names_the_bad_card_in_one_line(saved_folder, capsys) -> None:
+    from protconv.cli import main
+
+    _, folder = saved_folder
+    (folder / "README.md").write_text("---\npipeline_tag: [fill-mask]\n---\n")
+    assert main(["push", str(folder), "org/tiny"]) != 0
+    err = capsys.readouterr().err
+    assert "pipeline_tag must be one string" in err and "Traceback" not in err

@@ -173,16 +173,16 @@ def push_folder(
     has_weights = any((folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
     if not (folder / "config.json").is_file() or not has_weights:
         raise FileNotFoundError(f"{folder} is not a saved model folder (config.json and safetensors weights needed)")
+    files, card_text = check_push_folder(folder)  # before anything exists on the Hub
     api = api or HfApi(token=token)
     repo_id = getattr(api.create_repo(repo_id, private=private, exist_ok=True), "repo_id", None) or repo_id
     operations = [
         CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
-        for path in _folder_files(folder)
+        for path in files
         if path.relative_to(folder).as_posix() != "README.md"
     ]
-    card = folder / "README.md"
-    if card.is_file():
-        text = retarget_usage(card.read_text(encoding="utf-8"), repo_id)
+    if card_text is not None:
+        text = retarget_usage(card_text, repo_id)
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=text.encode("utf-8")))
     if revision is not None and not create_pr:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -195,6 +195,68 @@ def push_folder(
         create_pr=create_pr,
     )
     return str(getattr(commit, "pr_url", None) or getattr(commit, "commit_url", commit))
+
+
+def check_push_folder(folder: Path) -> tuple[list[Path], str | None]:
+    """The files ``push_folder`` uploads and the card's text, checked before the repository is created: a push
+    that fails half-way would leave an empty or partial repository behind.
+
+    Refused with a ``ValueError`` naming the file: a link that leads outside the folder (its target would be
+    uploaded: a private file, or a whole other folder), a link to nothing, a card that is not UTF-8, whose
+    front matter is not a YAML mapping, or whose ``pipeline_tag`` is not one string (the Hub rejects the commit).
+    A file that cannot be read raises its ``OSError`` here too.
+    """
+    root = folder.resolve()
+    files = _folder_files(folder)
+    for path in _folder_entries(folder):
+        target = path.resolve()
+        if path.is_symlink() and not path.exists():
+            raise ValueError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist")
+        if target != root and root not in target.parents:
+            raise ValueError(
+                f"{path} is a symbolic link to {target}, outside {folder}: push uploads only the folder's own files "
+                "(copy the file in, or remove the link)"
+            )
+    for path in files:
+        with open(path, "rb"):
+            pass
+    card = folder / "README.md"
+    return files, (_checked_card(card) if card.is_file() else None)
+
+
+def _checked_card(card: Path) -> str:
+    """The card's text once it is UTF-8 with front matter the Hub accepts."""
+    import yaml
+    from huggingface_hub.repocard import REGEX_YAML_BLOCK
+
+    data = card.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise ValueError(f"{card}: not UTF-8 text (line {line}, byte {error.start}); save the card as UTF-8") from None
+    block = REGEX_YAML_BLOCK.search(text)
+    if block is None:
+        return text
+    try:
+        metadata = yaml.safe_load(block.group(2))
+    except yaml.YAMLError as error:
+        raise ValueError(f"{card}: the metadata block (between the --- lines) is not valid YAML: {error}") from None
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValueError(f"{card}: the metadata block must be a YAML mapping (key: value lines)")
+    tag = (metadata or {}).get("pipeline_tag")
+    if tag is not None and not isinstance(tag, str):
+        raise ValueError(f"{card}: pipeline_tag must be one string (e.g. fill-mask), not {tag!r}")
+    return text
+
+
+def _folder_entries(folder: Path) -> list[Path]:
+    """Every entry of the folder, links included, hidden entries left out (they are never uploaded)."""
+    found = []
+    for directory, subfolders, names in os.walk(folder):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        found += [Path(directory) / name for name in [*subfolders, *names] if not name.startswith(".")]
+    return sorted(found)
 
 
 def _folder_files(folder: Path) -> list[Path]:

@@ -99,3 +99,23 @@ def test_baselines_show_progress_on_a_terminal_only(gb1_splits, monkeypatch) -> 
     monkeypatch.setattr(terminal, "isatty", lambda: False)
     cnn_baseline("regression", gb1_splits, epochs=1, channels=8, progress=True)
     assert terminal.text == "", "no bar in a log file or pipe"
+
+
+def test_a_fixed_seed_fixes_the_baseline_command(tmp_path) -> None:
+    """The split, the CNN's initialisation and its batch order all come from --seed, not from the process state."""
+    import json
+
+    import torch
+
+    from protconv.cli import main
+
+    payloads = []
+    for run in range(2):
+        torch.manual_seed(run)
+        out = tmp_path / f"run{run}.json"
+        argv = ["baseline", "--task", "regression", "--train_file", str(DATA / "gb1_three_vs_rest_slice.csv"),
+                "--baselines", "linear,cnn", "--cnn_epochs", "1", "--cnn_channels", "8", "--seed", "3",
+                "--output_file", str(out), "--disable_tqdm"]  # fmt: skip
+        assert main(argv) == 0
+        payloads.append({name: result["metrics"] for name, result in json.loads(out.read_text()).items()})
+    assert payloads[0] == payloads[1]

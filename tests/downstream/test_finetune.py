@@ -436,3 +436,19 @@ def test_a_refused_run_leaves_no_output_folder(base_folder, tmp_path) -> None:
     with pytest.raises(FileNotFoundError):
         finetune(args, training_args(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_a_fixed_seed_fixes_the_run(base_folder, tmp_path, mode) -> None:
+    """A new head (and LoRA's adapters) are drawn after the seed: the same command twice gives the same model."""
+    args = FinetuneArguments(model=str(base_folder), task="classification", mode=mode, **TASKS["classification"])
+    runs = []
+    for name in ("first", "second"):
+        torch.manual_seed(len(name))  # whatever state the process happens to be in must not matter
+        runs.append(finetune(args, training_args(tmp_path / name, steps=2)))
+    assert runs[0] == runs[1]
+    first = load_file(tmp_path / "first" / "model" / "model.safetensors")
+    second = load_file(tmp_path / "second" / "model" / "model.safetensors")
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key

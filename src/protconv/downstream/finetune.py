@@ -26,12 +26,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
-from transformers import TrainingArguments
+from transformers import TrainingArguments, set_seed
 
 from ..data.tasks.vocabulary import Split
 from ..metrics import NonFiniteError
 from ..model_source import load_tokenizer
 from ..registry import resolve_config
+from .checkpoints import resolve_resume, weights_only_loading
 from .finetune_arguments import FinetuneArguments, Mode, parse_finetune_arguments
 from .report import (
     LOG_FILE,
@@ -112,14 +113,17 @@ def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output:
     open_run_log(training_args, output)
     logger.info("fine-tuning %s for %s (mode %s) on %s", args.model, args.task, args.mode, args.source)
     log_data(splits, classes, truncated, args.max_length)
-    # A new head is initialised here, before anything is seeded (Trainer seeds in build_trainer): the run's seed
-    # belongs just above this line (issue 21 item 6).
+    resume = resolve_resume(training_args.resume_from_checkpoint, output)
+    # Seeded before the model is built: a new head and LoRA adapters are drawn from these generators (Trainer
+    # seeds again in its constructor and in train(), for the data order and dropout).
+    set_seed(training_args.seed)
     model = build_task_model(args.model, args.task, num_labels_for(args.task, classes), classes)
     trainable = prepare_mode(model, args)
     log_parameters(trainable)
     datasets = task_datasets(splits, tokenizer, args, label_scale)
     trainer = build_trainer(trainable, training_args, datasets, tokenizer, args.task, label_scale)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    with weights_only_loading():
+        trainer.train(resume_from_checkpoint=resume)
     evaluated = evaluate_splits(trainer, datasets)
     results = {split: metrics for split, (metrics, _) in evaluated.items()}
     tables = prediction_tables(args, splits, evaluated, model.config, tokenizer, label_scale)

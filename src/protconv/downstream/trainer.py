@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase, Trainer, TrainingArguments
 from ..data.task_files import LabelledSequences
 from ..data.tasks.vocabulary import Split, TaskType
 from ..metrics import NonFiniteError, metrics_for
+from .checkpoints import AtomicCheckpointTrainer
 from .finetune_arguments import FinetuneArguments
 from .report import logger
 from .task_data import TaskCollator, TaskDataset
@@ -30,8 +31,8 @@ __all__ = ["FiniteLossTrainer", "build_trainer", "evaluate_split", "evaluate_spl
 Evaluation = tuple[dict[str, float], np.ndarray]
 
 
-class FiniteLossTrainer(Trainer):
-    """``Trainer`` that stops at the first non-finite training loss.
+class FiniteLossTrainer(AtomicCheckpointTrainer):
+    """``Trainer`` that stops at the first non-finite training loss (and saves checkpoints complete or not at all).
 
     Trainer itself would go on: with ``logging_nan_inf_filter`` (the default) a NaN loss is even left out of the
     logged average, while its NaN gradients turn every weight into NaN at the next optimizer step. The check
