@@ -128,6 +128,21 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_older_one_exactly(finished_
     assert all(torch.equal(expected[key], resumed[key]) for key in expected)
 
 
+def test_flipped_bytes_inside_the_newest_weights_fall_back_to_the_older_checkpoint(finished_run, tmp_path, caplog) -> None:
+    run, (model_args, data_args, train_args) = _copy(finished_run, tmp_path)
+    weights = run / "checkpoints" / "checkpoint-00000004" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(255 - b for b in data[middle : middle + 64])  # same size, same header
+    weights.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        result = pretrain(model_args, data_args, replace(train_args, resume=True, stop_after_steps=6))
+    assert result.step == 6
+    warned = " ".join(record.getMessage() for record in caplog.records if record.levelname == "WARNING")
+    assert "model.safetensors does not match the SHA-256" in warned
+    assert "falling back to checkpoint-00000002" in warned
+
+
 def test_torn_metrics_line_does_not_block_resume(finished_run, tmp_path) -> None:
     run, (model_args, data_args, train_args) = _copy(finished_run, tmp_path)
     with (run / "metrics.jsonl").open("a") as handle:
