@@ -30,6 +30,7 @@ from transformers import PreTrainedTokenizerBase
 from ..data.batching import Batch, TokenBudgetBatcher, shard
 from ..data.datasets_corpus import DatasetRecords, StreamingDataset
 from ..data.datasets_corpus import load as load_dataset
+from ..data.fasta import DataFileError, open_text
 from ..data.fasta_corpus import FastaRecords, Side
 from ..data.masking import PretrainingCollator
 from ..data.msa_corpus import MSACorpus, MSARecords, ProfiledSequence
@@ -399,17 +400,20 @@ def _cluster_keys(data_args: DataArguments) -> Callable[[FastaRecords], list[str
 
 
 def _read_cluster_file(path: str) -> dict[str, str]:
-    """``member_id<TAB>cluster_id`` lines (extra columns and ``#`` comments ignored) -> {member: cluster}."""
+    """``member_id<TAB>cluster_id`` lines (extra columns and ``#`` comments ignored) -> {member: cluster}.
+
+    Opened by ``open_text`` like every data file: a ``.tsv.gz`` (gzip by its magic bytes) is read, and bytes that
+    are not UTF-8 raise a ``DataFileError`` naming the file and the line."""
     mapping: dict[str, str] = {}
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open_text(path, newline="") as handle:
         for number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
             if not row or row[0].startswith("#"):
                 continue
             if len(row) < 2:
-                raise ValueError(f"{path}:{number}: expected 'member_id<TAB>cluster_id', got {row!r}")
+                raise DataFileError(path, number, f"expected 'member_id<TAB>cluster_id', got {row!r}")
             mapping[row[0].strip()] = row[1].strip()
     if not mapping:
-        raise ValueError(f"{path}: no 'member_id<TAB>cluster_id' lines")
+        raise DataFileError(path, None, "no 'member_id<TAB>cluster_id' lines")
     return mapping
 
 
