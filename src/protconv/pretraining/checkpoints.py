@@ -63,6 +63,9 @@ class TrainState:
     batches_done: int = 0
     tokens_seen: float = 0.0
     arguments: dict[str, Any] = field(default_factory=dict)
+    #: ``{"train"|"validation": {FASTA path: record digest}}`` of the data the run trained on (empty in older
+    #: checkpoints, which are resumed without this check).
+    corpus: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass

@@ -147,7 +147,7 @@ class _Run:
         )
         self._set_up_optimization(model, train_args)
         self.metrics = MetricsLog(self.metrics_path, enabled=self.accelerator.is_main_process)
-        self.state = TrainState(arguments=self.run_arguments)
+        self.state = TrainState(arguments=self.run_arguments, corpus=self.data.corpus_identity())
         if resume_candidates:
             self._resume(resume_candidates)
         if self.accelerator.log_with:
@@ -247,8 +247,10 @@ class _Run:
         checkpoint falls back to the next older one, said on the console; ``--resume_from`` names exactly one."""
         path, contents = self._first_readable(candidates)
         self._check_resumed_arguments(contents.state, path)
+        self._check_resumed_corpus(contents.state, path)
+        corpus = self.state.corpus
         self.state = apply_checkpoint(contents, self.trainables)
-        self.state.arguments = self.run_arguments
+        self.state.arguments, self.state.corpus = self.run_arguments, corpus
         self.metrics.truncate_after(self.state.step)
         self._print(
             f"resumed from {path} at step {self.state.step} "
@@ -288,6 +290,19 @@ class _Run:
                 f"model continue as saved. Only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume; "
                 "start a new run in another --output_dir to change the others"
             )
+
+    def _check_resumed_corpus(self, saved_state: TrainState, path: Path) -> None:
+        """Refuse a FASTA file whose records differ from those the checkpoint trained on (appended, removed or
+        edited: the epoch plan and the position in it would no longer mean the same records)."""
+        current = self.state.corpus
+        for side, files in saved_state.corpus.items():
+            for file, digest in files.items():
+                if current.get(side, {}).get(file, digest) != digest:
+                    raise CheckpointError(
+                        f"cannot resume from {path}: the {side} file {file} is not the one this run trained on (its "
+                        "records were appended to, removed or edited since the checkpoint); restore it, or start a "
+                        "new run in another --output_dir"
+                    )
 
     def _all_processes_agree(self, ok: bool) -> bool:
         """True when ``ok`` holds on every process (one all-reduce), so that all take the same branch."""

@@ -115,6 +115,20 @@ class Corpora:
         """Invalid records left out (``invalid_sequences=skip``)."""
         return sum(part.skipped for part in self.parts)
 
+    def digests(self) -> dict[str, str]:
+        """Record digest of every FASTA file (datasets and MSAs have none yet), by path."""
+        found: dict[str, str] = {}
+        for part in self.parts:
+            if isinstance(part, FastaRecords):
+                found.update(part.digests())
+        return found
+
+    def check_unchanged(self) -> None:
+        """Raise ``FastaFormatError`` naming a FASTA file that changed since it was opened (before each epoch)."""
+        for part in self.parts:
+            if isinstance(part, FastaRecords):
+                part.check_unchanged()
+
 
 @dataclass
 class PretrainingData:
@@ -159,6 +173,8 @@ class PretrainingData:
         if isinstance(train, StreamingDataset):
             return _prefetched(self._streamed(train, position), self.prefetch)
 
+        train.check_unchanged()  # here, in the caller, so that a changed file stops the run before the epoch
+
         def collated() -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
             plan = self.plan(position.epoch)
             for index in range(position.batches_done, plan.rounds(self.world_size)):
@@ -187,6 +203,14 @@ class PretrainingData:
         batches = shard(batcher.batches(stream, position.epoch), self.world_size, self.rank)
         for index, batch in itertools.islice(enumerate(batches), position.batches_done, None):
             yield index, self.collator(batch, masking_seed(self.seed, position.epoch, index, self.rank))
+
+    def corpus_identity(self) -> dict[str, dict[str, str]]:
+        """``{"train"|"validation": {FASTA path: record digest}}``: saved in checkpoints, compared on resume."""
+        identity = {}
+        for side, corpora in (("train", self.train), ("validation", self.validation)):
+            if isinstance(corpora, Corpora) and (digests := corpora.digests()):
+                identity[side] = digests
+        return identity
 
     def validation_batches(self) -> list[dict[str, torch.Tensor]]:
         """This process's validation shard, masked once with a fixed seed so that every evaluation is comparable."""
