@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from protconv import hub
 from protconv.data import fasta_index
 from protconv.data.fasta import FastaFormatError, read_fasta
 from protconv.data.fasta_corpus import FastaCorpus, FastaRecords, in_held_out_split
@@ -211,3 +212,21 @@ def test_a_file_truncated_while_mapped_is_a_data_file_error_not_sigbus(tmp_path)
     run = subprocess.run([sys.executable, "-c", _TRUNCATE_WHILE_MAPPED, str(fasta)], capture_output=True, text=True)
     assert run.returncode == 0, f"killed by signal {-run.returncode}" if run.returncode < 0 else run.stderr
     assert f"ERROR {fasta}: the file changed while this run reads it" in run.stdout
+
+
+def test_a_dead_build_leaves_nothing_behind(tmp_path) -> None:
+    fasta = tmp_path / "p.fasta.gz"
+    shutil.copyfile(SLICE, fasta)
+    parent = tmp_path / "cache" / "fasta"
+    dead = parent / ".p.fasta.gz-0123456789abcdef0123.somehost.999999999.0123abcd"  # another host: kept a day
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    killed.kill()
+    killed.wait()
+    mine = parent / f".p.fasta.gz-0123456789abcdef0123.{hub._host()}.{killed.pid}.0123abcd"
+    for path in (dead, mine):
+        path.mkdir(parents=True)
+        (path / "data.fasta").write_bytes(b">half\nMKT")
+    index = open_index(fasta, tmp_path / "cache")
+    assert not mine.exists(), "the staging folder of a dead process of this host is removed"
+    assert dead.exists(), "another host's may still be in use"
+    assert sorted(p.name for p in parent.iterdir()) == sorted([dead.name, index.folder.name])

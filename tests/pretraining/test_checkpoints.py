@@ -130,7 +130,9 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_older_one_exactly(finished_
     assert all(torch.equal(expected[key], resumed[key]) for key in expected)
 
 
-def test_flipped_bytes_inside_the_newest_weights_fall_back_to_the_older_checkpoint(finished_run, tmp_path, caplog) -> None:
+def test_flipped_bytes_inside_the_newest_weights_fall_back_to_the_older_checkpoint(
+    finished_run, tmp_path, caplog
+) -> None:
     run, (model_args, data_args, train_args) = _copy(finished_run, tmp_path)
     weights = run / "checkpoints" / "checkpoint-00000004" / "model.safetensors"
     data = bytearray(weights.read_bytes())

@@ -31,10 +31,13 @@ catch): every read first compares the file's identity (device, inode, size, modi
 had when it was opened, and a change raises :class:`~protconv.data.fasta.FastaFormatError` naming the file.
 
 ``digest`` (a SHA-256 of every record's length and split hash) identifies the records an index describes:
-pretraining stores it per file in its checkpoints and refuses to resume on a different corpus. An index folder is written under a temporary name and
-renamed into place, so a reader never sees half of one and processes racing to build it are harmless. A gzip file
-is decompressed once into that folder (``data.fasta``), since compressed data cannot be read at random; without a
-``cache_dir`` everything is kept in memory instead.
+pretraining stores it per file in its checkpoints and refuses to resume on a different corpus.
+
+An index folder is written under a temporary name (the export's: ``.<folder>.<host>.<pid>.<hex>``) and renamed into
+place, so a reader never sees half of one and processes racing to build it are harmless; the temporary folders of
+dead processes are removed by the next build in the same cache. A gzip file is decompressed once into that folder
+(``data.fasta``), since compressed data cannot be read at random; without a ``cache_dir`` everything is kept in
+memory instead.
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ import mmap
 import os
 import re
 import shutil
-import tempfile
 import zlib
 from array import array
 from dataclasses import dataclass
@@ -56,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hub import _make_sibling, remove_stale_staging
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 from .fasta import _GZIP_ERRORS, _GZIP_MAGIC, FastaEntry, FastaFormatError, _locate_problem
@@ -341,7 +344,7 @@ def _build_into(source: Path, folder: Path, gzipped: bool) -> FastaIndex:
     parent = folder.parent
     created = [p for p in (parent.parent, parent) if not p.exists()]
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".partial-{folder.name}-"))
+    staging = new_staging(folder)
     try:
         if gzipped:
             data_path = staging / "data.fasta"
@@ -381,6 +384,28 @@ def _build_into(source: Path, folder: Path, gzipped: bool) -> FastaIndex:
         raise
     logger.info("indexed %s: %d records in %s", source, len(arrays["lengths"]), folder)
     return _load(source, folder, gzipped)
+
+
+#: A staging sibling as the export names it (``.<target>.<host>.<pid>.<8 hex>``), so that its cleaner applies.
+_STAGING = re.compile(r"\.(?P<target>.+)\.(?:old\.)?[A-Za-z0-9-]+\.\d+\.[0-9a-f]{8}")
+
+
+def new_staging(folder: Path) -> Path:
+    """A staging folder for ``folder``, named like the export's (host and pid in the name), after removing the
+    staging folders of dead builds in the same cache folder: a kill while a gzip FASTA is decompressed leaves up to
+    the whole corpus there, which nothing else would ever remove."""
+    remove_dead_builds(folder.parent)
+    return _make_sibling(folder, "")
+
+
+def remove_dead_builds(parent: Path) -> list[Path]:
+    """Staging folders in ``parent`` whose writer is dead, whatever they were building (the file may have
+    changed since, giving its index another name): removed by the export's own rule
+    (:func:`protconv.hub.remove_stale_staging`: this host's dead pids, other hosts' after a day)."""
+    if not parent.is_dir():
+        return []
+    targets = sorted({m["target"] for path in parent.iterdir() if (m := _STAGING.fullmatch(path.name))})
+    return [removed for target in targets for removed in remove_stale_staging(parent / target)]
 
 
 def _load(source: Path, folder: Path, gzipped: bool) -> FastaIndex:
