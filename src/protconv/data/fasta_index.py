@@ -23,8 +23,8 @@ so messages are exactly those of :func:`protconv.data.fasta.read_fasta`: file, l
 Cached indexes live in ``cache_dir/fasta/<name>-<key>/``; the key hashes the file's size, modification time and its
 first and last MiB, so an edited file is indexed again. An edit that keeps all of these (same size, mtime restored,
 change in the middle) is caught by a full SHA-256 of the file stored with the index and checked at every open: it
-costs 0.76 s per GB from the page cache here (``hashlib.file_digest``; a 1 GB corpus: see
-``benchmarks/results/fasta_index_digest.md``), against about 10 s per GB to index. A mismatch indexes the file again.
+costs about 1.2 s per GB from the page cache here (1.23 s for a 1.03 GB corpus, against 15 s to index it; the
+command is in ``benchmarks/results/fasta_index_digest.md``). A mismatch indexes the file again.
 
 While a run reads a memory-mapped file, a truncation would kill the process with SIGBUS (which Python cannot
 catch): every read first compares the file's identity (device, inode, size, modification time) with the one it
@@ -292,7 +292,7 @@ def _identity(path: Path) -> tuple[int, int, int, int]:
 
 
 def content_digest(path: Path) -> str:
-    """SHA-256 of the whole file (0.76 s per GB from the page cache here)."""
+    """SHA-256 of the whole file (about 1.2 s per GB from the page cache here)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
