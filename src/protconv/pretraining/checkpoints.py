@@ -21,7 +21,6 @@ can fall back to an older one) without leaving the run half-restored.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -38,6 +37,8 @@ from accelerate import Accelerator
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import StateDictOptions, ValueType, get_state_dict, set_state_dict
+
+from ..data.fasta_index import content_digest
 
 STATE_FILE = "trainer_state.json"
 MODEL_FILE = "model.safetensors"
@@ -129,7 +130,7 @@ def save_checkpoint(accelerator: Accelerator, root: Path, state: TrainState, tra
         manifest = {path.name: path.stat().st_size for path in sorted(staging.iterdir())}
         for name in manifest:
             _fsync(staging / name)
-        digests = {name: file_digest(staging / name) for name in manifest}
+        digests = {name: content_digest(staging / name) for name in manifest}
         _write_json(staging / STATE_FILE, {**asdict(state), "files": manifest, "sha256": digests})
         if final.exists():  # re-saving a step after resuming from an older checkpoint
             shutil.rmtree(final)
@@ -273,16 +274,6 @@ def _check_sizes(path: Path, manifest: dict[str, int], rank: int) -> None:
             )
 
 
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file, read in 16 MiB blocks (about 1 s per GB here; a checkpoint is hashed once per save and
-    once per resume)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 24):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_digests(path: Path, digests: dict[str, str], rank: int) -> None:
     """Every file this process reads has the content it was written with: a flipped byte inside a tensor keeps
     sizes and headers intact, and would otherwise load without complaint. Other processes' RNG files are theirs
@@ -290,7 +281,7 @@ def _check_digests(path: Path, digests: dict[str, str], rank: int) -> None:
     for name, expected in sorted(digests.items()):
         if name.startswith("rng_state_") and name != rng_file(rank):
             continue
-        if file_digest(path / name) != expected:
+        if content_digest(path / name) != expected:
             raise CheckpointError(
                 f"checkpoint {path}: {name} does not match the SHA-256 recorded when it was saved (altered or "
                 "damaged on disk)"
