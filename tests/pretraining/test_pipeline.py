@@ -150,6 +150,18 @@ def test_cluster_files_may_be_gzipped_and_bad_bytes_name_file_and_line(tmp_path,
                    data_cache_dir=cache)  # fmt: skip
 
 
+def test_a_training_file_changed_under_the_run_stops_the_next_epoch_naming_it(tmp_path, tokenizer) -> None:
+    fasta = tmp_path / "train.fasta"
+    fasta.write_text("".join(f">r{i}\n{'MKTAYIAKQR' * (5 + i % 7)}\n" for i in range(60)))
+    data = build_data(_arguments(train_files=[str(fasta)], validation_fraction=0.0), tokenizer, 1, 0, 0,
+                      data_cache_dir=tmp_path / "cache")  # fmt: skip
+    assert next(iter(data.epoch(DataPosition(0, 0))))[0] == 0
+    with fasta.open("a") as handle:
+        handle.write(">late\nMKTAYIAK\n")
+    with pytest.raises(DataFileError, match=rf"{re.escape(str(fasta))}: the file changed while this run reads it"):
+        data.epoch(DataPosition(1, 0))
+
+
 def test_invalid_records_stop_or_are_counted(tmp_path, tokenizer, cache) -> None:
     path = tmp_path / "bad.fasta"
     path.write_bytes(b">a\nMKTAYIAK\n>b\nMK9\n>c\nQQRRS\n")
