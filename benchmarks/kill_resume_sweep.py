@@ -11,11 +11,12 @@ times with SIGKILL, then lets it finish. A kill is aimed at one of three moments
 - ``export``: while the final Hub folder is being written (a ``.model.*`` staging folder exists).
 
 To make the last two windows hit reliably, the child process slows every safetensors write by 0.3 s (a monkeypatch in
-the child only: the code under test is unchanged). After each kill the next start uses ``--resume`` when a complete
-checkpoint exists, otherwise ``--overwrite_output_dir`` (a kill before the first checkpoint leaves nothing to resume).
+the child only: the code under test is unchanged). After each kill the next start uses ``--resume``, also when no
+checkpoint is complete yet (a kill before the first save: the run then starts from step 0 in the same folder).
 
-Counted per trial: final weights bit-identical to the uninterrupted run, leftovers (``.tmp-`` / ``.model.`` folders),
-the exported folder's permissions, duplicated steps in metrics.jsonl, and any start that failed with an error.
+Counted per trial: final weights bit-identical to the uninterrupted run, resumed starts, leftovers (``.tmp-`` /
+``.model.`` folders, staging folders in the data cache), the exported folder's permissions, duplicated steps in
+metrics.jsonl, and any start that failed with an error.
 """
 
 from __future__ import annotations
@@ -99,9 +100,8 @@ def kill_at(process: subprocess.Popen, output_dir: Path, target: str, rng: rando
 
 
 def next_start_flags(output_dir: Path) -> list[str]:
-    checkpoints = output_dir / "checkpoints"
-    complete = checkpoints.is_dir() and any((p / "trainer_state.json").is_file() for p in checkpoints.iterdir())
-    return ["--resume"] if complete else ["--overwrite_output_dir"]
+    """``--resume`` always: without a complete checkpoint it starts from step 0 in the same folder."""
+    return ["--resume"]
 
 
 def trial(index: int, root: Path, reference: dict[str, torch.Tensor], kills: int, seed: int) -> dict:
@@ -132,11 +132,19 @@ def trial(index: int, root: Path, reference: dict[str, torch.Tensor], kills: int
     )
     steps = [r["step"] for r in map(json.loads, (output_dir / "metrics.jsonl").read_text().splitlines())
              if r.get("split") == "train"] if (output_dir / "metrics.jsonl").is_file() else []  # fmt: skip
-    leftovers = [p.name for p in [*output_dir.glob(".model.*"), *(output_dir / "checkpoints").glob(".tmp-*")]]
+    leftovers = [
+        p.name
+        for p in [
+            *output_dir.glob(".model.*"),
+            *(output_dir / "checkpoints").glob(".tmp-*"),
+            *(output_dir / "data_cache" / "fasta").glob(".*"),
+        ]
+    ]
     mode = oct((output_dir / "model").stat().st_mode & 0o777) if (output_dir / "model").is_dir() else None
     return {
         "trial": index,
         "events": events,
+        "resumes": len(events) - 1,
         "bit_identical": identical,
         "duplicated_steps": len(steps) - len(set(steps)),
         "leftovers": leftovers,
@@ -171,7 +179,8 @@ def main() -> None:
         t: sum(e == f"killed ({t})" for r in results for e in r["events"]) for t in ("random", "save", "export")
     }
     print(
-        f"\n{len(results)} trials, {kills} SIGKILLs ({', '.join(f'{k} {v}' for k, v in by_target.items())}); "
+        f"\n{len(results)} trials, {kills} SIGKILLs ({', '.join(f'{k} {v}' for k, v in by_target.items())}), "
+        f"{sum(r['resumes'] for r in results)} resumed starts; "
         f"bit-identical final weights: {sum(r['bit_identical'] for r in results)}/{len(results)}; "
         f"trials with leftovers: {sum(bool(r['leftovers']) for r in results)}; "
         f"duplicated metric steps: {sum(r['duplicated_steps'] for r in results)}; "

@@ -6,11 +6,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from protconv import hub
 from protconv.data import fasta_index
 from protconv.data.fasta import FastaFormatError, read_fasta
 from protconv.data.fasta_corpus import FastaCorpus, FastaRecords, in_held_out_split
@@ -170,3 +173,60 @@ def test_records_of_every_file_are_numbered_in_order(tmp_path) -> None:
     ]
     assert records.reads == 3
     assert records.record_ids()[-2:] == ["x", "y"]
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_indexed_again(tmp_path) -> None:
+    fasta = tmp_path / "p.fasta"
+    filler = f">c\n{'M' * 1000}\n" * 1500  # 1.5 MB each side: the cache key hashes only the first and last MiB
+    fasta.write_text(filler + ">b\n" + "QQRRSSTT" * 40 + "\n" + filler)
+    first = open_index(fasta, tmp_path / "cache")
+    assert first.sequence(1500).startswith("QQRR")
+    stat = fasta.stat()
+    fasta.write_bytes(fasta.read_bytes().replace(b"QQRRSSTT", b"WWRRSSTT", 1))  # the middle: key unchanged
+    os.utime(fasta, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fasta_index.file_key(fasta) == first.folder.name.rsplit("-", 1)[1]
+    again = open_index(fasta, tmp_path / "cache")
+    assert again.sequence(1500).startswith("WWRR")
+    assert again.digest() != first.digest()
+
+
+_TRUNCATE_WHILE_MAPPED = """
+import sys
+from pathlib import Path
+from protconv.data.fasta import DataFileError
+from protconv.data.fasta_index import open_index
+fasta = Path(sys.argv[1])
+index = open_index(fasta, fasta.parent / "cache")
+with open(fasta, "r+b") as handle:
+    handle.truncate(100)
+try:
+    index.sequences(index.offsets[:0].astype("int64").tolist() + [len(index) - 1])
+except DataFileError as error:
+    print("ERROR", error)
+"""
+
+
+def test_a_file_truncated_while_mapped_is_a_data_file_error_not_sigbus(tmp_path) -> None:
+    fasta = tmp_path / "p.fasta"
+    fasta.write_text("".join(f">r{i}\n{'MKTAYIAKQR' * 100}\n" for i in range(200)))  # ~200 kB: many pages
+    run = subprocess.run([sys.executable, "-c", _TRUNCATE_WHILE_MAPPED, str(fasta)], capture_output=True, text=True)
+    assert run.returncode == 0, f"killed by signal {-run.returncode}" if run.returncode < 0 else run.stderr
+    assert f"ERROR {fasta}: the file changed while this run reads it" in run.stdout
+
+
+def test_a_dead_build_leaves_nothing_behind(tmp_path) -> None:
+    fasta = tmp_path / "p.fasta.gz"
+    shutil.copyfile(SLICE, fasta)
+    parent = tmp_path / "cache" / "fasta"
+    dead = parent / ".p.fasta.gz-0123456789abcdef0123.somehost.999999999.0123abcd"  # another host: kept a day
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    killed.kill()
+    killed.wait()
+    mine = parent / f".p.fasta.gz-0123456789abcdef0123.{hub._host()}.{killed.pid}.0123abcd"
+    for path in (dead, mine):
+        path.mkdir(parents=True)
+        (path / "data.fasta").write_bytes(b">half\nMKT")
+    index = open_index(fasta, tmp_path / "cache")
+    assert not mine.exists(), "the staging folder of a dead process of this host is removed"
+    assert dead.exists(), "another host's may still be in use"
+    assert sorted(p.name for p in parent.iterdir()) == sorted([dead.name, index.folder.name])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from safetensors.torch import load_file
 from protconv.pretraining import CheckpointError, pretrain
 from protconv.pretraining.checkpoints import STATE_FILE, read_checkpoint
 from protconv.pretraining.output_dir import LOCK_FILE, OutputDirInUseError, OutputDirLock
+from tests.helpers import DATA
 from tests.pretraining.test_loop import arguments
 
 
@@ -126,6 +128,36 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_older_one_exactly(finished_
     expected = load_file(uninterrupted / "model" / "model.safetensors")
     resumed = load_file(run / "model" / "model.safetensors")
     assert all(torch.equal(expected[key], resumed[key]) for key in expected)
+
+
+def test_flipped_bytes_inside_the_newest_weights_fall_back_to_the_older_checkpoint(
+    finished_run, tmp_path, caplog
+) -> None:
+    run, (model_args, data_args, train_args) = _copy(finished_run, tmp_path)
+    weights = run / "checkpoints" / "checkpoint-00000004" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(255 - b for b in data[middle : middle + 64])  # same size, same header
+    weights.write_bytes(bytes(data))
+    with caplog.at_level("WARNING"):
+        result = pretrain(model_args, data_args, replace(train_args, resume=True, stop_after_steps=6))
+    assert result.step == 6
+    warned = " ".join(record.getMessage() for record in caplog.records if record.levelname == "WARNING")
+    assert "model.safetensors does not match the SHA-256" in warned
+    assert "falling back to checkpoint-00000002" in warned
+
+
+def test_records_appended_after_the_checkpoint_refuse_the_resume(tmp_path) -> None:
+    fasta = tmp_path / "train.fasta"
+    shutil.copyfile(DATA / "some_proteins.fasta", fasta)
+    model_args, data_args, train_args = arguments(tmp_path / "run", stop_after_steps=2, eval_at_start=False)
+    data_args = replace(data_args, train_files=[str(fasta)])
+    pretrain(model_args, data_args, train_args)
+    _reset()
+    with fasta.open("a") as handle:
+        handle.write(">appended\nMKTAYIAKQRQISFVKSHFSRQ\n")
+    with pytest.raises(CheckpointError, match=rf"the train file {re.escape(str(fasta))} is not the one"):
+        pretrain(model_args, data_args, replace(train_args, resume=True, stop_after_steps=4))
 
 
 def test_torn_metrics_line_does_not_block_resume(finished_run, tmp_path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -134,14 +135,31 @@ def test_interrupted_save_and_incomplete_checkpoints_are_never_resumed_from(tmp_
 
 def test_resume_errors_are_clear(tmp_path) -> None:
     model_args, data_args, train_args = arguments(tmp_path / "run", stop_after_steps=2, eval_at_start=False)
-    with pytest.raises(CheckpointError, match="no complete checkpoint"):
-        pretrain(model_args, data_args, replace(train_args, resume=True))
     pretrain(model_args, data_args, train_args)
     with pytest.raises(FileExistsError, match="--resume"):
         pretrain(model_args, data_args, train_args)
     checkpoint = tmp_path / "run" / "checkpoints" / "checkpoint-00000002"
     (checkpoint / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match=r"model\.safetensors has 22 bytes.*truncated or altered"):
+        pretrain(model_args, data_args, replace(train_args, resume=True))
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_from_step_0(tmp_path) -> None:
+    model_args, data_args, train_args = arguments(tmp_path / "run", stop_after_steps=2, eval_at_start=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 3.0}\n')  # killed at step 1
+    (run / "checkpoints" / ".tmp-checkpoint-00000002").mkdir(parents=True)  # killed during the first save
+    result = pretrain(model_args, data_args, replace(train_args, resume=True))
+    assert result.step == 2
+    assert "no complete checkpoint" in (run / "protconv.log").read_text()
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and steps.count(1) == 1, "the killed run's metrics are not kept"
+    _reset()
+    pretrain(model_args, data_args, replace(train_args, resume=True, stop_after_steps=None))  # model/ now exists
+    _reset()
+    shutil.rmtree(run / "checkpoints")
+    with pytest.raises(CheckpointError, match="holds a finished model"):
         pretrain(model_args, data_args, replace(train_args, resume=True))
 
 

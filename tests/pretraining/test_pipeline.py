@@ -3,12 +3,15 @@ its batch, clusters are sampled, ``datasets`` splits (prepared or streamed) and 
 
 from __future__ import annotations
 
+import gzip
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from protconv.data.fasta import DataFileError
 from protconv.data.fasta_corpus import FastaRecords
 from protconv.data.plans import FILLER_SEQUENCE
 from protconv.pretraining.arguments import DataArguments, parse_arguments
@@ -131,6 +134,32 @@ def test_cluster_file_samples_one_member_per_cluster(tmp_path, tokenizer, cache)
         tokenizer, 1, 0, 0, data_cache_dir=cache,
     )  # fmt: skip
     assert len(by_header.clusters) == 4
+
+
+def test_cluster_files_may_be_gzipped_and_bad_bytes_name_file_and_line(tmp_path, tokenizer, cache) -> None:
+    ids = FastaRecords([SLICE], cache_dir=cache).record_ids()
+    packed = tmp_path / "clusters.tsv.gz"
+    packed.write_bytes(gzip.compress("".join(f"{m}\tc{i // 10}\n" for i, m in enumerate(ids[:100])).encode()))
+    data = build_data(_arguments(validation_fraction=0.0, cluster_file=str(packed)), tokenizer, 1, 0, 0,
+                      data_cache_dir=cache)  # fmt: skip
+    assert data.clusters is not None and len(data.clusters) == 10 + len(ids) - 100
+    latin = tmp_path / "latin1.tsv"
+    latin.write_bytes(f"{ids[0]}\tc0\n".encode() + b"x\tcaf\xe9\n")  # Latin-1, not UTF-8
+    with pytest.raises(DataFileError, match=rf"{re.escape(str(latin))}:2: byte 0xe9"):
+        build_data(_arguments(validation_fraction=0.0, cluster_file=str(latin)), tokenizer, 1, 0, 0,
+                   data_cache_dir=cache)  # fmt: skip
+
+
+def test_a_training_file_changed_under_the_run_stops_the_next_epoch_naming_it(tmp_path, tokenizer) -> None:
+    fasta = tmp_path / "train.fasta"
+    fasta.write_text("".join(f">r{i}\n{'MKTAYIAKQR' * (5 + i % 7)}\n" for i in range(60)))
+    data = build_data(_arguments(train_files=[str(fasta)], validation_fraction=0.0), tokenizer, 1, 0, 0,
+                      data_cache_dir=tmp_path / "cache")  # fmt: skip
+    assert next(iter(data.epoch(DataPosition(0, 0))))[0] == 0
+    with fasta.open("a") as handle:
+        handle.write(">late\nMKTAYIAK\n")
+    with pytest.raises(DataFileError, match=rf"{re.escape(str(fasta))}: the file changed while this run reads it"):
+        data.epoch(DataPosition(1, 0))
 
 
 def test_invalid_records_stop_or_are_counted(tmp_path, tokenizer, cache) -> None:

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 from .choices import check_choice
 from .fasta_corpus import InvalidPolicy, Side
+from .fasta_index import new_staging
 from .held_out import held_out_by_hash, in_held_out_split, split_crc
 
 logger = logging.getLogger(__name__)
@@ -311,7 +311,7 @@ class DatasetRecords:
 def _save_arrays(folder: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """Write ``arrays`` into ``folder`` through a temporary folder renamed into place."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".partial-{folder.name}-"))
+    staging = new_staging(folder)
     try:
         for name, values in arrays.items():
             np.save(staging / f"{name}.npy", values)

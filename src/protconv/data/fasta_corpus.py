@@ -219,6 +219,16 @@ class FastaRecords:
                 return
         check.finish()
 
+    def digests(self) -> dict[str, str]:
+        """Each file's record digest (``FastaIndex.digest``), by the path as given: what a checkpoint records so
+        that a resumed run refuses a corpus that changed."""
+        return {str(path): index.digest() for path, index in zip(self.paths, self.indexes, strict=True)}
+
+    def check_unchanged(self) -> None:
+        """Raise ``FastaFormatError`` naming a file that was truncated, rewritten or replaced since it was opened."""
+        for index in self.indexes:
+            index.check_unchanged()
+
     def locate(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(file number, record number in that file's index) of each of this source's ``records``."""
         records = np.asarray(records, dtype=np.int64)

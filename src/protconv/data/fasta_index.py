@@ -21,10 +21,23 @@ bytes, or with non-ASCII bytes anywhere, go through the line-by-line reader, whi
 so messages are exactly those of :func:`protconv.data.fasta.read_fasta`: file, line, record, position.
 
 Cached indexes live in ``cache_dir/fasta/<name>-<key>/``; the key hashes the file's size, modification time and its
-first and last MiB, so an edited file is indexed again. An index folder is written under a temporary name and
-renamed into place, so a reader never sees half of one and processes racing to build it are harmless. A gzip file
-is decompressed once into that folder (``data.fasta``), since compressed data cannot be read at random; without a
-``cache_dir`` everything is kept in memory instead.
+first and last MiB, so an edited file is indexed again. An edit that keeps all of these (same size, mtime restored,
+change in the middle) is caught by a full SHA-256 of the file stored with the index and checked at every open: it
+costs about 1.2 s per GB from the page cache here (1.23 s for a 1.03 GB corpus, against 15 s to index it; the
+command is in ``benchmarks/results/fasta_index_digest.md``). A mismatch indexes the file again.
+
+While a run reads a memory-mapped file, a truncation would kill the process with SIGBUS (which Python cannot
+catch): every read first compares the file's identity (device, inode, size, modification time) with the one it
+had when it was opened, and a change raises :class:`~protconv.data.fasta.FastaFormatError` naming the file.
+
+``digest`` (a SHA-256 of every record's length and split hash) identifies the records an index describes:
+pretraining stores it per file in its checkpoints and refuses to resume on a different corpus.
+
+An index folder is written under a temporary name (the export's: ``.<folder>.<host>.<pid>.<hex>``) and renamed into
+place, so a reader never sees half of one and processes racing to build it are harmless; the temporary folders of
+dead processes are removed by the next build in the same cache. A gzip file is decompressed once into that folder
+(``data.fasta``), since compressed data cannot be read at random; without a ``cache_dir`` everything is kept in
+memory instead.
 """
 
 from __future__ import annotations
@@ -38,7 +51,6 @@ import mmap
 import os
 import re
 import shutil
-import tempfile
 import zlib
 from array import array
 from dataclasses import dataclass
@@ -46,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..hub import _make_sibling, remove_stale_staging
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 from .fasta import _GZIP_ERRORS, _GZIP_MAGIC, FastaEntry, FastaFormatError, _locate_problem
@@ -93,6 +106,8 @@ class FastaIndex:
     slow: np.ndarray
     invalid: np.ndarray
     folder: Path | None = None
+    data_path: Path | None = None
+    identity: tuple[int, int, int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -102,10 +117,37 @@ class FastaIndex:
         """Bytes the index arrays take (on disk and, memory-mapped, in the page cache)."""
         return sum(getattr(self, name).nbytes for name in _ARRAYS)
 
+    def digest(self) -> str:
+        """SHA-256 of every record's residue count and split hash, in file order: the identity of the corpus this
+        index describes (appended, removed or edited records change it; a re-wrapped or re-headed file does not)."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.lengths, dtype="<u4").tobytes())
+        digest.update(np.ascontiguousarray(self.crc32, dtype="<u4").tobytes())
+        return digest.hexdigest()
+
+    def check_unchanged(self) -> None:
+        """Raise ``FastaFormatError`` if the memory-mapped file is no longer the one that was opened: reading a
+        truncated mapping would kill the process with SIGBUS instead of raising."""
+        if self.data_path is None or self.identity is None:
+            return
+        try:
+            now: tuple[int, int, int, int] | None = _identity(self.data_path)
+        except OSError:
+            now = None
+        if now == self.identity:
+            return
+        size = "gone" if now is None else f"{self.identity[2]} -> {now[2]} bytes"
+        raise FastaFormatError(
+            self.source,
+            None,
+            f"the file changed while this run reads it ({size}): it was truncated, rewritten or replaced; restore "
+            "it, or start a new run on the new file",
+        )
+
     # ------------------------------------------------------------------------------------------- reading
     def sequence(self, record: int, unknown: UnknownPolicy = "error") -> str:
         """The cleaned residues of ``record`` (upper case, whitespace dropped); ``unknown="X"`` maps characters
         outside the alphabet to X, as ``read_fasta`` does. Reads only that record's bytes."""
+        self.check_unchanged()
         raw = self.data[int(self.offsets[record]) : int(self.offsets[record + 1])]
         if self._is_slow(record):
             entry = _parse_entry(raw.decode("utf-8"), 0)
@@ -125,6 +167,7 @@ class FastaIndex:
 
     def sequences(self, records: np.ndarray, unknown: UnknownPolicy = "error") -> list[str]:
         """``sequence`` of each of ``records``, with the index looked up once for all of them."""
+        self.check_unchanged()
         records = np.asarray(records, dtype=np.int64)
         starts, ends = self.offsets[records].tolist(), self.offsets[records + 1].tolist()
         expected = self.lengths[records].tolist()
@@ -145,11 +188,13 @@ class FastaIndex:
 
     def header(self, record: int) -> str:
         """The header text of ``record`` (after ``>``)."""
+        self.check_unchanged()
         raw = self.data[int(self.offsets[record]) : int(self.offsets[record + 1])]
         return raw[: _header_end(raw)].decode("utf-8", errors="replace").strip()[1:].strip()
 
     def headers(self) -> list[str]:
         """Every record's header, in file order (one pass over the headers only)."""
+        self.check_unchanged()
         data, offsets = self.data, self.offsets.tolist()
         found = []
         for start in offsets[:-1]:
@@ -229,7 +274,8 @@ def open_index(path: str | Path, cache_dir: str | Path | None = None) -> FastaIn
     if cache_dir is None:
         data = _decompress_to_memory(source) if gzipped else _map(source)
         arrays = scan(data, source, source, gzipped)
-        return FastaIndex(source, data, folder=None, **arrays)
+        mapped = None if gzipped else source
+        return FastaIndex(source, data, folder=None, data_path=mapped, identity=_identity(source), **arrays)
     folder = Path(cache_dir) / "fasta" / f"{_safe_name(source.name)}-{file_key(source)}"
     if folder.is_dir():
         try:
@@ -238,6 +284,17 @@ def open_index(path: str | Path, cache_dir: str | Path | None = None) -> FastaIn
             logger.warning("ignoring unreadable FASTA index %s (%s); indexing again", folder, error)
             shutil.rmtree(folder, ignore_errors=True)
     return _build_into(source, folder, gzipped)
+
+
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def content_digest(path: Path) -> str:
+    """SHA-256 of the whole file (about 1.2 s per GB from the page cache here)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def file_key(path: Path) -> str:
@@ -287,7 +344,7 @@ def _build_into(source: Path, folder: Path, gzipped: bool) -> FastaIndex:
     parent = folder.parent
     created = [p for p in (parent.parent, parent) if not p.exists()]
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".partial-{folder.name}-"))
+    staging = new_staging(folder)
     try:
         if gzipped:
             data_path = staging / "data.fasta"
@@ -305,7 +362,13 @@ def _build_into(source: Path, folder: Path, gzipped: bool) -> FastaIndex:
             raise InvalidSequenceError(f"{source}: no usable FASTA records (empty file, or not FASTA)")
         for name in _ARRAYS:
             np.save(staging / f"{name}.npy", arrays[name])
-        meta = {"version": INDEX_VERSION, "source": str(source), "records": len(arrays["lengths"]), "gzip": gzipped}
+        meta = {
+            "version": INDEX_VERSION,
+            "source": str(source),
+            "records": len(arrays["lengths"]),
+            "gzip": gzipped,
+            "sha256": content_digest(source),
+        }
         (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         try:
             os.rename(staging, folder)
@@ -323,6 +386,28 @@ def _build_into(source: Path, folder: Path, gzipped: bool) -> FastaIndex:
     return _load(source, folder, gzipped)
 
 
+#: A staging sibling as the export names it (``.<target>.<host>.<pid>.<8 hex>``), so that its cleaner applies.
+_STAGING = re.compile(r"\.(?P<target>.+)\.(?:old\.)?[A-Za-z0-9-]+\.\d+\.[0-9a-f]{8}")
+
+
+def new_staging(folder: Path) -> Path:
+    """A staging folder for ``folder``, named like the export's (host and pid in the name), after removing the
+    staging folders of dead builds in the same cache folder: a kill while a gzip FASTA is decompressed leaves up to
+    the whole corpus there, which nothing else would ever remove."""
+    remove_dead_builds(folder.parent)
+    return _make_sibling(folder, "")
+
+
+def remove_dead_builds(parent: Path) -> list[Path]:
+    """Staging folders in ``parent`` whose writer is dead, whatever they were building (the file may have
+    changed since, giving its index another name): removed by the export's own rule
+    (:func:`protconv.hub.remove_stale_staging`: this host's dead pids, other hosts' after a day)."""
+    if not parent.is_dir():
+        return []
+    targets = sorted({m["target"] for path in parent.iterdir() if (m := _STAGING.fullmatch(path.name))})
+    return [removed for target in targets for removed in remove_stale_staging(parent / target)]
+
+
 def _load(source: Path, folder: Path, gzipped: bool) -> FastaIndex:
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     if meta.get("version") != INDEX_VERSION:
@@ -330,10 +415,13 @@ def _load(source: Path, folder: Path, gzipped: bool) -> FastaIndex:
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _ARRAYS}
     if len(arrays["offsets"]) != meta["records"] + 1 or len(arrays["lengths"]) != meta["records"]:
         raise ValueError("index arrays do not match their record count")
-    data = _map(folder / "data.fasta" if gzipped else source)
+    if meta.get("sha256") != content_digest(source):
+        raise ValueError(f"{source} changed since it was indexed (same size and modification time, other content)")
+    data_path = folder / "data.fasta" if gzipped else source
+    data = _map(data_path)
     if int(arrays["offsets"][-1]) != len(data):
         raise ValueError(f"the indexed data has {len(data)} bytes, the index expects {int(arrays['offsets'][-1])}")
-    return FastaIndex(source, data, folder=folder, **arrays)
+    return FastaIndex(source, data, folder=folder, data_path=data_path, identity=_identity(data_path), **arrays)
 
 
 # ---------------------------------------------------------------------------------------------------- the scan

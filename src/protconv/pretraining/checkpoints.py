@@ -10,11 +10,12 @@ A checkpoint is shared and downloaded like a model, so resuming from one must ne
 - ``scheduler.json`` and, with fp16 loss scaling, ``scaler.json``;
 - ``rng_state_<rank>.safetensors``: each process's torch (CPU and accelerator) generator states as tensors, its
   Python and NumPy states as JSON in the file's metadata;
-- ``trainer_state.json``, written last: the loop's position and the size of every other file.
+- ``trainer_state.json``, written last: the loop's position, the size and the SHA-256 of every other file.
 
 The folder is written under a hidden ``.tmp-`` name and renamed, so a kill at any moment leaves either the previous
 checkpoints untouched or a temporary folder that the next start deletes. Loading reads and checks every file (sizes
-against the manifest, headers, JSON) before any state is changed, so a corrupt checkpoint is reported (and the loop
+and SHA-256 digests against the manifest, headers, JSON) before any state is changed, so that flipped bytes inside
+a tensor file are caught too, so a corrupt checkpoint is reported (and the loop
 can fall back to an older one) without leaving the run half-restored.
 """
 
@@ -36,6 +37,8 @@ from accelerate import Accelerator
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import StateDictOptions, ValueType, get_state_dict, set_state_dict
+
+from ..data.fasta_index import content_digest
 
 STATE_FILE = "trainer_state.json"
 MODEL_FILE = "model.safetensors"
@@ -61,6 +64,9 @@ class TrainState:
     batches_done: int = 0
     tokens_seen: float = 0.0
     arguments: dict[str, Any] = field(default_factory=dict)
+    #: ``{"train"|"validation": {FASTA path: record digest}}`` of the data the run trained on (empty in older
+    #: checkpoints, which are resumed without this check).
+    corpus: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -124,7 +130,8 @@ def save_checkpoint(accelerator: Accelerator, root: Path, state: TrainState, tra
         manifest = {path.name: path.stat().st_size for path in sorted(staging.iterdir())}
         for name in manifest:
             _fsync(staging / name)
-        _write_json(staging / STATE_FILE, {**asdict(state), "files": manifest})
+        digests = {name: content_digest(staging / name) for name in manifest}
+        _write_json(staging / STATE_FILE, {**asdict(state), "files": manifest, "sha256": digests})
         if final.exists():  # re-saving a step after resuming from an older checkpoint
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -194,6 +201,7 @@ def read_checkpoint(path: Path, rank: int) -> CheckpointContents:
         raise CheckpointError(f"checkpoint {path} does not exist")
     fields = _read_json(path, STATE_FILE)
     manifest = fields.pop("files", None)
+    digests = fields.pop("sha256", None)  # absent in older checkpoints: their sizes are checked alone
     if "rounds" in fields:  # the name of ``batches_done`` in checkpoints written before the 0.1 layout
         fields["batches_done"] = fields.pop("rounds")
     try:
@@ -207,6 +215,8 @@ def read_checkpoint(path: Path, rank: int) -> CheckpointContents:
             "environment"
         )
     _check_sizes(path, manifest, rank)
+    if isinstance(digests, dict):
+        _check_digests(path, digests, rank)
     groups = _read_json(path, OPTIMIZER_GROUPS_FILE)
     optimizer = {"state": _nest(_read_tensors(path, OPTIMIZER_TENSORS_FILE), groups.get("scalars", {}))}
     optimizer["param_groups"] = groups["param_groups"]
@@ -261,6 +271,20 @@ def _check_sizes(path: Path, manifest: dict[str, int], rank: int) -> None:
         if file.stat().st_size != size:
             raise CheckpointError(
                 f"checkpoint {path}: {name} has {file.stat().st_size} bytes, {size} were written (truncated or altered)"
+            )
+
+
+def _check_digests(path: Path, digests: dict[str, str], rank: int) -> None:
+    """Every file this process reads has the content it was written with: a flipped byte inside a tensor keeps
+    sizes and headers intact, and would otherwise load without complaint. Other processes' RNG files are theirs
+    to check."""
+    for name, expected in sorted(digests.items()):
+        if name.startswith("rng_state_") and name != rng_file(rank):
+            continue
+        if content_digest(path / name) != expected:
+            raise CheckpointError(
+                f"checkpoint {path}: {name} does not match the SHA-256 recorded when it was saved (altered or "
+                "damaged on disk)"
             )
 
 

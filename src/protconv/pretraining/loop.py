@@ -137,6 +137,8 @@ class _Run:
         main = self.accelerator.is_main_process
         # The main process alone writes the file: appends from several hosts to one shared file can interleave.
         configure_logging(train_args.log_level, self.output_dir / LOG_FILE if main else None, main_process=main)
+        if self.restart_note:
+            self._print(self.restart_note)
         set_seed(train_args.seed)
         model = self._set_up_model_and_data(model_args, data_args, train_args, model)
         # After the data, so that an error in the inputs is the only line a failed set-up prints.
@@ -147,7 +149,7 @@ class _Run:
         )
         self._set_up_optimization(model, train_args)
         self.metrics = MetricsLog(self.metrics_path, enabled=self.accelerator.is_main_process)
-        self.state = TrainState(arguments=self.run_arguments)
+        self.state = TrainState(arguments=self.run_arguments, corpus=self.data.corpus_identity())
         if resume_candidates:
             self._resume(resume_candidates)
         if self.accelerator.log_with:
@@ -217,6 +219,7 @@ class _Run:
         are kept unless ``--overwrite_output_dir`` says to replace them.
         """
         args, main = self.train_args, self.accelerator.is_main_process
+        self.restart_note: str | None = None
         if main:
             remove_partial(self.checkpoints)
         self.accelerator.wait_for_everyone()
@@ -225,7 +228,7 @@ class _Run:
             return [Path(args.resume_from)]
         if args.resume:
             if not existing:
-                raise CheckpointError(f"--resume: no complete checkpoint in {self.checkpoints}")
+                self._restart_without_checkpoint()
             return existing[::-1]
         earlier = [p.name for p in (self.checkpoints, self.output_dir / "model", self.metrics_path) if p.exists()]
         if earlier and not args.overwrite_output_dir:
@@ -242,13 +245,30 @@ class _Run:
         self.accelerator.wait_for_everyone()
         return []
 
+    def _restart_without_checkpoint(self) -> None:
+        """``--resume`` in a folder without a complete checkpoint (a run killed before its first save, or a new
+        folder): start from step 0 there, dropping the killed run's metrics, and say so once the log is open. A
+        finished model is never replaced this way."""
+        if (self.output_dir / "model").exists():
+            raise CheckpointError(
+                f"--resume: no complete checkpoint in {self.checkpoints}, but {self.output_dir / 'model'} holds a "
+                "finished model; pass --overwrite_output_dir to start over"
+            )
+        if self.accelerator.is_main_process:
+            self.metrics_path.unlink(missing_ok=True)
+            (self.output_dir / "curves.png").unlink(missing_ok=True)
+        self.accelerator.wait_for_everyone()
+        self.restart_note = f"--resume: no complete checkpoint in {self.checkpoints}; starting from step 0"
+
     def _resume(self, candidates: list[Path]) -> None:
         """Resume from the first candidate that every process can read. With ``--resume`` a corrupt newest
         checkpoint falls back to the next older one, said on the console; ``--resume_from`` names exactly one."""
         path, contents = self._first_readable(candidates)
         self._check_resumed_arguments(contents.state, path)
+        self._check_resumed_corpus(contents.state, path)
+        corpus = self.state.corpus
         self.state = apply_checkpoint(contents, self.trainables)
-        self.state.arguments = self.run_arguments
+        self.state.arguments, self.state.corpus = self.run_arguments, corpus
         self.metrics.truncate_after(self.state.step)
         self._print(
             f"resumed from {path} at step {self.state.step} "
@@ -288,6 +308,19 @@ class _Run:
                 f"model continue as saved. Only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume; "
                 "start a new run in another --output_dir to change the others"
             )
+
+    def _check_resumed_corpus(self, saved_state: TrainState, path: Path) -> None:
+        """Refuse a FASTA file whose records differ from those the checkpoint trained on (appended, removed or
+        edited: the epoch plan and the position in it would no longer mean the same records)."""
+        current = self.state.corpus
+        for side, files in saved_state.corpus.items():
+            for file, digest in files.items():
+                if current.get(side, {}).get(file, digest) != digest:
+                    raise CheckpointError(
+                        f"cannot resume from {path}: the {side} file {file} is not the one this run trained on (its "
+                        "records were appended to, removed or edited since the checkpoint); restore it, or start a "
+                        "new run in another --output_dir"
+                    )
 
     def _all_processes_agree(self, ok: bool) -> bool:
         """True when ``ok`` holds on every process (one all-reduce), so that all take the same branch."""

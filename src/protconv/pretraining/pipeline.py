@@ -30,6 +30,7 @@ from transformers import PreTrainedTokenizerBase
 from ..data.batching import Batch, TokenBudgetBatcher, shard
 from ..data.datasets_corpus import DatasetRecords, StreamingDataset
 from ..data.datasets_corpus import load as load_dataset
+from ..data.fasta import DataFileError, open_text
 from ..data.fasta_corpus import FastaRecords, Side
 from ..data.masking import PretrainingCollator
 from ..data.msa_corpus import MSACorpus, MSARecords, ProfiledSequence
@@ -114,6 +115,20 @@ class Corpora:
         """Invalid records left out (``invalid_sequences=skip``)."""
         return sum(part.skipped for part in self.parts)
 
+    def digests(self) -> dict[str, str]:
+        """Record digest of every FASTA file (datasets and MSAs have none yet), by path."""
+        found: dict[str, str] = {}
+        for part in self.parts:
+            if isinstance(part, FastaRecords):
+                found.update(part.digests())
+        return found
+
+    def check_unchanged(self) -> None:
+        """Raise ``FastaFormatError`` naming a FASTA file that changed since it was opened (before each epoch)."""
+        for part in self.parts:
+            if isinstance(part, FastaRecords):
+                part.check_unchanged()
+
 
 @dataclass
 class PretrainingData:
@@ -158,6 +173,8 @@ class PretrainingData:
         if isinstance(train, StreamingDataset):
             return _prefetched(self._streamed(train, position), self.prefetch)
 
+        train.check_unchanged()  # here, in the caller, so that a changed file stops the run before the epoch
+
         def collated() -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
             plan = self.plan(position.epoch)
             for index in range(position.batches_done, plan.rounds(self.world_size)):
@@ -186,6 +203,14 @@ class PretrainingData:
         batches = shard(batcher.batches(stream, position.epoch), self.world_size, self.rank)
         for index, batch in itertools.islice(enumerate(batches), position.batches_done, None):
             yield index, self.collator(batch, masking_seed(self.seed, position.epoch, index, self.rank))
+
+    def corpus_identity(self) -> dict[str, dict[str, str]]:
+        """``{"train"|"validation": {FASTA path: record digest}}``: saved in checkpoints, compared on resume."""
+        identity = {}
+        for side, corpora in (("train", self.train), ("validation", self.validation)):
+            if isinstance(corpora, Corpora) and (digests := corpora.digests()):
+                identity[side] = digests
+        return identity
 
     def validation_batches(self) -> list[dict[str, torch.Tensor]]:
         """This process's validation shard, masked once with a fixed seed so that every evaluation is comparable."""
@@ -399,17 +424,20 @@ def _cluster_keys(data_args: DataArguments) -> Callable[[FastaRecords], list[str
 
 
 def _read_cluster_file(path: str) -> dict[str, str]:
-    """``member_id<TAB>cluster_id`` lines (extra columns and ``#`` comments ignored) -> {member: cluster}."""
+    """``member_id<TAB>cluster_id`` lines (extra columns and ``#`` comments ignored) -> {member: cluster}.
+
+    Opened by ``open_text`` like every data file: a ``.tsv.gz`` (gzip by its magic bytes) is read, and bytes that
+    are not UTF-8 raise a ``DataFileError`` naming the file and the line."""
     mapping: dict[str, str] = {}
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open_text(path, newline="") as handle:
         for number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
             if not row or row[0].startswith("#"):
                 continue
             if len(row) < 2:
-                raise ValueError(f"{path}:{number}: expected 'member_id<TAB>cluster_id', got {row!r}")
+                raise DataFileError(path, number, f"expected 'member_id<TAB>cluster_id', got {row!r}")
             mapping[row[0].strip()] = row[1].strip()
     if not mapping:
-        raise ValueError(f"{path}: no 'member_id<TAB>cluster_id' lines")
+        raise DataFileError(path, None, "no 'member_id<TAB>cluster_id' lines")
     return mapping
 
 
