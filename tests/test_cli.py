@@ -21,9 +21,10 @@ import pytest
 import torch
 
 import protconv
-from protconv import hub
+from protconv import staging
 from protconv.cli import main
-from protconv.hub import remove_stale_staging, save_hub_folder
+from protconv.hub import save_hub_folder
+from protconv.staging import remove_stale_staging
 from tests.helpers import DATA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,10 +162,6 @@ MALFORMED = {
     "pretrain-zero-steps": ("pretrain --train_files {gb1} --max_steps 0", "max_steps must be at least 1"),
     "pretrain-bad-choice": ("pretrain --train_files {gb1} --invalid_sequences drop", "invalid_sequences must be"),
     "pretrain-bad-float": ("pretrain --learning_rate fast", "invalid float value: 'fast'"),
-    "pretrain-resume-without-checkpoint": (
-        f"{PT} --train_files {{data}}/few_proteins.fasta --resume",
-        "--resume: no complete checkpoint",
-    ),
     "pretrain-unknown-model": (
         "pretrain --train_files {data}/few_proteins.fasta --model carp-6k",
         "--model 'carp-6k' is neither a preset",
@@ -412,7 +409,7 @@ def _leftover(parent: Path, name: str, *files: str, age_s: float = 0.0) -> Path:
 
 
 def test_stale_staging_folders_are_removed_and_live_ones_kept(tiny_model, tokenizer, tmp_path) -> None:
-    host, dead, alive, day = hub._host(), _dead_pid(), os.getpid(), hub.STALE_AFTER_SECONDS
+    host, dead, alive, day = staging._host(), _dead_pid(), os.getpid(), staging.STALE_AFTER_SECONDS
     stale = [
         _leftover(tmp_path, f".model.{host}.{dead}.0a1b2c3d", "config.json"),
         _leftover(tmp_path, f".model.old.{host}.{dead}.0a1b2c3d", "model/config.json"),
@@ -437,7 +434,7 @@ def test_stale_staging_folders_are_removed_and_live_ones_kept(tiny_model, tokeni
 def test_a_lost_swap_puts_the_previous_folder_back(tiny_model, tokenizer, tmp_path) -> None:
     """Killed between moving the old folder aside and moving the new one in: the old one is restored."""
     previous = save_hub_folder(tiny_model, tokenizer, tmp_path / "model")
-    backup = tmp_path / f".model.old.{hub._host()}.{_dead_pid()}.0a1b2c3d"
+    backup = tmp_path / f".model.old.{staging._host()}.{_dead_pid()}.0a1b2c3d"
     backup.mkdir()
     os.replace(previous, backup / "model")
     assert remove_stale_staging(tmp_path / "model") == [backup]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from protconv import hub
+from protconv import staging
 from protconv.data import fasta_index
 from protconv.data.fasta import FastaFormatError, read_fasta
 from protconv.data.fasta_corpus import FastaCorpus, FastaRecords, in_held_out_split
@@ -222,7 +222,7 @@ def test_a_dead_build_leaves_nothing_behind(tmp_path) -> None:
     killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     killed.kill()
     killed.wait()
-    mine = parent / f".p.fasta.gz-0123456789abcdef0123.{hub._host()}.{killed.pid}.0123abcd"
+    mine = parent / f".p.fasta.gz-0123456789abcdef0123.{staging._host()}.{killed.pid}.0123abcd"
     for path in (dead, mine):
         path.mkdir(parents=True)
         (path / "data.fasta").write_bytes(b">half\nMKT")

@@ -58,8 +58,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hub import _make_sibling, remove_stale_staging
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
+from ..staging import make_staging_sibling, remove_stale_staging
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 from .fasta import _GZIP_ERRORS, _GZIP_MAGIC, FastaEntry, FastaFormatError, _locate_problem
 from .held_out import held_out_by_hash, split_crc
@@ -395,13 +395,13 @@ def new_staging(folder: Path) -> Path:
     staging folders of dead builds in the same cache folder: a kill while a gzip FASTA is decompressed leaves up to
     the whole corpus there, which nothing else would ever remove."""
     remove_dead_builds(folder.parent)
-    return _make_sibling(folder, "")
+    return make_staging_sibling(folder, "")
 
 
 def remove_dead_builds(parent: Path) -> list[Path]:
     """Staging folders in ``parent`` whose writer is dead, whatever they were building (the file may have
     changed since, giving its index another name): removed by the export's own rule
-    (:func:`protconv.hub.remove_stale_staging`: this host's dead pids, other hosts' after a day)."""
+    (:func:`protconv.staging.remove_stale_staging`: this host's dead pids, other hosts' after a day)."""
     if not parent.is_dir():
         return []
     targets = sorted({m["target"] for path in parent.iterdir() if (m := _STAGING.fullmatch(path.name))})

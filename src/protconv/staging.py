@@ -1,0 +1,100 @@
+"""Write beside, then rename in: the staging siblings of every folder protconv writes whole (exports, FASTA indexes,
+decompressed caches), and the removal of those that dead writers left.
+
+A staging folder is a hidden sibling ``.<name>.<kind><host>.<pid>.<random>`` of its target, so a later run can tell
+whether its writer still runs (same host: ask the kernel about the pid; another host: wait a day) and remove it
+only then; one rule, so no kind of leftover outlives its writer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import socket
+import time
+from pathlib import Path
+
+#: Leftovers whose writer cannot be checked (another host, or an older protconv that put no pid in the name)
+#: are removed once untouched for this long: no export takes a day.
+STALE_AFTER_SECONDS = 24 * 3600
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def make_staging_sibling(folder: Path, kind: str) -> Path:
+    """A new hidden sibling ``.<name>.<kind><host>.<pid>.<random>``, created by ``mkdir`` so the umask applies
+    (``tempfile.mkdtemp`` would make it, and so the renamed model folder, 0o700)."""
+    while True:
+        path = folder.parent / f".{folder.name}.{kind}{_host()}.{os.getpid()}.{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: the process exists but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_staging(folder: str | Path) -> list[Path]:
+    """Remove the staging and backup siblings of ``folder`` that no running writer owns; returns them.
+
+    A sibling is stale if it names this host and a process that no longer runs, or if it names another host
+    and has not been modified for ``STALE_AFTER_SECONDS``. Siblings of older protconv versions
+    (``tempfile.mkdtemp`` names, no pid) are removed after that time too, when their content is an export's.
+    If a writer died between moving the old folder aside and moving the new one in, ``folder`` is missing and
+    the backup holds the previous complete folder: it is put back rather than deleted.
+    """
+    folder = Path(folder)
+    name = re.escape(folder.name)
+    current = re.compile(rf"\.{name}\.(?P<old>old\.)?(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{{8}}")
+    legacy = re.compile(rf"\.{name}\.(?P<old>old\.)?[a-z0-9_]{{8}}")
+    removed = []
+    for path in sorted(folder.parent.iterdir()):
+        if not path.is_dir() or path.is_symlink():
+            continue
+        if match := current.fullmatch(path.name):
+            if match["host"] == _host():
+                stale = not _pid_alive(int(match["pid"]))
+            else:
+                stale = _untouched_for(path, STALE_AFTER_SECONDS)
+        elif match := legacy.fullmatch(path.name):
+            # mkdtemp's 8 random characters nearly always hold a digit or '_'; a user's ".model.snapshot" does not
+            stale = (
+                re.search(r"[0-9_]", path.name[-8:]) is not None
+                and _untouched_for(path, STALE_AFTER_SECONDS)
+                and _holds_only_an_export(path, folder.name)
+            )
+        else:
+            continue
+        if not stale:
+            continue
+        if match["old"] and (path / folder.name).is_dir() and not folder.exists():
+            os.replace(path / folder.name, folder)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _untouched_for(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:  # removed meanwhile by its owner
+        return False
+
+
+def _holds_only_an_export(path: Path, name: str) -> bool:
+    """Files ``save_pretrained`` writes (config, weights, tokenizer, card, code), or the moved-aside folder."""
+    export_files = re.compile(r"[\w.-]+\.(json|safetensors|md|py|txt|model|jinja)")
+    return all(entry.name == name or export_files.fullmatch(entry.name) for entry in path.iterdir())
