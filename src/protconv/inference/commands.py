@@ -157,6 +157,66 @@ def run_score(args: argparse.Namespace) -> None:
         print(f"spearman={result.spearman:.4f} on {result.spearman_rows} rows{missing} ({result.metrics_file})")
 
 
+def add_scan_command(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "scan",
+        help="score every single substitution of a wild type (in-silico saturation mutagenesis), with a heatmap",
+        description=(
+            "Score the 19 substitutions of every position of the wild type with a score method and write them in "
+            "the ProteinGym mutant syntax, with score's columns (mutant, score). masked-marginal runs one masked "
+            "forward per position, wildtype-marginal one forward. --plot draws the position x amino-acid heatmap "
+            "(amino acids in the order RHKDESTNQCGPAVILMFYW, the wild type black, a per-position mean row); with "
+            "--measured and --score_column, a second panel shows the measured effects and the Spearman."
+        ),
+    )
+    parser.add_argument("model", help="masked-LM model folder or Hugging Face Hub id")
+    parser.add_argument("output", help="CSV file to write: mutant and the score column")
+    wild = parser.add_mutually_exclusive_group(required=True)
+    wild.add_argument("--sequence", help="the wild-type sequence")
+    wild.add_argument("--wildtype", help="FASTA file holding the wild type (one record)")
+    parser.add_argument("--positions", help="range to scan in the assay's numbering, e.g. 20-80 (default: all)")
+    parser.add_argument("--offset", type=int, default=1, help="number of the wild type's first residue (default 1)")
+    parser.add_argument(
+        "--method",
+        choices=list(METHODS),
+        default="masked-marginal",
+        help="masked-marginal (default; one forward per position), wildtype-marginal (one forward), "
+        "pseudo-likelihood (L forwards per variant: small scans only)",
+    )
+    parser.add_argument("--output_column", help="name of the score column (default: the method, '_' for '-')")
+    parser.add_argument("--plot", help="heatmap image to write (.png, .svg or .pdf)")
+    parser.add_argument("--measured", help="CSV of measured effects (mutant column) for a second heatmap panel")
+    parser.add_argument("--score_column", help="the --measured column of effects; the Spearman is printed")
+    parser.add_argument("--mutant_column", default="mutant", help="--measured's column of mutant names (default mutant)")
+    _common_options(parser, unknown=False)
+    parser.set_defaults(run=run_scan)
+    return parser
+
+
+def run_scan(args: argparse.Namespace) -> None:
+    from .scan import scan
+
+    result = scan(
+        args.model,
+        args.output,
+        sequence=args.sequence,
+        wildtype=args.wildtype,
+        method=args.method,
+        positions=args.positions,
+        offset=args.offset,
+        output_column=args.output_column,
+        plot=args.plot,
+        measured=args.measured,
+        score_column=args.score_column,
+        mutant_column=args.mutant_column,
+        **_common_values(args, unknown=False),
+    )
+    drawn = f"; heatmap {result.plot}" if result.plot else ""
+    print(f"wrote {len(result.scores)} {result.method} scores to {result.output} in {result.seconds:.1f}s{drawn}")
+    if result.spearman is not None:
+        print(f"spearman={result.spearman:.4f} on {result.spearman_rows} measured variants")
+
+
 def add_predict_command(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "predict",
