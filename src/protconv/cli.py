@@ -35,6 +35,7 @@ from .conversion import convert_carp
 from .hub import push_folder
 from .inference.commands import (
     add_embed_command,
+    add_plot_embeddings_command,
     add_predict_command,
     add_scan_command,
     add_score_command,
@@ -197,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_score_command,
         add_scan_command,
         add_predict_command,
-        ):
+        add_plot_embeddings_command,
+    ):
         command = add_command(commands)
         command.set_defaults(command_parser=command)
     return parser
