@@ -168,7 +168,7 @@ def parse_positions(text: str | None, wildtype: str, offset: int) -> range:
 def substitutions(wildtype: str, indices: Sequence[int], offset: int) -> list[Variant]:
     """Every single substitution at ``indices``, position by position, mutant letters in ``AMINO_ACIDS`` order;
     each variant's ``line`` is its line in the output CSV."""
-    variants = []
+    variants: list[Variant] = []
     for index in indices:
         wt = wildtype[index]
         for letter in AMINO_ACIDS:
