@@ -29,7 +29,12 @@ def test_scan_writes_19_per_position_and_equals_score(tmp_path, conv_folder) -> 
     result = scan(conv_folder, tmp_path / "scan.csv", sequence=WILDTYPE, offset=5, progress=False)
     table = rows(tmp_path / "scan.csv")
     assert table[0] == ["mutant", "masked_marginal"] and len(table) == 1 + 19 * len(WILDTYPE)
-    assert table[1][0] == "M5A" and table[19][0] == "M5Y" and table[20][0] == "K6A" and all(r[0][0] != r[0][-1] for r in table[1:])
+    assert (
+        table[1][0] == "M5A"
+        and table[19][0] == "M5Y"
+        and table[20][0] == "K6A"
+        and all(r[0][0] != r[0][-1] for r in table[1:])
+    )
     assert result.forwards == len(WILDTYPE)  # one masked forward per position
     variants = tmp_path / "variants.csv"
     variants.write_text("mutant\n" + "\n".join(r[0] for r in table[1:]) + "\n")

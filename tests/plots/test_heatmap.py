@@ -39,7 +39,9 @@ def test_panel_rows_draw_the_values_and_long_proteins_are_split() -> None:
     assert len(heatmaps) == 3  # 25 positions in rows of 10
     drawn = np.concatenate([np.ma.filled(a.images[0].get_array(), np.nan) for a in heatmaps], axis=1)
     assert np.array_equal(drawn, g.values, equal_nan=True)
-    means = np.concatenate([np.ma.filled(a.images[0].get_array(), np.nan)[0] for a in figure.axes if ":mean:" in a.get_label()])
+    means = np.concatenate(
+        [np.ma.filled(a.images[0].get_array(), np.nan)[0] for a in figure.axes if ":mean:" in a.get_label()]
+    )
     assert np.allclose(means, g.position_means())
     image = heatmaps[0].images[0]
     assert image.norm.vmin == -image.norm.vmax == -g.limit()  # centred at 0

@@ -108,9 +108,9 @@ def colouring(
     matched = [labels.get(i) for i in records.ids]
     found = sum(value is not None for value in matched)
     if found == 0:
-        shown = ", ".join(repr(i) for i in list(labels)[:3])
+        shown = ", ".join(repr(i) for i in list(labels)[:3]) + (", ..." if len(labels) > 3 else "")
         raise InferenceInputError(
-            f"{labels_path}: none of its {len(labels)} ids ({shown}, ...) matches one of the {len(records.ids)} "
+            f"{labels_path}: none of its {len(labels)} ids ({shown}) matches one of the {len(records.ids)} "
             f"records plotted (e.g. {records.ids[0]!r}); is --id_column right?"
         )
     values = [None if value is None or value.lower() in _MISSING else value for value in matched]

@@ -85,7 +85,8 @@ def _categorical(axis: Any, points: np.ndarray, colouring: Colouring, size: floa
         chosen = names == name
         axis.scatter(*points[chosen].T, s=size, color=palette(index), linewidths=0, label=f"{name} ({chosen.sum()})")
     handles, labels = axis.get_legend_handles_labels()
-    order = [*range(len(handles))[-len(top) :], *range(len(handles) - len(top))] if top else range(len(handles))
+    first = len(handles) - len(top)  # drawn first (underneath), listed last: other classes, then no label
+    order = [*range(first, len(handles)), *reversed(range(first))]
     axis.legend(
         [handles[i] for i in order], [labels[i] for i in order], title=colouring.name, fontsize=7,
         title_fontsize=8, markerscale=1.5, loc="center left", bbox_to_anchor=(1.01, 0.5),
