@@ -9,8 +9,7 @@ import pytest
 
 from protconv.cli import main
 from protconv.inference import InferenceInputError
-from protconv.inference.scan import AMINO_ACIDS, scan
-from protconv.inference.scan_plot import scan_panels
+from protconv.inference.scan import AMINO_ACIDS, saturation_scan, scan_panels
 from protconv.inference.score import score
 from protconv.plots.heatmap import HEATMAP_ORDER
 from tests.plots.images import assert_not_blank, read_png
@@ -26,7 +25,7 @@ def rows(path) -> list[list[str]]:
 
 
 def test_scan_writes_19_per_position_and_equals_score(tmp_path, conv_folder) -> None:
-    result = scan(conv_folder, tmp_path / "scan.csv", sequence=WILDTYPE, offset=5, progress=False)
+    result = saturation_scan(conv_folder, tmp_path / "scan.csv", sequence=WILDTYPE, offset=5, progress=False)
     table = rows(tmp_path / "scan.csv")
     assert table[0] == ["mutant", "masked_marginal"] and len(table) == 1 + 19 * len(WILDTYPE)
     assert (
@@ -43,7 +42,7 @@ def test_scan_writes_19_per_position_and_equals_score(tmp_path, conv_folder) -> 
 
 
 def test_wildtype_marginal_is_one_forward_and_positions_restrict(tmp_path, conv_folder) -> None:
-    result = scan(
+    result = saturation_scan(
         conv_folder, tmp_path / "s.csv", sequence=WILDTYPE, method="wildtype-marginal", positions="7-9", offset=5,
         progress=False,
     )  # fmt: skip
@@ -55,7 +54,7 @@ def test_heatmap_draws_the_csv_and_the_measured_panel(tmp_path, conv_folder) -> 
     measured = tmp_path / "measured.csv"
     measured.write_text("mutant,fitness\nK6A,0.5\nT7C,-1.0\nK6A:T7C,3\nA8R,\nI10W,2.0\n")
     fasta = write_fasta(tmp_path / "wt.fasta", [("wt", WILDTYPE)])
-    result = scan(
+    result = saturation_scan(
         conv_folder, tmp_path / "s.csv", wildtype=fasta, offset=5, plot=tmp_path / "h.png", measured=measured,
         score_column="fitness", progress=False,
     )  # fmt: skip
@@ -81,7 +80,7 @@ def _measured(result, path):
 
 
 def test_non_standard_wild_type_letter_gets_20(tmp_path, conv_folder) -> None:
-    result = scan(conv_folder, tmp_path / "s.csv", sequence="MKXA", positions="3", progress=False)
+    result = saturation_scan(conv_folder, tmp_path / "s.csv", sequence="MKXA", positions="3", progress=False)
     assert [v.name for v in result.variants] == [f"X3{a}" for a in AMINO_ACIDS]
 
 
@@ -105,4 +104,4 @@ def test_bad_input_is_one_line_before_the_model(tmp_path, capsys, arguments, mes
 
     assert re.search(message, error), error
     with pytest.raises(InferenceInputError):
-        scan(tmp_path / "m", tmp_path / "o.csv", sequence=WILDTYPE, positions="0-3")
+        saturation_scan(tmp_path / "m", tmp_path / "o.csv", sequence=WILDTYPE, positions="0-3")

@@ -26,4 +26,4 @@ def rendered(figure) -> np.ndarray:
 def pixel_at(figure, pixels: np.ndarray, axis, x: float, y: float) -> np.ndarray:
     """The RGB of data point (x, y) of ``axis``."""
     column, row = axis.transData.transform((x, y))
-    return pixels[int(round(pixels.shape[0] - row)), int(round(column)), :3]
+    return pixels[round(float(pixels.shape[0] - row)), round(float(column)), :3]

@@ -12,7 +12,7 @@ from protconv.inference import embed
 from protconv.inference.embedding_map import plot_embeddings, read_records
 from protconv.plots.embedding_map import Colouring, embedding_figure
 from protconv.plots.projection import principal_components, project
-from tests.inference.conftest import FASTA, conv_folder  # noqa: F401  (the tiny saved model fixture)
+from tests.inference.conftest import FASTA
 from tests.plots.images import assert_not_blank, read_png
 
 

@@ -16,7 +16,9 @@ WILDTYPE = "MKTAYIAKQRQISFVKSHFSRQLEE"
 def grid(offset: int = 10) -> MutationGrid:
     rng = np.random.default_rng(0)
     positions = range(offset, offset + len(WILDTYPE))
-    effects = {(p, a): float(rng.normal()) for p, w in zip(positions, WILDTYPE) for a in HEATMAP_ORDER if a != w}
+    effects = {
+        (p, a): float(rng.normal()) for p, w in zip(positions, WILDTYPE, strict=True) for a in HEATMAP_ORDER if a != w
+    }
     return MutationGrid.from_effects(list(positions), WILDTYPE, effects)
 
 

@@ -197,9 +197,9 @@ def add_scan_command(subparsers) -> argparse.ArgumentParser:
 
 
 def run_scan(args: argparse.Namespace) -> None:
-    from .scan import scan
+    from .scan import saturation_scan
 
-    result = scan(
+    result = saturation_scan(
         args.model,
         args.output,
         sequence=args.sequence,

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from .score import (
     read_wildtype,
     score_variants,
 )
+
+if TYPE_CHECKING:
+    from ..plots.heatmap import HeatmapPanel, MutationGrid
 
 #: The order of the substitutions at a position in the output CSV (alphabetical, as in ProteinGym's files).
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
@@ -66,7 +70,7 @@ class ScanResult:
     spearman_rows: int = 0
 
 
-def scan(
+def saturation_scan(
     model: str | Path,
     output: str | Path,
     *,
@@ -109,8 +113,6 @@ def scan(
     if truth is not None:
         result = _with_spearman(result, truth)
     if plot is not None:
-        from .scan_plot import draw_scan
-
         result = draw_scan(result, wt, indices, offset, _model_name(model), truth, plot)
     return result
 
@@ -231,3 +233,52 @@ def _with_spearman(result: ScanResult, truth: Measured) -> ScanResult:
 def _model_name(model: str | Path) -> str:
     path = Path(model)
     return path.resolve().name if path.exists() else str(model)
+
+
+# The heatmap (``--plot``); matplotlib is imported only when one is drawn.
+
+
+def scan_grid(result: ScanResult, wildtype: str, indices: range, offset: int) -> MutationGrid:
+    """The scores of ``result`` on the grid of the scanned positions (assay numbering)."""
+    from ..plots.heatmap import MutationGrid
+
+    effects = {
+        (variant.mutations[0].position, variant.mutations[0].mutant): value
+        for variant, value in zip(result.variants, result.scores, strict=True)
+    }
+    positions = [index + offset for index in indices]
+    return MutationGrid.from_effects(positions, "".join(wildtype[i] for i in indices), effects)
+
+
+def scan_panels(
+    result: ScanResult, wildtype: str, indices: range, offset: int, measured: Measured | None
+) -> list[HeatmapPanel]:
+    from ..plots.heatmap import HeatmapPanel, MutationGrid
+
+    grid = scan_grid(result, wildtype, indices, offset)
+    label = f"{result.method} score (vs wild type)"
+    panels = [HeatmapPanel(grid, label, f"predicted: {result.method}")]
+    if measured is not None:
+        rho = "n/a" if result.spearman is None or math.isnan(result.spearman) else f"{result.spearman:.3f}"
+        title = f"measured: {measured.column} (Spearman {rho} on {result.spearman_rows} variants)"
+        truth = MutationGrid.from_effects(grid.positions, grid.wildtype, measured.effects)
+        panels.append(HeatmapPanel(truth, f"measured {measured.column}", title))
+    return panels
+
+
+def draw_scan(
+    result: ScanResult,
+    wildtype: str,
+    indices: range,
+    offset: int,
+    model_name: str,
+    measured: Measured | None,
+    path: str | Path,
+) -> ScanResult:
+    """Write the heatmap to ``path`` (format by extension); the result names it."""
+    from ..plots.figures import save_figure
+    from ..plots.heatmap import heatmap_figure
+
+    panels = scan_panels(result, wildtype, indices, offset, measured)
+    figure = heatmap_figure(panels, f"{model_name} · {result.method}")
+    return replace(result, plot=save_figure(figure, path))
