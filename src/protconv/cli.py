@@ -33,7 +33,13 @@ from typing import TypeVar
 from . import __version__
 from .conversion import convert_carp
 from .hub import push_folder
-from .inference.commands import add_embed_command, add_predict_command, add_score_command
+from .inference.commands import (
+    add_embed_command,
+    add_plot_embeddings_command,
+    add_predict_command,
+    add_scan_command,
+    add_score_command,
+)
 
 T = TypeVar("T")
 
@@ -187,7 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (run, summary) in _PASS_THROUGH.items():
         command = commands.add_parser(name, add_help=False, help=f"{summary}; `{name} --help` lists options")
         command.set_defaults(run=run)
-    for add_command in (add_embed_command, add_score_command, add_predict_command):
+    for add_command in (
+        add_embed_command,
+        add_score_command,
+        add_scan_command,
+        add_predict_command,
+        add_plot_embeddings_command,
+    ):
         command = add_command(commands)
         command.set_defaults(command_parser=command)
     return parser

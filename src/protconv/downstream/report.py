@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from huggingface_hub import ModelCard
-from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
+from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, TrainerState, TrainingArguments
 
 from ..data.task_files import LabelledSequences
 from ..data.tasks.vocabulary import Split
@@ -42,6 +42,7 @@ __all__ = [
     "protconv_log_level",
     "run_logging",
     "save_model",
+    "write_curves",
     "write_results",
 ]
 
@@ -222,3 +223,13 @@ def _write_predictions(tables: dict[Split, SplitPredictions], output: Path) -> d
 def _json_metrics(metrics: dict[str, float]) -> dict[str, float | None]:
     """JSON has no NaN: an undefined score is written as null, never left out."""
     return {k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in metrics.items()}
+
+
+def write_curves(state: TrainerState, args: TrainingArguments, output: Path, baseline: float | None = None) -> None:
+    """``curves.png`` beside the results: loss and validation metric by step from Trainer's log history, the best
+    checkpoint marked, ``baseline`` (a baseline's score, from ``evaluate``) as a line."""
+    from ..plots.curves import plot_finetune_curves
+
+    metric = args.metric_for_best_model if args.metric_for_best_model not in (None, "loss") else None
+    best = state.best_global_step
+    plot_finetune_curves(state.log_history, output / "curves.png", metric=metric, best_step=best, baseline=baseline)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, get_args
 
+from ..plots.projection import PROJECTIONS
 from ..tokenization.validation import UnknownPolicy
 from .common import DEFAULT_MAX_TOKENS, DTYPES
 from .score import METHODS, score
@@ -155,6 +156,115 @@ def run_score(args: argparse.Namespace) -> None:
     if result.metrics_file is not None:
         missing = f"; {result.missing_targets} rows without a target left out" if result.missing_targets else ""
         print(f"spearman={result.spearman:.4f} on {result.spearman_rows} rows{missing} ({result.metrics_file})")
+
+
+def add_scan_command(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "scan",
+        help="score every single substitution of a wild type (in-silico saturation mutagenesis), with a heatmap",
+        description=(
+            "Score the 19 substitutions of every position of the wild type with a score method and write them in "
+            "the ProteinGym mutant syntax, with score's columns (mutant, score). masked-marginal runs one masked "
+            "forward per position, wildtype-marginal one forward. --plot draws the position x amino-acid heatmap "
+            "(amino acids in the order RHKDESTNQCGPAVILMFYW, the wild type black, a per-position mean row); with "
+            "--measured and --score_column, a second panel shows the measured effects and the Spearman."
+        ),
+    )
+    parser.add_argument("model", help="masked-LM model folder or Hugging Face Hub id")
+    parser.add_argument("output", help="CSV file to write: mutant and the score column")
+    wild = parser.add_mutually_exclusive_group(required=True)
+    wild.add_argument("--sequence", help="the wild-type sequence")
+    wild.add_argument("--wildtype", help="FASTA file holding the wild type (one record)")
+    parser.add_argument("--positions", help="range to scan in the assay's numbering, e.g. 20-80 (default: all)")
+    parser.add_argument("--offset", type=int, default=1, help="number of the wild type's first residue (default 1)")
+    parser.add_argument(
+        "--method",
+        choices=list(METHODS),
+        default="masked-marginal",
+        help="masked-marginal (default; one forward per position), wildtype-marginal (one forward), "
+        "pseudo-likelihood (L forwards per variant: small scans only)",
+    )
+    parser.add_argument("--output_column", help="name of the score column (default: the method, '_' for '-')")
+    parser.add_argument("--plot", help="heatmap image to write (.png, .svg or .pdf)")
+    parser.add_argument("--measured", help="CSV of measured effects (mutant column) for a second heatmap panel")
+    parser.add_argument("--score_column", help="the --measured column of effects; the Spearman is printed")
+    parser.add_argument(
+        "--mutant_column", default="mutant", help="--measured's column of mutant names (default mutant)"
+    )
+    _common_options(parser, unknown=False)
+    parser.set_defaults(run=run_scan)
+    return parser
+
+
+def run_scan(args: argparse.Namespace) -> None:
+    from .scan import saturation_scan
+
+    result = saturation_scan(
+        args.model,
+        args.output,
+        sequence=args.sequence,
+        wildtype=args.wildtype,
+        method=args.method,
+        positions=args.positions,
+        offset=args.offset,
+        output_column=args.output_column,
+        plot=args.plot,
+        measured=args.measured,
+        score_column=args.score_column,
+        mutant_column=args.mutant_column,
+        **_common_values(args, unknown=False),
+    )
+    drawn = f"; heatmap {result.plot}" if result.plot else ""
+    print(f"wrote {len(result.scores)} {result.method} scores to {result.output} in {result.seconds:.1f}s{drawn}")
+    if result.spearman is not None:
+        print(f"spearman={result.spearman:.4f} on {result.spearman_rows} measured variants")
+
+
+def add_plot_embeddings_command(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "plot-embeddings",
+        help="a 2-D map (PCA, UMAP, t-SNE) of an embed HDF5 file, coloured by a label",
+        description=(
+            "Project the records of an embed HDF5 file to 2-D and colour them by a column of a labels table (ids "
+            "in an id column): a legend of the most frequent classes, or a colour bar for numbers; records without "
+            "a label are grey. --color_by length needs no table. PCA axes show the fraction of variance explained."
+        ),
+    )
+    parser.add_argument("embeddings", help="HDF5 file written by protconv embed")
+    parser.add_argument("output", help="image to write (.png, .svg or .pdf)")
+    parser.add_argument("--labels", help="CSV/TSV table with an id column (the FASTA record ids) and label columns")
+    parser.add_argument("--color_by", help="the labels column to colour by, or 'length' (no table needed)")
+    parser.add_argument("--id_column", help="the labels table's id column (default: id, record or name)")
+    parser.add_argument("--layer", help="a layer the file holds, e.g. last or 16 (default: last, else the last one)")
+    parser.add_argument("--method", choices=list(PROJECTIONS), default="pca", help="projection (default pca)")
+    parser.add_argument("--max_points", type=int, default=5000, help="seeded subsample above this (default 5000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subsample and of UMAP/t-SNE (default 0)")
+    parser.add_argument("--categorical", action="store_true", help="colour by classes even if the values are numbers")
+    parser.add_argument("--top_classes", type=int, default=10, help="classes with a colour; the rest grey (default 10)")
+    parser.add_argument("--coordinates", help="also write the points drawn (id, x, y, label) to this CSV")
+    parser.set_defaults(run=run_plot_embeddings)
+    return parser
+
+
+def run_plot_embeddings(args: argparse.Namespace) -> None:
+    from .embedding_map import plot_embeddings
+
+    result = plot_embeddings(
+        args.embeddings,
+        args.output,
+        labels=args.labels,
+        color_by=args.color_by,
+        id_column=args.id_column,
+        layer=args.layer,
+        method=args.method,
+        max_points=args.max_points,
+        seed=args.seed,
+        categorical=args.categorical,
+        top_classes=args.top_classes,
+        coordinates=args.coordinates,
+    )
+    labelled = f" ({result.labelled} labelled)" if result.labelled else ""
+    print(f"wrote a map of {result.points} records{labelled} to {result.output}")
 
 
 def add_predict_command(subparsers) -> argparse.ArgumentParser:

@@ -181,22 +181,40 @@ def score(
     parsed = _parse_variants(table, rows, mutant_index, wt, offset)
     targets = _targets(table, rows, target_index) if target_index is not None else None
 
-    session = ModelSession.open(model, dtype, device)
-    mask_id, ids, residue_tokens = _wild_type_tokens(session, wt)
-    letter_ids = _letter_ids(session.tokenizer)
-    network, _ = session.load(AutoModelForMaskedLM, "a masked-LM head (lm_head)")
-    runner = _Runner(network, mask_id, max(1, max_tokens_per_batch // len(ids)), session.device)
-    scores = _scores(method, runner, ids, residue_tokens, parsed, letter_ids, progress)
+    scores, forwards = score_variants(
+        ModelSession.open(model, dtype, device), wt, parsed, method, max_tokens_per_batch, progress
+    )
 
     with atomic_text_output(output) as handle:
         writer = csv.writer(handle, delimiter=table.delimiter, lineterminator="\n")
         writer.writerow([*table.header, column])
         for row, value in zip(rows, scores, strict=True):
             writer.writerow([*row.fields, repr(value)])
-    result = ScoreResult(output, method, column, scores, time.perf_counter() - started, runner.forwards)
+    result = ScoreResult(output, method, column, scores, time.perf_counter() - started, forwards)
     if targets is not None and score_column is not None:
         result = _with_spearman(result, targets, model, variants, score_column)
     return result
+
+
+def score_variants(
+    session: ModelSession,
+    wildtype: str,
+    variants: Sequence[Variant],
+    method: ScoreMethod,
+    max_tokens_per_batch: int = DEFAULT_MAX_TOKENS,
+    progress: bool = True,
+) -> tuple[list[float], int]:
+    """Each variant's score under ``method`` (checked variants of ``wildtype``), and the forward rows it took.
+
+    The weights are loaded here, after the caller has checked all its input (``score`` reads a CSV, ``scan``
+    enumerates every substitution): both score through this one function.
+    """
+    mask_id, ids, residue_tokens = _wild_type_tokens(session, wildtype)
+    letter_ids = _letter_ids(session.tokenizer)
+    network, _ = session.load(AutoModelForMaskedLM, "a masked-LM head (lm_head)")
+    runner = _Runner(network, mask_id, max(1, max_tokens_per_batch // len(ids)), session.device)
+    scores = _scores(method, runner, ids, residue_tokens, list(variants), letter_ids, progress)
+    return scores, runner.forwards
 
 
 def _input_columns(
