@@ -58,10 +58,10 @@ def base_folder(tmp_path_factory) -> Path:
 
 
 def training_args(output: Path, steps: int = 3, **extra) -> TrainingArguments:
+    settings = {"save_strategy": "no", "eval_strategy": "no", **extra}
     return TrainingArguments(
         output_dir=str(output), max_steps=steps, per_device_train_batch_size=8, per_device_eval_batch_size=16,
-        learning_rate=1e-3, use_cpu=True, report_to=[], save_strategy="no", eval_strategy="no",
-        disable_tqdm=True, seed=0, **extra,
+        learning_rate=1e-3, use_cpu=True, report_to=[], disable_tqdm=True, seed=0, **settings,
     )  # fmt: skip
 
 
@@ -452,3 +452,12 @@ def test_a_fixed_seed_fixes_the_run(base_folder, tmp_path, mode) -> None:
     assert first.keys() == second.keys()
     for key in first:
         assert torch.equal(first[key], second[key]), key
+
+
+def test_finetune_draws_its_curves_beside_the_results(base_folder, tmp_path) -> None:
+    args = FinetuneArguments(model=str(base_folder), task="regression", **TASKS["regression"])
+    finetune(args, training_args(tmp_path, steps=2, logging_steps=1, eval_strategy="steps", eval_steps=1))
+    from PIL import Image
+
+    with Image.open(tmp_path / "curves.png") as image:
+        assert image.format == "PNG" and min(image.size) > 100

@@ -45,6 +45,7 @@ from .report import (
     protconv_log_level,
     run_logging,
     save_model,
+    write_curves,
     write_results,
 )
 from .sequence_lengths import SequenceLengthError, check_lengths
@@ -130,4 +131,5 @@ def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output:
     trained = cast(TrainedModel, trainer.model)  # the model it was given (Trainer types it loosely)
     save_model(trained, tokenizer, args, label_scale, output, results)
     write_results(args, output, results, tables, classes=classes, truncated=truncated, splits=splits)
+    write_curves(trainer.state, training_args, output)
     return results
