@@ -458,7 +458,7 @@ def _open_existing(output: Path) -> dict:
             return {key: _read_attribute(value) for key, value in store.attrs.items()}
     except OSError as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if "truncated" in detail.lower() or "signature" in detail.lower():
+        if "truncated" in detail.lower():
             raise EmbeddingFileError(
                 f"{output}: the file is damaged ({detail}): cut short by a full disk, a copy or a kill outside "
                 "protconv's writes?; pass overwrite (--overwrite) to replace it, or choose another output file"
