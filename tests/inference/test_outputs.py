@@ -14,7 +14,6 @@ import protconv
 from protconv.file_guards import OutputFileInUseError, OutputFileLock, lock_file_of
 from protconv.inference import InferenceInputError, embed, predict
 from protconv.inference.embed import EmbeddingFileError
-from protconv.inference.predict import spreadsheet_safe
 
 from .conftest import save_model, write_fasta
 
@@ -126,6 +125,8 @@ def test_predict_writes_formula_like_ids_as_text(tmp_path, tiny_conv_config) -> 
     with open(tmp_path / "out.csv", newline="") as handle:
         got = [row["id"] for row in csv.DictReader(handle)]
     assert got == ["'" + name for name in ids[:4]] + ["ok"]
+    from protconv.inference.predict import spreadsheet_safe
+
     assert spreadsheet_safe("\tx") == "'\tx" and spreadsheet_safe("a=b") == "a=b"
     with pytest.raises(InferenceInputError, match="would overwrite the input file"):
         predict(folder, source, folder / "model.safetensors", progress=False)
