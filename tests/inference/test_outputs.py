@@ -40,9 +40,8 @@ def test_embed_refuses_to_write_over_its_fasta_even_with_overwrite(conv_folder, 
 
 def test_a_second_run_on_the_same_output_is_refused_overwrite_included(conv_folder, fasta, tmp_path) -> None:
     output = tmp_path / "out.h5"
-    with OutputFileLock(output):
-        with pytest.raises(OutputFileInUseError, match="another run"):
-            embed(conv_folder, fasta, output, overwrite=True, progress=False)
+    with OutputFileLock(output), pytest.raises(OutputFileInUseError, match="another run"):
+        embed(conv_folder, fasta, output, overwrite=True, progress=False)
     assert not output.exists()
     embed(conv_folder, fasta, output, progress=False)
     assert not lock_file_of(output).exists()
