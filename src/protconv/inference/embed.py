@@ -71,6 +71,7 @@ from .common import (
     dtype_name,
     package_version,
     plan_batches,
+    release_memory,
     residue_positions,
 )
 from .inputs import check_duplicate_ids, check_input_file, check_not_inputs, first_ids, read_records, scan_fasta
@@ -355,6 +356,7 @@ def _embed_pending(
                 writer.write(members, arrays)
                 store.flush()
             bar.update(len(members), sum(len(r.sequence) + special for r in members))
+            release_memory()  # keeps the resident size flat (see common.release_memory)
 
 
 def _embed_batch(
