@@ -19,8 +19,9 @@ from pathlib import Path
 
 CORPUS = Path("/work/shared/data/corpus/structural_proteins.fasta")
 CHILD = """
-import json, resource, sys
-from protconv.inference import common, embed as embed_module
+import importlib, json, resource, sys
+common = importlib.import_module("protconv.inference.common")
+embed_module = importlib.import_module("protconv.inference.embed")
 if sys.argv[4] == "off":
     common.release_memory = embed_module.release_memory = lambda: None
 def rss():
@@ -33,7 +34,8 @@ def loaded(self, *args):
     start["rss"] = rss()
     return result
 embed_module.ModelSession.load = loaded
-embed_module.embed(sys.argv[1], sys.argv[2], sys.argv[3], progress=False, device="cpu")
+embed_module.embed(sys.argv[1], sys.argv[2], sys.argv[3], progress=False, device="cpu",
+                   duplicate_ids="rename")
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"after_load": start["rss"], "peak": peak, "end": rss()}))
 """
