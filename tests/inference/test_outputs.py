@@ -129,3 +129,22 @@ def test_predict_writes_formula_like_ids_as_text(tmp_path, tiny_conv_config) -> 
     assert spreadsheet_safe("\tx") == "'\tx" and spreadsheet_safe("a=b") == "a=b"
     with pytest.raises(InferenceInputError, match="would overwrite the input file"):
         predict(folder, source, folder / "model.safetensors", progress=False)
+
+
+def test_score_refuses_the_wild_type_file_or_the_spearman_file_as_output_and_locks(conv_folder, tmp_path) -> None:
+    from protconv.inference import score
+
+    wildtype = write_fasta(tmp_path / "wt.fasta", [("wt", "MKTAYIAKQR")])
+    variants = tmp_path / "v.csv"
+    variants.write_text("mutant,measured\nK2A,1\nT3A,2\nWT,0\n")
+    with pytest.raises(InferenceInputError, match="would overwrite the input file"):
+        score(conv_folder, variants, wildtype, wildtype=wildtype, progress=False)
+    assert wildtype.read_text().startswith(">wt")
+    table = tmp_path / "t.spearman.json"  # a CSV table whose name is the Spearman file of output t.csv
+    table.write_text(variants.read_text())
+    with pytest.raises(InferenceInputError, match="would overwrite the input file"):
+        score(conv_folder, table, tmp_path / "t.csv", wildtype=wildtype, score_column="measured", progress=False)
+    output = tmp_path / "out.csv"
+    with OutputFileLock(output), pytest.raises(OutputFileInUseError, match="another run"):
+        score(conv_folder, variants, output, wildtype=wildtype, progress=False)
+    assert score(conv_folder, variants, output, wildtype=wildtype, progress=False).output == output
