@@ -209,7 +209,8 @@ def embed(
         network = _open_output(output, session, job, str(model), overwrite)
         with h5py.File(output, "a") as store:
             done = _repair(store, output, job.include, len(job.layers), session.config.hidden_size)
-            present = _reconcile(store, output, fasta, read_records(fasta, unknown, resume.duplicate_ids), done, resume)
+            stored = read_records(fasta, unknown, resume.duplicate_ids)
+            present = _reconcile(store, output, fasta, stored, done, resume) if done else set()  # a new file: no pass
             todo = scan.records - len(present)
             records = (r for r in read_records(fasta, unknown, resume.duplicate_ids) if r.id not in present)
             with token_rate_bar(todo, f"embed {fasta.name}", progress) as bar:
