@@ -105,3 +105,15 @@ def test_bad_input_is_one_line_before_the_model(tmp_path, capsys, arguments, mes
     assert re.search(message, error), error
     with pytest.raises(InferenceInputError):
         saturation_scan(tmp_path / "m", tmp_path / "o.csv", sequence=WILDTYPE, positions="0-3")
+
+
+def test_the_output_may_not_be_an_input_and_is_locked(tmp_path, conv_folder) -> None:
+    one = write_fasta(tmp_path / "one.fasta", [("wt", WILDTYPE)])
+    before = one.read_bytes()
+    with pytest.raises(InferenceInputError, match="would overwrite the input"):
+        saturation_scan(conv_folder, one, wildtype=one, progress=False)
+    assert one.read_bytes() == before
+    from protconv.file_guards import OutputFileInUseError, OutputFileLock
+
+    with OutputFileLock(tmp_path / "scan.csv"), pytest.raises(OutputFileInUseError):
+        saturation_scan(conv_folder, tmp_path / "scan.csv", sequence=WILDTYPE, progress=False)

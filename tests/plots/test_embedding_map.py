@@ -9,7 +9,7 @@ import pytest
 
 from protconv.cli import main
 from protconv.inference import embed
-from protconv.inference.embedding_map import plot_embeddings, read_records
+from protconv.inference.embedding_map import plot_embeddings, read_embedding_sample
 from protconv.plots.embedding_map import Colouring, embedding_figure
 from protconv.plots.projection import principal_components, project
 from tests.inference.conftest import FASTA
@@ -22,7 +22,7 @@ def embeddings(tmp_path, conv_folder):
 
 
 def record_ids(path) -> list[str]:
-    return read_records(path, None, 100, 0).ids
+    return read_embedding_sample(path, None, 100, 0).ids
 
 
 def write_labels(path, ids, values, column="family"):
@@ -57,7 +57,7 @@ def test_categorical_map_legend_top_classes_other_and_unlabelled(tmp_path, embed
         written = list(csv.DictReader(handle))
     assert [r["id"] for r in written] == ids and written[-1]["family"] == ""
     figure = embedding_figure(
-        project(read_records(embeddings, None, 100, 0).vectors),
+        project(read_embedding_sample(embeddings, None, 100, 0).vectors),
         Colouring("family", classes=[r["family"] or None for r in written]),
         "t",
         2,
@@ -77,8 +77,8 @@ def test_numeric_colour_bar_and_length_without_labels(tmp_path, embeddings) -> N
 
 
 def test_seeded_subsample(tmp_path, embeddings) -> None:
-    first = read_records(embeddings, None, 5, seed=1)
-    assert len(first.ids) == 5 and first.ids == read_records(embeddings, None, 5, seed=1).ids
+    first = read_embedding_sample(embeddings, None, 5, seed=1)
+    assert len(first.ids) == 5 and first.ids == read_embedding_sample(embeddings, None, 5, seed=1).ids
     assert first.vectors.shape == (5, 32) and first.total == 15
 
 

@@ -14,10 +14,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 
+#: What a reader does with a record whose id (first header word) an earlier record already has: ``error`` (the
+#: caller refuses the file), ``skip`` (the later record is dropped) or ``rename`` (``id#2``, ``id#3``, ...).
+DuplicateIds = Literal["rename", "skip", "error"]
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
@@ -208,3 +211,32 @@ def read_fasta_entries(path: str | Path) -> Iterator[FastaEntry]:
                 chunks.append("".join(line.split()))
     if header is not None:
         yield FastaEntry(header, "".join(chunks), header_line, numbers, chunks)
+
+
+def unique_records(
+    records: Iterator[FastaRecord], policy: DuplicateIds, on_duplicate: Callable[[FastaRecord, str | None], None]
+) -> Iterator[FastaRecord]:
+    """``records`` with repeated ids handled under ``policy`` (``error``: passed through, the caller refuses them).
+
+    ``rename`` gives the n-th record of an id the id ``<id>#<n>`` (then ``#<n>#2`` if that too is taken), the rest of
+    the header kept: the same file always gets the same names. ``on_duplicate(record, new_id)`` is told each
+    repeated record (``new_id`` None when skipped), so the caller can count and report them.
+    """
+    seen: dict[str, int] = {}
+    for record in records:
+        count = seen.get(record.id, 0)
+        if count == 0 or policy == "error":
+            seen[record.id] = count + 1
+            yield record
+            continue
+        seen[record.id] = count + 1
+        if policy == "skip":
+            on_duplicate(record, None)
+            continue
+        new_id = f"{record.id}#{count + 1}"
+        while new_id in seen:
+            new_id += "#2"
+        seen[new_id] = 1
+        on_duplicate(record, new_id)
+        rest = record.header[len(record.id) :]
+        yield FastaRecord(new_id + rest, record.sequence, record.line)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, get_args
 
+from ..data.fasta import DuplicateIds
 from ..plots.projection import PROJECTIONS
 from ..tokenization.validation import UnknownPolicy
 from .common import DEFAULT_MAX_TOKENS, DTYPES
@@ -42,6 +43,15 @@ def _common_options(parser: argparse.ArgumentParser, unknown: bool = True) -> No
             "or map it to X",
         )
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+
+
+def _duplicate_ids_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--duplicate_ids",
+        choices=list(get_args(DuplicateIds)),
+        default="error",
+        help="a FASTA record whose id repeats an earlier one: error (default), skip it, or rename it <id>#2, ...",
+    )
 
 
 def _common_values(args: argparse.Namespace, unknown: bool = True) -> dict[str, Any]:
@@ -85,6 +95,17 @@ def add_embed_command(subparsers) -> argparse.ArgumentParser:
         "pools); default last",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT instead of continuing it")
+    parser.add_argument(
+        "--recompute_changed",
+        action="store_true",
+        help="continuing OUTPUT: recompute the records whose sequence changed (default: refuse them)",
+    )
+    parser.add_argument(
+        "--drop_missing",
+        action="store_true",
+        help="continuing OUTPUT: remove the records that are no longer in the FASTA file (default: keep, warn)",
+    )
+    _duplicate_ids_option(parser)
     _common_options(parser)
     parser.set_defaults(run=run_embed)
     return parser
@@ -100,6 +121,9 @@ def run_embed(args: argparse.Namespace) -> None:
         include=args.include,
         layers=args.layers,
         overwrite=args.overwrite,
+        recompute_changed=args.recompute_changed,
+        drop_missing=args.drop_missing,
+        duplicate_ids=args.duplicate_ids,
         **_common_values(args),
     )
     skipped = f" ({result.skipped} already present)" if result.skipped else ""
@@ -280,6 +304,7 @@ def add_predict_command(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("input", help="FASTA file, or CSV/TSV table with a sequence column")
     parser.add_argument("output", help="CSV file to write")
     parser.add_argument("--sequence_column", help="CSV input: the sequence column (default: sequence or seq)")
+    _duplicate_ids_option(parser)
     _common_options(parser)
     parser.set_defaults(run=run_predict)
     return parser
@@ -293,6 +318,7 @@ def run_predict(args: argparse.Namespace) -> None:
         args.input,
         args.output,
         sequence_column=args.sequence_column,
+        duplicate_ids=args.duplicate_ids,
         **_common_values(args),
     )
     print(f"wrote {result.records} {result.task} predictions to {result.output} in {result.seconds:.1f}s")

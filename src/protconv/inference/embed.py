@@ -8,7 +8,7 @@ Layout of the output (h5py)::
         mean                (n_layers, hidden) float32: the mean over the record's residues
         per_residue         (n_layers, residues, hidden) float32: residues only, never padding or special tokens
         cls                 (n_layers, hidden) float32: the <cls> token's state (only with include=cls)
-        attrs: id (the record id), layers, length (residues)
+        attrs: id (the record id), layers, sequence_hash (blake2b-128 hex of the residues), length (residues)
 
 ``layers`` names what each row of the leading axis holds (it is present even for one layer): ``"last"`` is the
 model's ``last_hidden_state`` (the final LayerNorm of the last block's output, what ``pooler_output`` pools and the
@@ -27,11 +27,22 @@ Resuming: each batch's groups are written completely (``length`` last) and the f
 SIGTERM held until then. Re-running the same command on a killed run's file drops any incomplete group, skips
 the records already present and computes the rest; a file made with another model (compared by a fingerprint of
 the weights' values, so a moved folder still matches), other layers, other includes or another dtype is refused.
+A record is "already present" only if its stored length and ``sequence_hash`` match the FASTA record: a record
+whose sequence changed is refused (naming the id and both files) unless ``recompute_changed``, which replaces it;
+records in the file but no longer in the FASTA are reported (count and first ids) and kept, or removed with
+``drop_missing``. A file written by a protconv that stored no hashes cannot be checked and is refused.
+
+The output is locked for the whole run (:class:`protconv.file_guards.OutputFileLock`), ``overwrite`` included,
+and may not be one of the run's inputs (the FASTA file, a file of the model folder).
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -44,7 +55,8 @@ import torch
 from h5py import h5a, h5d, h5g, h5s, h5t
 from transformers import AutoModel, PreTrainedModel
 
-from ..data.fasta import FastaRecord, read_fasta
+from ..data.fasta import DuplicateIds, FastaRecord
+from ..file_guards import OutputFileLock
 from ..progress import TokenRate, token_rate_bar
 from ..tokenization.encoding import SequenceEncoder
 from ..tokenization.validation import UnknownPolicy
@@ -59,9 +71,12 @@ from .common import (
     dtype_name,
     package_version,
     plan_batches,
+    release_memory,
     residue_positions,
 )
-from .inputs import check_input_file, scan_fasta
+from .inputs import check_duplicate_ids, check_input_file, check_not_inputs, first_ids, read_records, scan_fasta
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "protconv-embeddings/1"
 LAST = "last"
@@ -69,8 +84,12 @@ LAST = "last"
 EmbedItem = Literal["mean", "per_residue", "cls"]
 INCLUDES: tuple[EmbedItem, ...] = get_args(EmbedItem)
 DEFAULT_CHUNK_SIZE = 10_000
+#: The file attribute naming how each group's ``sequence_hash`` is computed (absent in files of older versions).
+HASH_NAME = "blake2b-128"
 #: File attributes that must match for a run to continue an existing output file.
 _SETTINGS = ("format", "layers", "include", "dtype")
+#: HDF5's "unable to lock file" error (a word, not "sblock" inside a truncated file's message).
+_LOCKED = re.compile(r"\block", re.IGNORECASE)
 
 
 class EmbeddingFileError(FileExistsError):
@@ -154,6 +173,9 @@ def embed(
     overwrite: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
+    duplicate_ids: DuplicateIds = "error",
+    recompute_changed: bool = False,
+    drop_missing: bool = False,
 ) -> EmbedResult:
     """Embed every record of ``fasta`` with ``model`` (a folder or a Hub id) into the HDF5 file ``output``.
 
@@ -163,29 +185,101 @@ def embed(
     longer sequence runs alone. ``unknown``: ``"error"`` (a character outside the alphabet is an error naming the
     record and position) or ``"X"`` (mapped to X). ``overwrite`` replaces an existing ``output`` instead of
     continuing it. Records are read ``chunk_size`` at a time, so memory does not grow with the file.
+    ``duplicate_ids``: a repeated record id is an ``error`` (default), or the later record is ``skip``-ped or
+    ``rename``-d ``<id>#2``. ``recompute_changed`` / ``drop_missing``: see the module notes on resuming.
 
     The FASTA file is validated completely (characters, duplicate or missing ids, lengths a model with absolute
     positions cannot run) before the model is loaded. See the module documentation for the file layout.
     """
     started = time.perf_counter()
     fasta, output = _checked_paths(fasta, output)
+    check_not_inputs([output], [fasta, model])
     check_positive(max_tokens_per_batch=max_tokens_per_batch, chunk_size=chunk_size)
-    session = ModelSession.open(model, dtype, device)
-    encoder = session.encoder()
-    chosen = parse_include(include)
-    if "cls" in chosen and (encoder.framing.prefix != 1 or session.tokenizer.cls_token_id is None):
-        raise InferenceInputError("include=cls: this model's tokenizer adds no <cls> token")
-    job = _Job(
-        chosen, parse_layers(layers, session.config.num_hidden_layers), unknown, max_tokens_per_batch, chunk_size
-    )
-    scan = scan_fasta(fasta, unknown, session.config, encoder.framing)
-    network = _open_output(output, session, job, str(model), overwrite)
-    with h5py.File(output, "a") as store:
-        done = _repair(store, output, job.include, len(job.layers), session.config.hidden_size)
-        todo = sum(1 for record_id in scan.id_lines if record_id not in done)
-        with token_rate_bar(todo, f"embed {fasta.name}", progress) as bar:
-            _embed_pending(store, _pending(fasta, unknown, done, output), job, network, encoder, session.device, bar)
+    resume = _Resume(check_duplicate_ids(duplicate_ids), recompute_changed, drop_missing)
+    with OutputFileLock(output):
+        session = ModelSession.open(model, dtype, device)
+        encoder = session.encoder()
+        chosen = parse_include(include)
+        if "cls" in chosen and (encoder.framing.prefix != 1 or session.tokenizer.cls_token_id is None):
+            raise InferenceInputError("include=cls: this model's tokenizer adds no <cls> token")
+        job = _Job(
+            chosen, parse_layers(layers, session.config.num_hidden_layers), unknown, max_tokens_per_batch, chunk_size
+        )
+        scan = scan_fasta(fasta, unknown, session.config, encoder.framing, duplicate_ids=resume.duplicate_ids)
+        network = _open_output(output, session, job, str(model), overwrite)
+        with h5py.File(output, "a") as store:
+            done = _repair(store, output, job.include, len(job.layers), session.config.hidden_size)
+            stored = read_records(fasta, unknown, resume.duplicate_ids)
+            present = _reconcile(store, output, fasta, stored, done, resume) if done else set()  # a new file: no pass
+            todo = scan.records - len(present)
+            records = (r for r in read_records(fasta, unknown, resume.duplicate_ids) if r.id not in present)
+            with token_rate_bar(todo, f"embed {fasta.name}", progress) as bar:
+                _embed_pending(store, records, job, network, encoder, session.device, bar)
     return EmbedResult(output, scan.records, todo, scan.records - todo, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class _Resume:
+    """How the FASTA's records are named (``duplicate_ids``) and matched with a resumed file's records."""
+
+    duplicate_ids: DuplicateIds
+    recompute_changed: bool
+    drop_missing: bool
+
+
+def sequence_hash(sequence: str) -> str:
+    """The ``sequence_hash`` attribute of a record: what tells a resumed run that the record did not change."""
+    return hashlib.blake2b(sequence.encode(), digest_size=16).hexdigest()
+
+
+def _reconcile(
+    store: h5py.File,
+    output: Path,
+    fasta: Path,
+    records: Iterator[FastaRecord],
+    done: dict[str, tuple[int, str]],
+    resume: _Resume,
+) -> set[str]:
+    """The ids whose stored group matches the FASTA record (length and hash); changed and missing records handled
+    as the module notes say, before any new work."""
+    present: set[str] = set()
+    changed: list[str] = []
+    for record in records:
+        found = done.get(record.id)
+        if found is None:
+            continue
+        present.add(record.id)
+        if found == (len(record.sequence), sequence_hash(record.sequence)):
+            continue
+        if not resume.recompute_changed:
+            raise EmbeddingFileError(_changed_message(output, fasta, record, found[0]))
+        changed.append(record.id)
+    missing = [record_id for record_id in done if record_id not in present]
+    removed = changed + (missing if resume.drop_missing else [])
+    with deferred_interrupts():
+        for record_id in removed:
+            del store[group_name(record_id)]
+        store.flush()
+    if changed:
+        logger.warning(
+            "%s: recomputing %d records whose sequence changed (%s)", output, len(changed), first_ids(changed)
+        )
+    if missing:
+        what = "removed (drop_missing)" if resume.drop_missing else "kept; pass --drop_missing to remove them"
+        logger.warning("%s: %d records are not in %s (%s): %s", output, len(missing), fasta, first_ids(missing), what)
+    return present - set(changed)
+
+
+def _changed_message(output: Path, fasta: Path, record: FastaRecord, length: int) -> str:
+    if length != len(record.sequence):
+        difference = f"with {length} residues, but {fasta}:{record.line} has {len(record.sequence)}"
+    else:
+        difference = f"computed from another sequence than {fasta}:{record.line} (same length, other residues)"
+    return (
+        f"{output}: holds record {record.id!r} {difference}; was the FASTA edited, or the file made from another "
+        "FASTA? Pass --recompute_changed to recompute the records that changed, overwrite (--overwrite) to start "
+        "again, or use another output file"
+    )
 
 
 @dataclass(frozen=True)
@@ -233,6 +327,7 @@ def _open_output(output: Path, session: ModelSession, job: _Job, model: str, ove
         "model_type": session.config.model_type,
         "hidden_size": session.config.hidden_size,
         "protconv_version": package_version(),
+        "sequence_hash": HASH_NAME,
     }
     if output.exists() and not overwrite:
         _check_fingerprint(output, fingerprint, model)
@@ -262,20 +357,7 @@ def _embed_pending(
                 writer.write(members, arrays)
                 store.flush()
             bar.update(len(members), sum(len(r.sequence) + special for r in members))
-
-
-def _pending(fasta: Path, unknown: UnknownPolicy, done: dict[str, int], output: Path) -> Iterator[FastaRecord]:
-    """The records not in the output yet; a record that is there with another length means another FASTA file."""
-    for record in read_fasta(fasta, unknown=unknown):
-        length = done.get(record.id)
-        if length is None:
-            yield record
-        elif length != len(record.sequence):
-            raise EmbeddingFileError(
-                f"{output}: holds record {record.id!r} with {length} residues, but {fasta}:{record.line} has "
-                f"{len(record.sequence)}; was the file made from another FASTA? Use another output file, or pass "
-                "overwrite (--overwrite)"
-            )
+            release_memory()  # keeps the resident size flat (see common.release_memory)
 
 
 def _embed_batch(
@@ -327,7 +409,8 @@ class _Writer:
         self.layers_space = h5s.create_simple(self.layers.shape)
 
     def write(self, records: list[FastaRecord], arrays: dict[str, list[np.ndarray]]) -> None:
-        """Each group complete: datasets, then ``id`` and ``layers``, ``length`` last (the completeness mark)."""
+        """Each group complete: datasets, then ``id``, ``layers`` and ``sequence_hash``, ``length`` last (the
+        completeness mark)."""
         for index, record in enumerate(records):
             group = h5g.create(self.store.id, group_name(record.id).encode())
             for item in self.include:
@@ -336,6 +419,8 @@ class _Writer:
                 dataset.write(h5s.ALL, h5s.ALL, values)
             self._attribute(group, b"id", self.string, self.scalar, np.array(record.id, dtype=h5py.string_dtype()))
             self._attribute(group, b"layers", self.string, self.layers_space, self.layers)
+            digest = np.array(sequence_hash(record.sequence), dtype=h5py.string_dtype())
+            self._attribute(group, b"sequence_hash", self.string, self.scalar, digest)
             self._attribute(group, b"length", self.int64, self.scalar, np.array(len(record.sequence), dtype=np.int64))
 
     @staticmethod
@@ -344,7 +429,10 @@ class _Writer:
 
 
 def _create(output: Path, attributes: dict) -> None:
-    """A new file holding only the attributes, written whole then renamed: never a half-made file."""
+    """A new file holding only the attributes, written whole then renamed: never a half-made file. Runs under the
+    output's lock, so any other temporary of this output is a killed run's leftover, removed here."""
+    for stale in output.parent.glob(f".{glob.escape(output.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     temporary = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(temporary, "w") as store:
@@ -373,7 +461,12 @@ def _open_existing(output: Path) -> dict:
             return {key: _read_attribute(value) for key, value in store.attrs.items()}
     except OSError as error:
         detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        if "lock" in detail.lower():
+        if "truncated" in detail.lower():
+            raise EmbeddingFileError(
+                f"{output}: the file is damaged ({detail}): cut short by a full disk, a copy or a kill outside "
+                "protconv's writes?; pass overwrite (--overwrite) to replace it, or choose another output file"
+            ) from None
+        if _LOCKED.search(detail):
             raise EmbeddingFileError(f"{output}: is open in another process (another embed run?): {detail}") from None
         raise EmbeddingFileError(
             f"{output}: exists but cannot be read as HDF5 ({detail}); pass overwrite (--overwrite) to replace it, "
@@ -387,6 +480,12 @@ def _check_settings(output: Path, settings: dict) -> None:
         raise EmbeddingFileError(
             f"{output}: exists and is not a protconv embeddings file; pass overwrite (--overwrite) to replace it, "
             "or choose another output file"
+        )
+    if found.get("sequence_hash") != HASH_NAME:
+        raise EmbeddingFileError(
+            f"{output}: was written by an older protconv that stored no sequence hashes, so its records cannot be "
+            "checked against the FASTA file; pass overwrite (--overwrite) to recompute it, or choose another "
+            "output file"
         )
     differ = [
         f"{key}={found.get(key)!r} (now {settings[key]!r})" for key in _SETTINGS if found.get(key) != settings[key]
@@ -408,9 +507,12 @@ def _check_fingerprint(output: Path, fingerprint: str, model: str) -> None:
         )
 
 
-def _repair(store: h5py.File, output: Path, include: tuple[str, ...], n_layers: int, hidden: int) -> dict[str, int]:
-    """Delete the groups a killed run left incomplete; return the ids of the complete ones and their lengths."""
-    done: dict[str, int] = {}
+def _repair(
+    store: h5py.File, output: Path, include: tuple[str, ...], n_layers: int, hidden: int
+) -> dict[str, tuple[int, str]]:
+    """Delete the groups a killed run left incomplete; return the ids of the complete ones, their lengths and
+    sequence hashes."""
+    done: dict[str, tuple[int, str]] = {}
     broken: list[str] = []
     try:
         names = list(store.keys())
@@ -424,7 +526,8 @@ def _repair(store: h5py.File, output: Path, include: tuple[str, ...], n_layers: 
         if record_id is None:
             broken.append(name)
         else:
-            done[record_id] = int(store[name].attrs["length"])
+            attrs = store[name].attrs
+            done[record_id] = (int(attrs["length"]), _read_attribute(attrs["sequence_hash"]))
     for name in broken:
         try:
             del store[name]
@@ -442,7 +545,9 @@ def _complete_group(store: h5py.File, name: str, include: tuple[str, ...], n_lay
     """The record id of a complete group, or None (missing attribute or dataset, wrong shape, unreadable)."""
     try:
         group = store[name]
-        if not isinstance(group, h5py.Group) or "length" not in group.attrs or "id" not in group.attrs:
+        if not isinstance(group, h5py.Group) or any(
+            key not in group.attrs for key in ("length", "id", "sequence_hash")
+        ):
             return None
         length = int(group.attrs["length"])
         expected = {"mean": (n_layers, hidden), "cls": (n_layers, hidden), "per_residue": (n_layers, length, hidden)}

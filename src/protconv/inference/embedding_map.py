@@ -44,7 +44,7 @@ class Records:
     total: int  # records in the file
 
 
-def read_records(path: str | Path, layer: str | None, max_points: int, seed: int) -> Records:
+def read_embedding_sample(path: str | Path, layer: str | None, max_points: int, seed: int) -> Records:
     """The vectors of at most ``max_points`` records (a seeded subsample, kept in file order)."""
     path = check_input_file(path)
     with h5py.File(path, "r") as store:
@@ -167,7 +167,7 @@ def plot_embeddings(
     check_image_path(output, "the map")
     if max_points < 3:
         raise InferenceInputError(f"max_points must be at least 3, got {max_points}")
-    records = read_records(embeddings, layer, max_points, seed)
+    records = read_embedding_sample(embeddings, layer, max_points, seed)
     paint, labelled = colouring(records, labels, color_by, id_column, categorical)
     projection = project(records.vectors, method, seed)
     sample = f"{len(records.ids)} of {records.total}" if len(records.ids) < records.total else str(records.total)

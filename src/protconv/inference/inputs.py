@@ -3,7 +3,9 @@ numbers) and writing outputs atomically."""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -12,11 +14,19 @@ from typing import IO
 
 from transformers import PretrainedConfig
 
-from ..data.fasta import DataFileError, FastaRecord, open_text, read_fasta
+from ..data.choices import check_choice
+from ..data.fasta import DataFileError, DuplicateIds, FastaRecord, open_text, read_fasta, unique_records
 from ..data.tables import Table, TableRow, read_table
+from ..file_guards import OutputIsInputError, check_outputs_are_not_inputs
 from ..tokenization.encoding import Framing
 from ..tokenization.validation import UnknownPolicy
 from .common import InferenceInputError, check_length_limit
+
+logger = logging.getLogger(__name__)
+#: The DNA/RNA warning of pretraining (``data.fasta_corpus``), same rule: 90% of the first 100 records of 20+
+#: letters hold only A/C/G/T/U/N (letters that are valid amino acids, so nothing else notices a nucleotide file).
+_NUCLEOTIDES = re.compile("[ACGTUN]+")
+_NUCLEOTIDE_FRACTION, _NUCLEOTIDE_SAMPLE, _NUCLEOTIDE_MIN_LENGTH = 0.9, 100, 20
 
 
 def check_input_file(path: str | Path) -> Path:
@@ -45,35 +55,90 @@ def record_name(path: Path, record: FastaRecord) -> str:
     return f"{path}:{record.line}: record {record.id!r}"
 
 
+def check_duplicate_ids(value: object) -> DuplicateIds:
+    """``--duplicate_ids``, checked once against its ``Literal`` (an ``InferenceInputError`` otherwise)."""
+    try:
+        check_choice("duplicate_ids", value, DuplicateIds)
+    except ValueError as error:
+        raise InferenceInputError(str(error)) from None
+    return value  # type: ignore[return-value]
+
+
+def read_records(path: Path, unknown: UnknownPolicy, duplicate_ids: DuplicateIds = "error") -> Iterator[FastaRecord]:
+    """The records of ``path`` with repeated ids handled under ``duplicate_ids`` (the same ids on every pass)."""
+    return unique_records(read_fasta(path, unknown=unknown), duplicate_ids, lambda record, new_id: None)
+
+
 def scan_fasta(
     path: str | Path,
     unknown: UnknownPolicy,
     config: PretrainedConfig,
     framing: Framing,
     unique_ids: bool = True,
+    duplicate_ids: DuplicateIds = "error",
 ) -> FastaScan:
     """Read ``path`` once, before any model work, and raise at the first bad record.
 
     Invalid characters (under ``unknown="error"``) name the record, the residue position and its line; a record
-    without an id, a repeated id (``unique_ids``), a record too long for a model with absolute positions, an
-    empty file or a binary one are errors too. Only the ids (and their lines) are kept in memory.
+    without an id, a repeated id (``unique_ids``, under ``duplicate_ids="error"``; ``skip`` and ``rename`` are
+    counted and logged once), a record too long for a model with absolute positions, an empty file or a binary
+    one are errors too. Only the ids (and their lines) are kept in memory. A file that looks like DNA/RNA gets
+    the warning pretraining gives.
     """
     path = check_input_file(path)
     scan = FastaScan(path)
-    for record in read_fasta(path, unknown=unknown):
+    repeated: list[str] = []
+    records = unique_records(
+        read_fasta(path, unknown=unknown), duplicate_ids, lambda record, new_id: repeated.append(record.id)
+    )
+    nucleotides = _NucleotideCount()
+    for record in records:
         if not record.id:
             raise InferenceInputError(f"{path}:{record.line}: a record without an id (nothing after '>')")
         if unique_ids and record.id in scan.id_lines:
             raise InferenceInputError(
                 f"{record_name(path, record)} repeats the id of the record at line {scan.id_lines[record.id]}; "
-                "record ids (the first word of the header) must be unique"
+                "record ids (the first word of the header) must be unique (--duplicate_ids rename or skip "
+                "accepts such a file)"
             )
         check_length_limit(config, len(record.sequence) + framing.special_tokens, record_name(path, record))
         scan.id_lines[record.id] = record.line
         scan.residues += len(record.sequence)
+        nucleotides.add(record.sequence)
     if not scan.id_lines:
         raise InferenceInputError(f"{path}: no FASTA records (the file is empty or holds no '>' header)")
+    if repeated:
+        done = "skipped" if duplicate_ids == "skip" else "renamed <id>#2, <id>#3, ..."
+        logger.warning("%s: %d records repeat an earlier id (%s), %s", path, len(repeated), first_ids(repeated), done)
+    nucleotides.warn(path)
     return scan
+
+
+class _NucleotideCount:
+    """Counts the first records of 20+ letters that hold only nucleotide letters."""
+
+    def __init__(self) -> None:
+        self.seen = self.nucleotide = 0
+
+    def add(self, sequence: str) -> None:
+        if len(sequence) >= _NUCLEOTIDE_MIN_LENGTH and self.seen < _NUCLEOTIDE_SAMPLE:
+            self.seen += 1
+            self.nucleotide += _NUCLEOTIDES.fullmatch(sequence) is not None
+
+    def warn(self, path: Path) -> None:
+        if self.seen and self.nucleotide >= _NUCLEOTIDE_FRACTION * self.seen:
+            logger.warning(
+                "%s looks like a nucleotide FASTA: %d of its first %d records of %d+ letters hold only A/C/G/T/U/N. "
+                "protconv models read proteins (nucleotide letters are valid amino-acid letters, so nothing else "
+                "stops them); translate the file first.",
+                path, self.nucleotide, self.seen, _NUCLEOTIDE_MIN_LENGTH,
+            )  # fmt: skip
+
+
+def first_ids(ids: list[str], shown: int = 5) -> str:
+    """The first ``shown`` ids, quoted, and how many more."""
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return ", ".join(repr(item) for item in ids[:shown]) + more
 
 
 def first_fasta_record(path: str | Path, unknown: UnknownPolicy = "error") -> FastaRecord:
@@ -167,9 +232,12 @@ def atomic_text_output(path: str | Path) -> Iterator[IO[str]]:
         temporary.unlink(missing_ok=True)
 
 
-def same_file(a: str | Path, b: str | Path) -> bool:
-    a, b = Path(a), Path(b)
-    return a.exists() and b.exists() and os.path.samefile(a, b)
+def check_not_inputs(outputs: list[str | Path | None], inputs: list[str | Path | None]) -> None:
+    """:func:`protconv.file_guards.check_outputs_are_not_inputs` raising this package's ``InferenceInputError``."""
+    try:
+        check_outputs_are_not_inputs(outputs, inputs)
+    except OutputIsInputError as error:
+        raise InferenceInputError(str(error)) from None
 
 
 __all__ = [
@@ -177,11 +245,14 @@ __all__ = [
     "DataFileError",
     "FastaScan",
     "atomic_text_output",
+    "check_duplicate_ids",
     "check_input_file",
+    "check_not_inputs",
     "first_fasta_record",
+    "first_ids",
     "looks_like_fasta",
     "read_csv",
+    "read_records",
     "record_name",
-    "same_file",
     "scan_fasta",
 ]

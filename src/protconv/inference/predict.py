@@ -15,6 +15,12 @@ INPUT is a FASTA file (the output has an ``id`` column, then the prediction colu
 output is the table with the prediction columns added; ``sequence_column`` names the sequence column, by default
 ``sequence`` or ``seq``). The file is detected by its first non-blank line (``>`` starts FASTA). Inputs are
 validated before the model is loaded, under the rules of ``embed``; rows come out in input order.
+
+CSV convention: an ``id`` cell (from a FASTA header) that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+return is written with a leading ``'`` (OWASP's advice against CSV formula injection), so a spreadsheet shows it
+as text instead of running it; nothing else is changed (prediction values such as ``-0.5`` are numbers, and the
+fields of a CSV input are copied as they are). The output is locked for the run
+(:class:`protconv.file_guards.OutputFileLock`) and may not be one of its inputs.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ from transformers import (
     PreTrainedModel,
 )
 
-from ..data.fasta import read_fasta
+from ..data.fasta import DuplicateIds
 from ..data.tasks.vocabulary import PredictionTask, prediction_columns
+from ..file_guards import OutputFileLock
 from ..modeling.configuration_base import label_count
 from ..progress import TokenRate, token_rate_bar
 from ..tokenization.encoding import Framing, SequenceEncoder
@@ -53,9 +60,19 @@ from .common import (
     residue_positions,
 )
 from .embed import DEFAULT_CHUNK_SIZE
-from .inputs import atomic_text_output, looks_like_fasta, read_csv, same_file, scan_fasta
+from .inputs import (
+    atomic_text_output,
+    check_duplicate_ids,
+    check_not_inputs,
+    looks_like_fasta,
+    read_csv,
+    read_records,
+    scan_fasta,
+)
 
 TASKS: tuple[PredictionTask, ...] = get_args(PredictionTask)
+#: First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -102,24 +119,43 @@ def predict(
     unknown: UnknownPolicy = "error",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
+    duplicate_ids: DuplicateIds = "error",
 ) -> PredictResult:
     """Predict every protein of ``input_path`` (FASTA or CSV) with the fine-tuned ``model``; write the CSV ``output``
-    atomically (see the module documentation for the columns)."""
-    started = time.perf_counter()
+    atomically (see the module documentation for the columns). ``duplicate_ids`` (FASTA input): as in ``embed``."""
     output = Path(output)
-    if same_file(input_path, output):
-        raise InferenceInputError(f"{output}: the output would overwrite the input file")
+    check_not_inputs([output], [input_path, model])
     check_positive(max_tokens_per_batch=max_tokens_per_batch, chunk_size=chunk_size)
+    duplicate_ids = check_duplicate_ids(duplicate_ids)
+    with OutputFileLock(output):
+        return _predict(model, input_path, output, sequence_column, max_tokens_per_batch, dtype, device, unknown,
+                        chunk_size, progress, duplicate_ids)  # fmt: skip
+
+
+def _predict(
+    model: str | Path,
+    input_path: str | Path,
+    output: Path,
+    sequence_column: str | None,
+    max_tokens_per_batch: int,
+    dtype: DtypeName | torch.dtype,
+    device: str | torch.device | None,
+    unknown: UnknownPolicy,
+    chunk_size: int,
+    progress: bool,
+    duplicate_ids: DuplicateIds,
+) -> PredictResult:
+    started = time.perf_counter()
     session = ModelSession.open(model, dtype, device)
     task = task_of(session.config, session.source)
     columns = prediction_columns(task, session.config)
     encoder = session.encoder()
-    layout = _scan_input(input_path, sequence_column, unknown, session.config, encoder.framing, columns)
+    layout = _scan_input(input_path, sequence_column, unknown, session.config, encoder.framing, columns, duplicate_ids)
     auto = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
     network, _ = session.load(auto, "the fine-tuned head (classifier)")
     names = _label_names(session.config)
     if layout.column is None:
-        items = _fasta_items(input_path, unknown)
+        items = _fasta_items(input_path, unknown, duplicate_ids)
     else:
         items = _table_items(input_path, layout.column, unknown)
     with atomic_text_output(output) as handle:
@@ -152,10 +188,12 @@ def _scan_input(
     config: PretrainedConfig,
     framing: Framing,
     columns: tuple[str, ...],
+    duplicate_ids: DuplicateIds = "error",
 ) -> _Layout:
     """Validate every record of the FASTA file or table ``path`` (see ``embed``'s rules) before the model loads."""
     if looks_like_fasta(path):
-        return _Layout(scan_fasta(path, unknown, config, framing).records, ["id", *columns], ",", None)
+        scan = scan_fasta(path, unknown, config, framing, duplicate_ids=duplicate_ids)
+        return _Layout(scan.records, ["id", *columns], ",", None)
     count, table_header, delimiter, column = _scan_table(path, sequence_column, unknown, config, framing.special_tokens)
     clash = sorted(set(columns) & set(table_header))
     if clash:
@@ -210,9 +248,14 @@ def _clean(sequence: str, where: str, unknown: UnknownPolicy) -> str:
     return clean_sequence(sequence, record=where, unknown=unknown)
 
 
-def _fasta_items(path, unknown: UnknownPolicy) -> Iterator[_Item]:
-    for record in read_fasta(path, unknown=unknown):
-        yield _Item([record.id], record.sequence)
+def _fasta_items(path, unknown: UnknownPolicy, duplicate_ids: DuplicateIds) -> Iterator[_Item]:
+    for record in read_records(path, unknown, duplicate_ids):
+        yield _Item([spreadsheet_safe(record.id)], record.sequence)
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """``cell`` with a leading ``'`` when a spreadsheet would run it as a formula (see the module notes)."""
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
 
 
 def _table_items(path, column: int, unknown: UnknownPolicy) -> Iterator[_Item]:

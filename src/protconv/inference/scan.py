@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from ..data.fasta import read_fasta
+from ..file_guards import OutputFileLock
 from ..metrics import spearman
 from .common import DEFAULT_MAX_TOKENS, DtypeName, InferenceInputError, ModelSession, check_positive
-from .inputs import atomic_text_output, check_input_file, same_file
+from .inputs import atomic_text_output, check_input_file, check_not_inputs
 from .score import (
     METHODS,
     Mutation,
@@ -100,15 +101,14 @@ def saturation_scan(
     indices = parse_positions(positions, wt, offset)
     variants = substitutions(wt, indices, offset)
     truth = read_measured(measured, score_column, mutant_column, wt, offset, indices) if measured else None
-    for source in (wildtype, measured):
-        if source is not None and same_file(source, output):
-            raise InferenceInputError(f"{output}: the output would overwrite the input {source}")
+    check_not_inputs([output, plot], [wildtype, measured, model])
     column = output_column or method.replace("-", "_")
     if column == "mutant":
         raise InferenceInputError("the output column cannot be called 'mutant' (that column holds the names)")
-    session = ModelSession.open(model, dtype, device)
-    scores, forwards = score_variants(session, wt, variants, method, max_tokens_per_batch, progress)
-    _write_scores(output, column, variants, scores)
+    with OutputFileLock(output):
+        session = ModelSession.open(model, dtype, device)
+        scores, forwards = score_variants(session, wt, variants, method, max_tokens_per_batch, progress)
+        _write_scores(output, column, variants, scores)
     result = ScanResult(output, method, column, variants, scores, time.perf_counter() - started, forwards)
     if truth is not None:
         result = _with_spearman(result, truth)

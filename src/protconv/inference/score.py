@@ -35,6 +35,7 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from ..data.tables import TableRow
+from ..file_guards import OutputFileLock
 from ..metrics import spearman
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
 from ..progress import progress_bar
@@ -48,7 +49,7 @@ from .common import (
     check_positive,
     chunks,
 )
-from .inputs import CsvTable, atomic_text_output, first_fasta_record, read_csv, same_file
+from .inputs import CsvTable, atomic_text_output, check_not_inputs, first_fasta_record, read_csv
 
 #: The scoring methods (see the module notes).
 ScoreMethod = Literal["masked-marginal", "wildtype-marginal", "pseudo-likelihood"]
@@ -172,8 +173,30 @@ def score(
         raise InferenceInputError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     check_positive(max_tokens_per_batch=max_tokens_per_batch)
     output = Path(output)
-    if same_file(variants, output):
-        raise InferenceInputError(f"{output}: the output would overwrite the input variants file")
+    metrics = output.with_name(output.stem + ".spearman.json") if score_column else None
+    check_not_inputs([output, metrics], [variants, wildtype, model])
+    with OutputFileLock(output):
+        return _score(model, variants, output, sequence, wildtype, mutant_column, offset, method, output_column,
+                      score_column, max_tokens_per_batch, dtype, device, progress, started)  # fmt: skip
+
+
+def _score(
+    model: str | Path,
+    variants: str | Path,
+    output: Path,
+    sequence: str | None,
+    wildtype: str | Path | None,
+    mutant_column: str,
+    offset: int,
+    method: ScoreMethod,
+    output_column: str | None,
+    score_column: str | None,
+    max_tokens_per_batch: int,
+    dtype: DtypeName | torch.dtype,
+    device: str | torch.device | None,
+    progress: bool,
+    started: float,
+) -> ScoreResult:
     column = output_column or method.replace("-", "_")
     wt = read_wildtype(sequence, wildtype)
     table, rows = _read_table(variants)

@@ -9,11 +9,10 @@ network file system shared by several hosts are protected only where the file sy
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import socket
-import time
 from pathlib import Path
+
+from ..file_guards import LockHeldError, lock_exclusive, unlock
 
 LOCK_FILE = ".protconv.lock"
 
@@ -39,38 +38,20 @@ class OutputDirLock:
     def acquire(self) -> None:
         self._created_folder = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
-        while True:
-            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(descriptor, 200).decode(errors="replace").strip() or "unknown process"
-                os.close(descriptor)
-                raise OutputDirInUseError(
-                    f"{self.folder} is in use by another run ({holder}); wait for it to finish or choose another "
-                    "--output_dir"
-                ) from None
-            if self._is_current(descriptor):
-                break
-            os.close(descriptor)  # locked a file that a finishing run had just removed: take the new one
-        os.ftruncate(descriptor, 0)
-        os.write(descriptor, f"pid {os.getpid()} on {socket.gethostname()}, since {time.ctime()}\n".encode())
-        self._descriptor = descriptor
-
-    def _is_current(self, descriptor: int) -> bool:
         try:
-            return os.stat(self.path).st_ino == os.fstat(descriptor).st_ino
-        except FileNotFoundError:
-            return False
+            self._descriptor = lock_exclusive(self.path)
+        except LockHeldError as held:
+            raise OutputDirInUseError(
+                f"{self.folder} is in use by another run ({held.holder}); wait for it to finish or choose another "
+                "--output_dir"
+            ) from None
 
     def release(self) -> None:
         if self._descriptor is None:
             return
-        if not any(entry.name != LOCK_FILE for entry in os.scandir(self.folder)):
-            self.path.unlink(missing_ok=True)  # still holding the lock: nobody can be using this file
-            if self._created_folder:
-                with contextlib.suppress(OSError):
-                    self.folder.rmdir()
-        fcntl.flock(self._descriptor, fcntl.LOCK_UN)
-        os.close(self._descriptor)
+        alone = not any(entry.name != LOCK_FILE for entry in os.scandir(self.folder))
+        unlock(self.path, self._descriptor, remove=alone)  # still holding the lock: nobody can be using this file
         self._descriptor = None
+        if alone and self._created_folder:
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()
