@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from . import __version__
 from .conversion import convert_carp
+from .evaluation.command import add_evaluate_command
 from .hub import push_folder
 from .inference.commands import add_embed_command, add_predict_command, add_score_command
 
@@ -190,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     for add_command in (add_embed_command, add_score_command, add_predict_command):
         command = add_command(commands)
         command.set_defaults(command_parser=command)
+    evaluate = add_evaluate_command(commands)
+    evaluate.set_defaults(command_parser=evaluate)
     return parser
 
 

@@ -182,21 +182,36 @@ def score(
     targets = _targets(table, rows, target_index) if target_index is not None else None
 
     session = ModelSession.open(model, dtype, device)
-    mask_id, ids, residue_tokens = _wild_type_tokens(session, wt)
-    letter_ids = _letter_ids(session.tokenizer)
+    _wild_type_tokens(session, wt)  # the length limit and the mask token, checked before the weights load
     network, _ = session.load(AutoModelForMaskedLM, "a masked-LM head (lm_head)")
-    runner = _Runner(network, mask_id, max(1, max_tokens_per_batch // len(ids)), session.device)
-    scores = _scores(method, runner, ids, residue_tokens, parsed, letter_ids, progress)
+    scores, forwards = score_variants(session, network, wt, parsed, method, max_tokens_per_batch, progress)
 
     with atomic_text_output(output) as handle:
         writer = csv.writer(handle, delimiter=table.delimiter, lineterminator="\n")
         writer.writerow([*table.header, column])
         for row, value in zip(rows, scores, strict=True):
             writer.writerow([*row.fields, repr(value)])
-    result = ScoreResult(output, method, column, scores, time.perf_counter() - started, runner.forwards)
+    result = ScoreResult(output, method, column, scores, time.perf_counter() - started, forwards)
     if targets is not None and score_column is not None:
         result = _with_spearman(result, targets, model, variants, score_column)
     return result
+
+
+def score_variants(
+    session: ModelSession,
+    network: torch.nn.Module,
+    wildtype: str,
+    variants: list[Variant],
+    method: ScoreMethod = "masked-marginal",
+    max_tokens_per_batch: int = DEFAULT_MAX_TOKENS,
+    progress: bool = False,
+) -> tuple[list[float], int]:
+    """Each variant's score with an already loaded masked LM, and the forward rows run: what ``score`` computes,
+    for callers (``protconv evaluate``) that load a model once and score many assays with it."""
+    mask_id, ids, residue_tokens = _wild_type_tokens(session, wildtype)
+    runner = _Runner(network, mask_id, max(1, max_tokens_per_batch // len(ids)), session.device)
+    scores = _scores(method, runner, ids, residue_tokens, variants, _letter_ids(session.tokenizer), progress)
+    return scores, runner.forwards
 
 
 def _input_columns(

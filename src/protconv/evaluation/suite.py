@@ -1,0 +1,110 @@
+"""Evaluation suites: a YAML list of tasks (or a mapping with a ``tasks`` list), each with a ``name``, a
+``kind`` and its data. Parsed and checked up front, every error naming the suite file and the task; data paths
+are relative to the suite file. Kinds so far: ``zero-shot`` (ProteinGym folder, or ESM layout)::
+
+    - name: blat
+      kind: zero-shot
+      proteingym: data/proteingym          # folder; reference_file defaults to DMS_substitutions.csv in it
+      method: masked-marginal
+    - name: blat-esm
+      kind: zero-shot
+      variants: variants.csv               # ESM layout: mutant + score column, wild type FASTA, offset
+      wildtype: wildtype.fasta
+      score_column: "2500"
+      offset: 24
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+
+from ..inference.score import METHODS, ScoreMethod
+from .assays import Assay, AssayError, read_esm_assay, read_proteingym
+
+TaskKind = Literal["zero-shot"]
+TASK_KINDS: tuple[TaskKind, ...] = get_args(TaskKind)
+_ZERO_SHOT_KEYS = {"name", "kind", "proteingym", "reference_file", "method", "variants", "wildtype", "score_column",
+                   "mutant_column", "offset"}  # fmt: skip
+
+
+class SuiteError(ValueError):
+    """A suite file protconv evaluate refuses (the message names the file and the task)."""
+
+
+@dataclass
+class Task:
+    name: str
+    kind: TaskKind
+    method: ScoreMethod
+    spec: dict[str, Any]  # the task as written, paths resolved: part of the cache key
+    files: list[Path] = field(default_factory=list)  # the data files, hashed into the cache key
+    assays: list[Assay] = field(default_factory=list)
+
+
+def proteingym_task(folder: str | Path, reference: str | Path | None, method: ScoreMethod) -> Task:
+    """The ``--proteingym`` shortcut as a task."""
+    spec = {"name": "proteingym", "kind": "zero-shot", "proteingym": str(folder), "method": method}
+    if reference is not None:
+        spec["reference_file"] = str(reference)
+    return _zero_shot(spec, Path("."), "--proteingym")
+
+
+def read_suite(path: str | Path) -> list[Task]:
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise SuiteError(f"{path}: invalid YAML ({error})".replace("\n", " ")) from None
+    entries = loaded.get("tasks") if isinstance(loaded, dict) else loaded
+    if not isinstance(entries, list) or not entries:
+        raise SuiteError(f"{path}: a suite is a non-empty YAML list of tasks (or a mapping with a 'tasks' list)")
+    tasks: list[Task] = []
+    for number, entry in enumerate(entries, 1):
+        where = f"{path}: task {number}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise SuiteError(f"{where}: each task is a mapping with a 'name'")
+        where = f"{path}: task {entry['name']!r}"
+        if any(task.name == entry["name"] for task in tasks):
+            raise SuiteError(f"{where}: two tasks have this name")
+        if entry.get("kind") not in TASK_KINDS:
+            raise SuiteError(f"{where}: kind must be one of {', '.join(TASK_KINDS)}, got {entry.get('kind')!r}")
+        tasks.append(_zero_shot(entry, path.parent, where))
+    return tasks
+
+
+def _zero_shot(entry: dict[str, Any], base: Path, where: str) -> Task:
+    unknown = sorted(set(entry) - _ZERO_SHOT_KEYS)
+    if unknown:
+        raise SuiteError(
+            f"{where}: unknown keys {', '.join(unknown)} (zero-shot takes {', '.join(sorted(_ZERO_SHOT_KEYS))})"
+        )
+    method = entry.get("method", "masked-marginal")
+    if method not in METHODS:
+        raise SuiteError(f"{where}: method must be one of {', '.join(METHODS)}, got {method!r}")
+    spec = dict(entry)
+    for key in ("proteingym", "reference_file", "variants", "wildtype"):
+        if key in spec:
+            spec[key] = str((base / str(spec[key])).resolve())
+    try:
+        if "proteingym" in spec:
+            folder = Path(spec["proteingym"])
+            reference = Path(spec["reference_file"]) if "reference_file" in spec else folder / "DMS_substitutions.csv"
+            assays = read_proteingym(folder, reference)
+            files = [reference, *(assay.path for assay in assays)]
+        elif "variants" in spec and "wildtype" in spec and "score_column" in spec:
+            offset = spec.get("offset", 1)
+            if not isinstance(offset, int):
+                raise SuiteError(f"{where}: offset must be an integer, got {offset!r}")
+            assays = [read_esm_assay(Path(spec["variants"]), Path(spec["wildtype"]), str(spec["score_column"]),
+                                     str(spec.get("mutant_column", "mutant")), offset)]  # fmt: skip
+            files = [Path(spec["variants"]), Path(spec["wildtype"])]
+        else:
+            raise SuiteError(f"{where}: a zero-shot task needs 'proteingym' (a folder) or 'variants', 'wildtype' and "
+                             "'score_column' (ESM layout)")  # fmt: skip
+    except (AssayError, FileNotFoundError) as error:
+        raise SuiteError(f"{where}: {error}") from None
+    return Task(str(entry["name"]), "zero-shot", method, spec, files, assays)
