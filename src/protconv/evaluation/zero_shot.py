@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -40,11 +41,19 @@ def assay_metrics(
         if b is None and name in ("auc", "mcc"):
             continue
         value = metric(y, b, s)
-        stderr = bootstrap_stderr(
-            lambda i, metric=metric: metric(y[i], b[i] if b is not None else None, s[i]), len(y), samples, seed
-        )
+        stderr = bootstrap_stderr(partial(_resampled, metric, y, b, s), len(y), samples, seed)
         found[name] = Figure(value, stderr)
     return found
+
+
+def _resampled(
+    metric: Callable[[np.ndarray, np.ndarray | None, np.ndarray], float],
+    truth: np.ndarray,
+    bins: np.ndarray | None,
+    scores: np.ndarray,
+    index: np.ndarray,
+) -> float:
+    return metric(truth[index], bins[index] if bins is not None else None, scores[index])
 
 
 def proteingym_summary(values: Sequence[float], types: Sequence[str], samples: int = 1000, seed: int = 0) -> Figure:
