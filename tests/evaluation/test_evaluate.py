@@ -147,3 +147,30 @@ def test_suite_errors_name_file_and_task(tmp_path) -> None:
     suite.write_text("- name: a\n  kind: zero-shot\n  colour: red\n", encoding="utf-8")
     with pytest.raises(SuiteError, match="unknown keys colour"):
         read_suite(suite)
+
+
+def test_update_card_writes_a_parseable_model_index(tmp_path, models, capsys) -> None:
+    from huggingface_hub import ModelCard
+
+    readme = Path(models[0]) / "README.md"
+    before = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    args = [
+        "evaluate",
+        models[0],
+        "--proteingym",
+        str(PROTEINGYM),
+        "--output_dir",
+        str(tmp_path / "o"),
+        "--update_card",
+    ]
+    assert main([*args, "--no_progress", "--bootstrap", "5"]) == 0
+    card = ModelCard.load(readme)
+    found = {(r.dataset_name, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert set(found) == {("proteingym", m) for m in ("spearman", "auc", "mcc", "ndcg", "recall_top10")}
+    saved = json.loads((tmp_path / "o" / "results.json").read_text())["results"]
+    rho = next(r for r in saved if r["model"] == models[0] and r["assay"] is None and r["metric"] == "spearman")
+    assert found["proteingym", "spearman"] == pytest.approx(rho["value"], abs=1e-4)
+    if before:  # the rest of an existing card stays
+        assert before.split("---", 2)[-1].strip()[:40] in readme.read_text(encoding="utf-8")
+    assert main([*args, "--no_progress", "--bootstrap", "5"]) == 0  # a second run replaces, never duplicates
+    assert len(ModelCard.load(readme).data.eval_results) == 5

@@ -25,6 +25,9 @@ def add_evaluate_command(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--method", choices=list(METHODS), default="masked-marginal", help="with --proteingym")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--overwrite", action="store_true", help="recompute every task instead of reusing")
+    parser.add_argument(
+        "--update_card", action="store_true", help="write the results into each model folder's README.md model-index"
+    )
     parser.add_argument("--bootstrap", type=int, default=100, help="bootstrap resamples per assay (default 100)")
     parser.add_argument("--max_tokens_per_batch", type=int, default=DEFAULT_MAX_TOKENS)
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32")
@@ -47,4 +50,9 @@ def _run(args: argparse.Namespace) -> None:
                               args.device, args.bootstrap, not args.no_progress)  # fmt: skip
     result = evaluate(args.models, tasks, options)
     print(result.table, end="")
+    if args.update_card:
+        from .card import update_cards
+
+        for readme in update_cards(result.records, args.models):
+            print(f"updated {readme}")
     print(f"{result.computed} computed, {result.reused} reused; wrote {options.output_dir}/results.json")

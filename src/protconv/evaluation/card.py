@@ -1,0 +1,37 @@
+"""``--update_card``: a local model folder's README.md gets its evaluation results as Hub ``model-index`` entries
+(task-level figures only; nothing for a metric that was not computed or came out NaN)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..model_card import CardResult, card_with_results
+from .results import Record
+
+#: The Hub task type of the zero-shot fitness figures.
+FITNESS_TASK_TYPE = "zero-shot-fitness-prediction"
+
+
+def card_results(records: Sequence[Record], model: str) -> list[CardResult]:
+    return [
+        CardResult(FITNESS_TASK_TYPE, record.task, record.metric, record.value)
+        for record in records
+        if record.model == model and record.assay is None and math.isfinite(record.value)
+    ]
+
+
+def update_cards(records: Sequence[Record], models: Sequence[str]) -> list[Path]:
+    """The cards written; a Hub id (not a local folder) is left alone (``protconv push`` publishes a folder)."""
+    written = []
+    for model in models:
+        folder = Path(model)
+        results = card_results(records, model)
+        if not folder.is_dir() or not results:
+            continue
+        readme = folder / "README.md"
+        old = readme.read_text(encoding="utf-8") if readme.is_file() else None
+        readme.write_text(card_with_results(old, folder.name, results), encoding="utf-8")
+        written.append(readme)
+    return written
