@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -308,14 +308,15 @@ def card_with_results(card_text: str | None, model_name: str, results: Sequence[
     """``card_text`` (or, for a folder without a card, a minimal one) with ``results`` in its ``model-index``:
     each replaces an earlier entry of the same task type, dataset, split and metric; the other entries stay."""
     card = ModelCard(card_text or f"---\nlibrary_name: transformers\n---\n\n# {model_name}\n")
+    data = cast(ModelCardData, card.data)  # ModelCard's data is a ModelCardData; its annotation names the base
     new = [_eval_result(result) for result in results]
     replaced = {(r.task_type, r.dataset_name, r.dataset_split, r.metric_type) for r in new}
     kept = [
         r
-        for r in (card.data.eval_results or [])
+        for r in (data.eval_results or [])
         if (r.task_type, r.dataset_name, r.dataset_split, r.metric_type) not in replaced
     ]
-    card.data.eval_results = kept + new or None
-    if not card.data.model_name:
-        card.data.model_name = model_name
+    data.eval_results = kept + new or None
+    if not data.model_name:
+        data.model_name = model_name
     return str(card.content)
