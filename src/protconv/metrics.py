@@ -38,10 +38,10 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     order = np.argsort(values, kind="mergesort")
     sorted_values = values[order]
     ranks = np.empty(len(values), dtype=np.float64)
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    first = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
+    starts = np.flatnonzero(first)
     ends = np.r_[starts[1:], len(values)]
-    for start, end in zip(starts, ends, strict=True):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
+    ranks[order] = ((starts + ends + 1) / 2.0)[np.cumsum(first) - 1]  # each tie group: the mean of its ranks
     return ranks
 
 
