@@ -174,3 +174,47 @@ def test_update_card_writes_a_parseable_model_index(tmp_path, models, capsys) ->
         assert before.split("---", 2)[-1].strip()[:40] in readme.read_text(encoding="utf-8")
     assert main([*args, "--no_progress", "--bootstrap", "5"]) == 0  # a second run replaces, never duplicates
     assert len(ModelCard.load(readme).data.eval_results) == 5
+
+
+def test_tiny_suite_zero_shot_regression_and_per_residue(tmp_path, models) -> None:
+    """The issue's end-to-end suite: two tiny models, one zero-shot assay, one regression task, one per-residue
+    task; every supervised row has the one-hot linear and CNN baselines beside the probes."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        f"""
+- name: blat
+  kind: zero-shot
+  proteingym: {PROTEINGYM}
+- name: stability
+  kind: regression
+  train_file: {DATA / "stability_train_slice.csv"}
+  test_file: {DATA / "stability_valid_slice.csv"}
+  cnn_epochs: 1
+- name: ss3
+  kind: token-classification
+  train_file: {DATA / "ss_sequences_slice.fasta"}
+  labels_file: {DATA / "ss_labels_slice.fasta"}
+  mask_file: {DATA / "ss_mask_slice.fasta"}
+  cnn_epochs: 1
+""",
+        encoding="utf-8",
+    )
+    tasks = read_suite(suite)
+    result = evaluate(models, tasks, EvaluateOptions(tmp_path / "out", bootstrap=10))
+    rows = {(r.task, r.model, r.metric): r for r in result.records if r.assay is None}
+    for model in [*models, "onehot-linear", "cnn-scratch"]:
+        assert -1 <= rows["stability", model, "spearman"].value <= 1
+        assert 0 <= rows["ss3", model, "q3"].value <= 1
+    assert rows["stability", models[0], "spearman"].stderr is not None
+    assert ("blat", "blosum62", "spearman") in rows
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert "onehot-linear" in table and "cnn-scratch" in table
+
+
+def test_empty_split_is_refused_naming_the_task(tmp_path) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        f"- name: st\n  kind: regression\n  train_file: {DATA / 'stability_train_slice.csv'}\n", encoding="utf-8"
+    )
+    with pytest.raises(SuiteError, match=r"task 'st': the valid split is empty or missing"):
+        read_suite(suite)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..model_card import CardResult, card_with_results
@@ -12,22 +12,29 @@ from .results import Record
 
 #: The Hub task type of the zero-shot fitness figures.
 FITNESS_TASK_TYPE = "zero-shot-fitness-prediction"
+#: Suite kind -> Hub task type (a regression head is text-classification on the Hub, as transformers' own are).
+HUB_TASK_TYPES = {
+    "zero-shot": FITNESS_TASK_TYPE,
+    "regression": "text-classification",
+    "classification": "text-classification",
+    "token-classification": "token-classification",
+}
 
 
-def card_results(records: Sequence[Record], model: str) -> list[CardResult]:
+def card_results(records: Sequence[Record], model: str, kinds: Mapping[str, str]) -> list[CardResult]:
     return [
-        CardResult(FITNESS_TASK_TYPE, record.task, record.metric, record.value)
+        CardResult(HUB_TASK_TYPES[kinds[record.task]], record.task, record.metric, record.value)
         for record in records
         if record.model == model and record.assay is None and math.isfinite(record.value)
     ]
 
 
-def update_cards(records: Sequence[Record], models: Sequence[str]) -> list[Path]:
+def update_cards(records: Sequence[Record], models: Sequence[str], kinds: Mapping[str, str]) -> list[Path]:
     """The cards written; a Hub id (not a local folder) is left alone (``protconv push`` publishes a folder)."""
     written = []
     for model in models:
         folder = Path(model)
-        results = card_results(records, model)
+        results = card_results(records, model, kinds)
         if not folder.is_dir() or not results:
             continue
         readme = folder / "README.md"

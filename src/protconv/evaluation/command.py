@@ -53,6 +53,6 @@ def _run(args: argparse.Namespace) -> None:
     if args.update_card:
         from .card import update_cards
 
-        for readme in update_cards(result.records, args.models):
+        for readme in update_cards(result.records, args.models, {task.name: task.kind for task in tasks}):
             print(f"updated {readme}")
     print(f"{result.computed} computed, {result.reused} reused; wrote {options.output_dir}/results.json")

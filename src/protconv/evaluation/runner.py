@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForMaskedLM
+from transformers import AutoModelForMaskedLM, PreTrainedModel
 
 from ..inference.common import DEFAULT_MAX_TOKENS, DtypeName, ModelSession, package_version
 from ..inference.score import score_variants
@@ -29,6 +29,7 @@ from .results import (
     write_json,
 )
 from .suite import Task
+from .supervised import baseline_records, probe_records
 from .zero_shot import ZERO_SHOT_METRICS, Figure, assay_metrics, proteingym_summary, type_means
 
 #: The no-training reference column of zero-shot tasks.
@@ -106,7 +107,7 @@ def evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOpti
     counts = [0, 0]  # computed, reused
     for task in tasks:
         key = cache_key(task.spec, [hashes[str(p)] for p in task.files], BLOSUM)
-        found, fresh = _cached(folder / "cache" / f"{key}.json", partial(_blosum_records, task, options))
+        found, fresh = _cached(folder / "cache" / f"{key}.json", partial(_reference_records, task, options))
         records += found
         counts[not fresh] += 1
     fingerprints: dict[str, str] = {}
@@ -116,7 +117,7 @@ def evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOpti
         scorer = _Scorer(session, network, options)
         for task in tasks:
             key = cache_key(task.spec, [hashes[str(p)] for p in task.files], fingerprints[model])
-            compute = partial(_task_records, task, model, partial(scorer.scores, task), options)
+            compute = partial(scorer.records, task, model)
             found, fresh = _cached(folder / "cache" / f"{key}.json", compute)
             records += found
             counts[not fresh] += 1
@@ -125,15 +126,24 @@ def evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOpti
     return EvaluateResult(records, fingerprints, table, counts[0], counts[1])
 
 
-def _blosum_records(task: Task, options: EvaluateOptions) -> list[Record]:
+def _reference_records(task: Task, options: EvaluateOptions) -> list[Record]:
+    """BLOSUM62 beside zero-shot tasks; the one-hot linear model and the CNN from scratch beside supervised ones."""
+    if task.kind != "zero-shot":
+        return baseline_records(task.name, task.spec, task.splits, task.classes)
     return _task_records(task, BLOSUM, lambda index: blosum_scores(task.assays[index].variants), options)
 
 
 @dataclass(frozen=True)
 class _Scorer:
     session: ModelSession
-    network: torch.nn.Module
+    network: PreTrainedModel
     options: EvaluateOptions
+
+    def records(self, task: Task, model: str) -> list[Record]:
+        if task.kind == "zero-shot":
+            return _task_records(task, model, partial(self.scores, task), self.options)
+        return probe_records(task.name, task.spec, task.splits, task.classes, model, self.session,
+                             self.network, self.options.max_tokens_per_batch, self.options.bootstrap)  # fmt: skip
 
     def scores(self, task: Task, index: int) -> list[float]:
         assay, options = task.assays[index], self.options

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import yaml
 
+from ..data.tasks.arguments import TaskDataArguments
+from ..data.tasks.rows import LabelledSequences
+from ..data.tasks.vocabulary import Split
 from ..inference.score import METHODS, ScoreMethod
 from .assays import Assay, AssayError, read_esm_assay, read_proteingym
 
-TaskKind = Literal["zero-shot"]
+TaskKind = Literal["zero-shot", "regression", "classification", "token-classification"]
 TASK_KINDS: tuple[TaskKind, ...] = get_args(TaskKind)
 _ZERO_SHOT_KEYS = {"name", "kind", "proteingym", "reference_file", "method", "variants", "wildtype", "score_column",
                    "mutant_column", "offset"}  # fmt: skip
@@ -43,6 +46,8 @@ class Task:
     spec: dict[str, Any]  # the task as written, paths resolved: part of the cache key
     files: list[Path] = field(default_factory=list)  # the data files, hashed into the cache key
     assays: list[Assay] = field(default_factory=list)
+    splits: dict[Split, LabelledSequences] = field(default_factory=dict)  # supervised tasks
+    classes: list[str] | None = None
 
 
 def proteingym_task(folder: str | Path, reference: str | Path | None, method: ScoreMethod) -> Task:
@@ -72,7 +77,8 @@ def read_suite(path: str | Path) -> list[Task]:
             raise SuiteError(f"{where}: two tasks have this name")
         if entry.get("kind") not in TASK_KINDS:
             raise SuiteError(f"{where}: kind must be one of {', '.join(TASK_KINDS)}, got {entry.get('kind')!r}")
-        tasks.append(_zero_shot(entry, path.parent, where))
+        reader = _zero_shot if entry["kind"] == "zero-shot" else _supervised
+        tasks.append(reader(entry, path.parent, where))
     return tasks
 
 
@@ -108,3 +114,31 @@ def _zero_shot(entry: dict[str, Any], base: Path, where: str) -> Task:
     except (AssayError, FileNotFoundError) as error:
         raise SuiteError(f"{where}: {error}") from None
     return Task(str(entry["name"]), "zero-shot", method, spec, files, assays)
+
+
+_DATA_FILES = ("train_file", "validation_file", "test_file", "labels_file", "mask_file")
+_SUPERVISED_OPTIONS = {"classes", "sequence_column", "label_column", "on_bad_row", "max_train_samples"}
+_SUPERVISED_KEYS = {"name", "kind", "baselines", "cnn_epochs", *_DATA_FILES, *_SUPERVISED_OPTIONS}
+
+
+def _supervised(entry: dict[str, Any], base: Path, where: str) -> Task:
+    """A FLIP/TAPE task, its splits read (and every row checked) by ``downstream.task_data.load_task_splits``."""
+    from ..downstream.task_data import load_task_splits
+
+    unknown = sorted(set(entry) - _SUPERVISED_KEYS)
+    if unknown:
+        raise SuiteError(f"{where}: unknown keys {', '.join(unknown)} (takes {', '.join(sorted(_SUPERVISED_KEYS))})")
+    spec = {key: str((base / str(value)).resolve()) if key in _DATA_FILES else value for key, value in entry.items()}
+    options = {key: spec[key] for key in (*_DATA_FILES, *_SUPERVISED_OPTIONS) if key in spec}
+    try:
+        arguments = TaskDataArguments(task=spec["kind"], **options)  # type: ignore[arg-type]  # checked by it
+        splits, classes = load_task_splits(arguments)
+    except (ValueError, OSError) as error:
+        raise SuiteError(f"{where}: {error}".replace("\n", "; ")) from None
+    for split in ("train", "valid" if "test" not in splits else "test"):
+        if len(splits.get(split, ())) == 0:
+            raise SuiteError(f"{where}: the {split} split is empty or missing (evaluate trains on train and scores "
+                             "on test, else valid)")  # fmt: skip
+    files = [Path(spec[key]) for key in _DATA_FILES if key in spec]
+    kind = cast(TaskKind, spec["kind"])
+    return Task(str(entry["name"]), kind, "masked-marginal", spec, files, [], dict(splits), classes)
