@@ -218,3 +218,31 @@ def test_empty_split_is_refused_naming_the_task(tmp_path) -> None:
     )
     with pytest.raises(SuiteError, match=r"task 'st': the valid split is empty or missing"):
         read_suite(suite)
+
+
+def test_perplexity_is_token_weighted_and_exact(tmp_path, models) -> None:
+    import math
+
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    sequences = ["MKTAYIAKQRQISFVKSHF", "GSSDIEITVEGK"]
+    (tmp_path / "held.fasta").write_text("".join(f">s{i}\n{s}\n" for i, s in enumerate(sequences)), encoding="utf-8")
+    (tmp_path / "s.yaml").write_text("- name: ppl\n  kind: perplexity\n  fasta: held.fasta\n", encoding="utf-8")
+    result = evaluate(models[:1], read_suite(tmp_path / "s.yaml"), EvaluateOptions(tmp_path / "o", bootstrap=10))
+    (record,) = [r for r in result.records if r.task == "ppl"]
+    network, tokenizer = (
+        AutoModelForMaskedLM.from_pretrained(models[0]).eval(),
+        AutoTokenizer.from_pretrained(models[0]),
+    )
+    total = 0.0
+    for sequence in sequences:
+        ids = tokenizer(sequence, return_tensors="pt")["input_ids"]
+        for i in range(len(sequence)):
+            masked = ids.clone()
+            masked[0, i + 1] = tokenizer.mask_token_id  # <cls> first
+            with torch.no_grad():
+                log_probs = torch.log_softmax(network(input_ids=masked).logits[0, i + 1], -1)
+            total += float(log_probs[ids[0, i + 1]])
+    assert record.metric == "perplexity"
+    assert record.value == pytest.approx(math.exp(-total / sum(map(len, sequences))), rel=1e-4)

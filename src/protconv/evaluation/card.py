@@ -18,6 +18,7 @@ HUB_TASK_TYPES = {
     "regression": "text-classification",
     "classification": "text-classification",
     "token-classification": "token-classification",
+    "perplexity": "fill-mask",
 }
 
 

@@ -18,6 +18,7 @@ from transformers import AutoModelForMaskedLM, PreTrainedModel
 from ..inference.common import DEFAULT_MAX_TOKENS, DtypeName, ModelSession, package_version
 from ..inference.score import score_variants
 from .blosum import blosum_scores
+from .perplexity import perplexity_records
 from .results import (
     Record,
     cache_key,
@@ -128,6 +129,8 @@ def evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOpti
 
 def _reference_records(task: Task, options: EvaluateOptions) -> list[Record]:
     """BLOSUM62 beside zero-shot tasks; the one-hot linear model and the CNN from scratch beside supervised ones."""
+    if task.kind == "perplexity":
+        return []  # no reference column
     if task.kind != "zero-shot":
         return baseline_records(task.name, task.spec, task.splits, task.classes)
     return _task_records(task, BLOSUM, lambda index: blosum_scores(task.assays[index].variants), options)
@@ -142,6 +145,9 @@ class _Scorer:
     def records(self, task: Task, model: str) -> list[Record]:
         if task.kind == "zero-shot":
             return _task_records(task, model, partial(self.scores, task), self.options)
+        if task.kind == "perplexity":
+            return perplexity_records(task.name, task.sequences, model, self.session, self.network,
+                                      self.options.max_tokens_per_batch, self.options.bootstrap)  # fmt: skip
         return probe_records(task.name, task.spec, task.splits, task.classes, model, self.session,
                              self.network, self.options.max_tokens_per_batch, self.options.bootstrap)  # fmt: skip
 

@@ -28,7 +28,7 @@ from ..data.tasks.vocabulary import Split
 from ..inference.score import METHODS, ScoreMethod
 from .assays import Assay, AssayError, read_esm_assay, read_proteingym
 
-TaskKind = Literal["zero-shot", "regression", "classification", "token-classification"]
+TaskKind = Literal["zero-shot", "regression", "classification", "token-classification", "perplexity"]
 TASK_KINDS: tuple[TaskKind, ...] = get_args(TaskKind)
 _ZERO_SHOT_KEYS = {"name", "kind", "proteingym", "reference_file", "method", "variants", "wildtype", "score_column",
                    "mutant_column", "offset"}  # fmt: skip
@@ -48,6 +48,7 @@ class Task:
     assays: list[Assay] = field(default_factory=list)
     splits: dict[Split, LabelledSequences] = field(default_factory=dict)  # supervised tasks
     classes: list[str] | None = None
+    sequences: list[str] = field(default_factory=list)  # perplexity
 
 
 def proteingym_task(folder: str | Path, reference: str | Path | None, method: ScoreMethod) -> Task:
@@ -77,7 +78,8 @@ def read_suite(path: str | Path) -> list[Task]:
             raise SuiteError(f"{where}: two tasks have this name")
         if entry.get("kind") not in TASK_KINDS:
             raise SuiteError(f"{where}: kind must be one of {', '.join(TASK_KINDS)}, got {entry.get('kind')!r}")
-        reader = _zero_shot if entry["kind"] == "zero-shot" else _supervised
+        readers = {"zero-shot": _zero_shot, "perplexity": _perplexity}
+        reader = readers.get(entry["kind"], _supervised)
         tasks.append(reader(entry, path.parent, where))
     return tasks
 
@@ -142,3 +144,19 @@ def _supervised(entry: dict[str, Any], base: Path, where: str) -> Task:
     files = [Path(spec[key]) for key in _DATA_FILES if key in spec]
     kind = cast(TaskKind, spec["kind"])
     return Task(str(entry["name"]), kind, "masked-marginal", spec, files, [], dict(splits), classes)
+
+
+def _perplexity(entry: dict[str, Any], base: Path, where: str) -> Task:
+    from .perplexity import read_sequences
+
+    unknown = sorted(set(entry) - {"name", "kind", "fasta"})
+    if unknown or "fasta" not in entry:
+        raise SuiteError(f"{where}: a perplexity task takes 'fasta' (a held-out FASTA file) and nothing else")
+    spec = {**entry, "fasta": str((base / str(entry["fasta"])).resolve())}
+    try:
+        sequences = read_sequences(Path(spec["fasta"]))
+    except (ValueError, OSError) as error:
+        raise SuiteError(f"{where}: {error}") from None
+    if not sequences:
+        raise SuiteError(f"{where}: {spec['fasta']} holds no sequence")
+    return Task(str(entry["name"]), "perplexity", "masked-marginal", spec, [Path(spec["fasta"])], sequences=sequences)

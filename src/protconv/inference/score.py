@@ -439,3 +439,13 @@ def _pseudo_likelihood(
     return [
         totals[keys[tuple(sorted((m.index, m.mutant) for m in variant.mutations))]] - totals[0] for variant in variants
     ]
+
+
+def pseudo_log_likelihood(
+    session: ModelSession, network: torch.nn.Module, sequence: str, max_tokens_per_batch: int = DEFAULT_MAX_TOKENS
+) -> float:
+    """``sum_i log p(s_i | s with residue i alone masked)`` with a loaded masked LM (the exact per-residue
+    likelihood that ``protconv evaluate``'s masked-LM perplexity is made of)."""
+    mask_id, ids, residue_tokens = _wild_type_tokens(session, sequence)
+    runner = _Runner(network, mask_id, max(1, max_tokens_per_batch // len(ids)), session.device)
+    return runner.pseudo_log_likelihoods([ids], residue_tokens, False)[0]
