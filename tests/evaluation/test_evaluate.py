@@ -70,6 +70,8 @@ def test_two_models_two_types_table_cache_and_overwrite(tmp_path, models) -> Non
     table = (tmp_path / "out" / "results.md").read_text()
     assert "blosum62" in table and models[0] in table and "**" in table
     assert (tmp_path / "out" / "assays" / "proteingym.csv").is_file()
+    assert (tmp_path / "out" / "plots" / "proteingym.png").stat().st_size > 0
+    assert (tmp_path / "out" / "plots" / "proteingym_spearman_scatter.png").stat().st_size > 0
     again = evaluate(models, [task], options)
     assert (again.computed, again.reused) == (0, 3)
     assert again.records == result.records

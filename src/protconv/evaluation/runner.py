@@ -19,6 +19,7 @@ from ..inference.common import DEFAULT_MAX_TOKENS, DtypeName, ModelSession, pack
 from ..inference.score import score_variants
 from .blosum import blosum_scores
 from .perplexity import perplexity_records
+from .plots import write_plots
 from .results import (
     Record,
     cache_key,
@@ -184,4 +185,5 @@ def _write_outputs(folder: Path, models: Sequence[str], tasks: Sequence[Task], r
     (folder / "assays").mkdir(exist_ok=True)
     for task in tasks:
         write_csv(folder / "assays" / f"{task.name}.csv", [r for r in records if r.task == task.name], assays=True)
+    write_plots(folder / "plots", records, models)
     return table
