@@ -202,3 +202,11 @@ def long_functions() -> list[str]:
 
 def test_no_function_over_sixty_lines() -> None:
     assert not long_functions(), f"functions over {MAX_FUNCTION_LINES} lines: {long_functions()}"
+
+
+def test_inference_and_downstream_do_not_import_evaluation() -> None:
+    """``evaluation/`` sits above both (it scores, embeds and trains baselines through them)."""
+    for package in ("inference", "downstream"):
+        for path in modules_of(package):
+            bad = [n for n in imported_modules(path) if n.startswith("protconv.evaluation")]
+            assert not bad, f"{package}/{path.name} imports {bad}"

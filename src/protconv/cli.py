@@ -32,6 +32,7 @@ from typing import TypeVar
 
 from . import __version__
 from .conversion import convert_carp
+from .evaluation.command import add_evaluate_command
 from .hub import push_folder
 from .inference.commands import (
     add_embed_command,
@@ -202,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = add_command(commands)
         command.set_defaults(command_parser=command)
+    evaluate = add_evaluate_command(commands)
+    evaluate.set_defaults(command_parser=evaluate)
     return parser
 
 

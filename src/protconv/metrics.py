@@ -38,10 +38,10 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     order = np.argsort(values, kind="mergesort")
     sorted_values = values[order]
     ranks = np.empty(len(values), dtype=np.float64)
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    first = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
+    starts = np.flatnonzero(first)
     ends = np.r_[starts[1:], len(values)]
-    for start, end in zip(starts, ends, strict=True):
-        ranks[order[start:end]] = (start + end + 1) / 2.0
+    ranks[order] = ((starts + ends + 1) / 2.0)[np.cumsum(first) - 1]  # each tie group: the mean of its ranks
     return ranks
 
 
@@ -129,3 +129,68 @@ def per_class_metrics(predicted: np.ndarray, labels: np.ndarray, names: list[str
         name = names[cls] if 0 <= cls < len(names) else str(cls)
         scores[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
     return scores
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve of 0/1 ``labels`` ranked by ``scores`` (Mann-Whitney U with average ranks, so a
+    tie between a positive and a negative counts one half, as scikit-learn's ``roc_auc_score``)."""
+    labels = np.asarray(labels).astype(bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    ranks = average_ranks(scores)
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def matthews(labels: np.ndarray, predicted: np.ndarray) -> float:
+    """Matthews correlation of two 0/1 vectors (0 when a margin is empty, as scikit-learn returns)."""
+    truth, guess = np.asarray(labels).astype(bool), np.asarray(predicted).astype(bool)
+    tp, tn = float(np.sum(truth & guess)), float(np.sum(~truth & ~guess))
+    fp, fn = float(np.sum(~truth & guess)), float(np.sum(truth & ~guess))
+    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return float((tp * tn - fp * fn) / denominator) if denominator > 0 else 0.0
+
+
+def median_mcc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ProteinGym's MCC: the scores binarised at their median (above it: predicted fit)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return matthews(labels, scores > np.median(scores))
+
+
+def ndcg_top(truth: np.ndarray, scores: np.ndarray, top_percent: float = 10.0) -> float:
+    """ProteinGym's NDCG@10%: gains are the min-max scaled true scores, the cut-off ``k`` is the floor of
+    ``top_percent`` of the variants, ranks come from the scores (higher first; ties broken by order, stably)."""
+    truth, scores = np.asarray(truth, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    k = int(np.floor(len(truth) * top_percent / 100.0))
+    spread = truth.max() - truth.min()
+    gains = (truth - truth.min()) / spread if spread > 0 else np.zeros_like(truth)
+    dcg = _discounted_gain(gains, np.argsort(-scores, kind="mergesort"), k)
+    ideal = _discounted_gain(gains, np.argsort(-gains, kind="mergesort"), k)
+    return dcg / ideal if ideal > 0 else 0.0
+
+
+def _discounted_gain(gains: np.ndarray, order: np.ndarray, k: int) -> float:
+    top = gains[order[:k]]
+    return float(np.sum(top / np.log2(np.arange(2, len(top) + 2))))
+
+
+def top_recall(truth: np.ndarray, scores: np.ndarray, top_percent: float = 10.0) -> float:
+    """ProteinGym's top-10% recall: the share of the truly top ``top_percent`` variants (at or above that
+    percentile, linear interpolation) that the scores also put in their top ``top_percent``."""
+    truth, scores = np.asarray(truth, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    true_top = truth >= np.percentile(truth, 100.0 - top_percent)
+    model_top = scores >= np.percentile(scores, 100.0 - top_percent)
+    return float(np.sum(true_top & model_top) / true_top.sum()) if true_top.sum() else 0.0
+
+
+def bootstrap_stderr(
+    statistic: Callable[[np.ndarray], float], size: int, samples: int = 100, seed: int = 0
+) -> float | None:
+    """The standard deviation (ddof 1) of ``statistic(indices)`` over ``samples`` resamples with replacement of
+    ``range(size)``; ``None`` with fewer than two items or samples. Non-finite resample values are left out."""
+    if size < 2 or samples < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, size, size)) for _ in range(samples)], dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.std(ddof=1)) if len(values) > 1 else None

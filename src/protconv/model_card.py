@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -302,3 +302,21 @@ def _result_key(result: CardResult) -> tuple[str, str, str]:
 def _citation_section(model: PreTrainedModel) -> str:
     entries = "\n\n".join(citations(model))
     return f"## Citation\n\nIf you use this model, please cite the work it implements:\n\n```bibtex\n{entries}\n```"
+
+
+def card_with_results(card_text: str | None, model_name: str, results: Sequence[CardResult]) -> str:
+    """``card_text`` (or, for a folder without a card, a minimal one) with ``results`` in its ``model-index``:
+    each replaces an earlier entry of the same task type, dataset, split and metric; the other entries stay."""
+    card = ModelCard(card_text or f"---\nlibrary_name: transformers\n---\n\n# {model_name}\n")
+    data = cast(ModelCardData, card.data)  # ModelCard's data is a ModelCardData; its annotation names the base
+    new = [_eval_result(result) for result in results]
+    replaced = {(r.task_type, r.dataset_name, r.dataset_split, r.metric_type) for r in new}
+    kept = [
+        r
+        for r in (data.eval_results or [])
+        if (r.task_type, r.dataset_name, r.dataset_split, r.metric_type) not in replaced
+    ]
+    data.eval_results = kept + new or None
+    if not data.model_name:
+        data.model_name = model_name
+    return str(card.content)

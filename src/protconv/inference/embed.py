@@ -558,3 +558,25 @@ def _complete_group(store: h5py.File, name: str, include: tuple[str, ...], n_lay
         return record_id if group_name(record_id) == name else None
     except (OSError, RuntimeError, KeyError, ValueError, TypeError):
         return None
+
+
+def embed_sequences(
+    network: PreTrainedModel,
+    encoder: SequenceEncoder,
+    sequences: Sequence[str],
+    device: torch.device,
+    include: tuple[str, ...] = ("mean",),
+    max_tokens_per_batch: int = DEFAULT_MAX_TOKENS,
+) -> dict[str, list[np.ndarray]]:
+    """The last layer's ``include`` arrays of each sequence, in input order, in memory (``mean``: ``(hidden,)``,
+    ``per_residue``: ``(residues, hidden)``): for callers (``protconv evaluate``'s probes) that need embeddings of
+    a few thousand sequences with a model already loaded, without an HDF5 file. ``network`` is a base model."""
+    records = [FastaRecord(str(i), sequence, i) for i, sequence in enumerate(sequences)]
+    found: dict[str, list[np.ndarray]] = {name: [np.empty(0)] * len(records) for name in include}
+    lengths = [len(sequence) for sequence in sequences]
+    for batch in plan_batches(lengths, max_tokens_per_batch, encoder.framing.special_tokens):
+        arrays = _embed_batch(network, encoder, [records[i] for i in batch], (LAST,), include, device)
+        for name, values in arrays.items():
+            for i, value in zip(batch, values, strict=True):
+                found[name][i] = value[0]
+    return found

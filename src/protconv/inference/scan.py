@@ -37,6 +37,7 @@ from .score import (
     _parse_variants,
     _read_table,
     _targets,
+    load_masked_lm,
     read_wildtype,
     score_variants,
 )
@@ -107,7 +108,8 @@ def saturation_scan(
         raise InferenceInputError("the output column cannot be called 'mutant' (that column holds the names)")
     with OutputFileLock(output):
         session = ModelSession.open(model, dtype, device)
-        scores, forwards = score_variants(session, wt, variants, method, max_tokens_per_batch, progress)
+        network = load_masked_lm(session, wt)
+        scores, forwards = score_variants(session, network, wt, variants, method, max_tokens_per_batch, progress)
         _write_scores(output, column, variants, scores)
     result = ScanResult(output, method, column, variants, scores, time.perf_counter() - started, forwards)
     if truth is not None:

@@ -204,9 +204,9 @@ def _score(
     parsed = _parse_variants(table, rows, mutant_index, wt, offset)
     targets = _targets(table, rows, target_index) if target_index is not None else None
 
-    scores, forwards = score_variants(
-        ModelSession.open(model, dtype, device), wt, parsed, method, max_tokens_per_batch, progress
-    )
+    session = ModelSession.open(model, dtype, device)
+    network = load_masked_lm(session, wt)
+    scores, forwards = score_variants(session, network, wt, parsed, method, max_tokens_per_batch, progress)
 
     with atomic_text_output(output) as handle:
         writer = csv.writer(handle, delimiter=table.delimiter, lineterminator="\n")
@@ -219,24 +219,29 @@ def _score(
     return result
 
 
+def load_masked_lm(session: ModelSession, wildtype: str) -> torch.nn.Module:
+    """The session's masked LM, loaded once the wild type is known to fit it and the tokenizer has a mask token
+    (so a bad input is reported before the weights are read)."""
+    _wild_type_tokens(session, wildtype)
+    network, _ = session.load(AutoModelForMaskedLM, "a masked-LM head (lm_head)")
+    return network
+
+
 def score_variants(
     session: ModelSession,
+    network: torch.nn.Module,
     wildtype: str,
     variants: Sequence[Variant],
-    method: ScoreMethod,
+    method: ScoreMethod = "masked-marginal",
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS,
-    progress: bool = True,
+    progress: bool = False,
 ) -> tuple[list[float], int]:
-    """Each variant's score under ``method`` (checked variants of ``wildtype``), and the forward rows it took.
-
-    The weights are loaded here, after the caller has checked all its input (``score`` reads a CSV, ``scan``
-    enumerates every substitution): both score through this one function.
-    """
+    """Each variant's score under ``method`` (checked variants of ``wildtype``) with a loaded masked LM
+    (:func:`load_masked_lm`), and the forward rows it took: ``score`` (a CSV), ``scan`` (every substitution) and
+    ``evaluate`` (one model, many assays) all score through this one function."""
     mask_id, ids, residue_tokens = _wild_type_tokens(session, wildtype)
-    letter_ids = _letter_ids(session.tokenizer)
-    network, _ = session.load(AutoModelForMaskedLM, "a masked-LM head (lm_head)")
     runner = _Runner(network, mask_id, max(1, max_tokens_per_batch // len(ids)), session.device)
-    scores = _scores(method, runner, ids, residue_tokens, list(variants), letter_ids, progress)
+    scores = _scores(method, runner, ids, residue_tokens, list(variants), _letter_ids(session.tokenizer), progress)
     return scores, runner.forwards
 
 
@@ -465,3 +470,13 @@ def _pseudo_likelihood(
     return [
         totals[keys[tuple(sorted((m.index, m.mutant) for m in variant.mutations))]] - totals[0] for variant in variants
     ]
+
+
+def pseudo_log_likelihood(
+    session: ModelSession, network: torch.nn.Module, sequence: str, max_tokens_per_batch: int = DEFAULT_MAX_TOKENS
+) -> float:
+    """``sum_i log p(s_i | s with residue i alone masked)`` with a loaded masked LM (the exact per-residue
+    likelihood that ``protconv evaluate``'s masked-LM perplexity is made of)."""
+    mask_id, ids, residue_tokens = _wild_type_tokens(session, sequence)
+    runner = _Runner(network, mask_id, max(1, max_tokens_per_batch // len(ids)), session.device)
+    return runner.pseudo_log_likelihoods([ids], residue_tokens, False)[0]
