@@ -6,7 +6,7 @@
 * :class:`OutputFileLock`: a result file is locked for the whole run (``--overwrite`` included), so a second run
   writing the same file is refused naming the holder instead of renaming its file over the first run's work.
 
-Both locks (this one and pretraining's ``OutputDirLock``) are one implementation, :func:`lock_exclusive` /
+Both locks (this one and :class:`OutputDirLock`, an output folder's) are one implementation, :func:`lock_exclusive` /
 :func:`unlock`: ``fcntl.flock`` on a lock file, which the kernel releases when the process exits however it exits
 (a SIGKILL included), so a crashed run never blocks the next one. It does not depend on HDF5's own file locking
 (``HDF5_USE_FILE_LOCKING=FALSE`` changes nothing). The lock is advisory and per host: files on a network file
@@ -15,6 +15,7 @@ system shared by several hosts are protected only where the file system implemen
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shlex
@@ -172,3 +173,57 @@ __all__ = [
     "lock_file_of",
     "unlock",
 ]
+
+
+#: The lock file inside an output folder (pretraining, fine-tuning and evaluation runs).
+LOCK_FILE = ".protconv.lock"
+
+
+class OutputDirInUseError(FileExistsError):
+    """Another live run holds the output folder."""
+
+
+class OutputDirLock:
+    """Exclusive, non-blocking lock of ``folder`` (created if missing), taken by the main process of a run.
+
+    Two runs writing one folder would interleave checkpoints and metrics and leave one run's model under the other's
+    card: pretraining, fine-tuning and evaluation hold it on ``--output_dir`` for the whole run.
+
+    A run that fails before writing anything leaves no trace: ``release`` removes the lock file, and the folder
+    if the lock created it and it is empty. Removing a lock file is safe because ``acquire`` checks, after locking,
+    that the file it locked is still the one at the path (a waiter that locked a removed file tries again).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_FILE
+        self._descriptor: int | None = None
+        self._created_folder = False
+
+    def acquire(self) -> None:
+        self._created_folder = not self.folder.exists()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self._descriptor = lock_exclusive(self.path)
+        except LockHeldError as held:
+            raise OutputDirInUseError(
+                f"{self.folder} is in use by another run ({held.holder}); wait for it to finish or choose another "
+                "--output_dir"
+            ) from None
+
+    def __enter__(self) -> OutputDirLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._descriptor is None:
+            return
+        alone = not any(entry.name != LOCK_FILE for entry in os.scandir(self.folder))
+        unlock(self.path, self._descriptor, remove=alone)  # still holding the lock: nobody can be using this file
+        self._descriptor = None
+        if alone and self._created_folder:
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()

@@ -461,3 +461,16 @@ def test_finetune_draws_its_curves_beside_the_results(base_folder, tmp_path) -> 
 
     with Image.open(tmp_path / "curves.png") as image:
         assert image.format == "PNG" and min(image.size) > 100
+
+
+def test_the_output_folder_is_locked_and_may_not_be_the_model(base_folder, tmp_path) -> None:
+    from protconv.file_guards import OutputDirInUseError, OutputDirLock, OutputIsInputError
+
+    args = FinetuneArguments(model=str(base_folder), task="regression", **TASKS["regression"])
+    weights = (base_folder / "model.safetensors").read_bytes()
+    with pytest.raises(OutputIsInputError, match="would overwrite the input"):
+        finetune(args, training_args(base_folder))
+    assert (base_folder / "model.safetensors").read_bytes() == weights
+    with OutputDirLock(tmp_path / "out"), pytest.raises(OutputDirInUseError, match="in use by another run"):
+        finetune(args, training_args(tmp_path / "out"))
+    assert not (tmp_path / "out" / "finetune_results.json").exists()

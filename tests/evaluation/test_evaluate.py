@@ -248,3 +248,13 @@ def test_perplexity_is_token_weighted_and_exact(tmp_path, models) -> None:
             total += float(log_probs[ids[0, i + 1]])
     assert record.metric == "perplexity"
     assert record.value == pytest.approx(math.exp(-total / sum(map(len, sequences))), rel=1e-4)
+
+
+def test_the_output_folder_is_locked_and_may_not_be_a_model(tmp_path, models) -> None:
+    from protconv.file_guards import OutputDirInUseError, OutputDirLock, OutputIsInputError
+
+    task = proteingym_task(two_type_folder(tmp_path / "pg"), None, "masked-marginal")
+    with pytest.raises(OutputIsInputError, match="would overwrite the input"):
+        evaluate(models[:1], [task], EvaluateOptions(Path(models[0]), bootstrap=0))
+    with OutputDirLock(tmp_path / "out"), pytest.raises(OutputDirInUseError, match="in use by another run"):
+        evaluate(models[:1], [task], EvaluateOptions(tmp_path / "out", bootstrap=0))

@@ -19,9 +19,9 @@ import torch
 from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 
+from protconv.file_guards import LOCK_FILE, OutputDirInUseError, OutputDirLock
 from protconv.pretraining import CheckpointError, pretrain
 from protconv.pretraining.checkpoints import STATE_FILE, read_checkpoint
-from protconv.pretraining.output_dir import LOCK_FILE, OutputDirInUseError, OutputDirLock
 from tests.helpers import DATA
 from tests.pretraining.test_loop import arguments
 

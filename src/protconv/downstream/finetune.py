@@ -29,6 +29,7 @@ from typing import cast
 from transformers import TrainingArguments, set_seed
 
 from ..data.tasks.vocabulary import Split
+from ..file_guards import OutputDirLock, check_outputs_are_not_inputs
 from ..metrics import NonFiniteError
 from ..model_source import load_tokenizer
 from ..registry import resolve_config
@@ -100,7 +101,9 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
     if training_args.output_dir is None:  # not reached: TrainingArguments defaults it to trainer_output
         raise ValueError("TrainingArguments.output_dir is not set")
     output = Path(training_args.output_dir)
-    with run_logging(training_args):
+    # Before anything is written: --output_dir may not be (or hold) the model it starts from, and one run at a time.
+    check_outputs_are_not_inputs([output, output / "model"], [args.model if Path(args.model).is_dir() else None])
+    with OutputDirLock(output), run_logging(training_args):
         return _finetune(args, training_args, output)
 
 

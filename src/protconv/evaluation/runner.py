@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForMaskedLM, PreTrainedModel
 
+from ..file_guards import OutputDirLock, check_outputs_are_not_inputs
 from ..inference.common import DEFAULT_MAX_TOKENS, DtypeName, ModelSession, package_version
 from ..inference.score import score_variants
 from .blosum import blosum_scores
@@ -102,7 +103,18 @@ def _cached(path: Path, compute: Callable[[], list[Record]]) -> tuple[list[Recor
 
 
 def evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOptions) -> EvaluateResult:
-    """Run every task for every model (and the reference columns), write the outputs, return the records."""
+    """Run every task for every model (and the reference columns), write the outputs, return the records.
+
+    ``--output_dir`` is locked for the run (a second evaluate on it is refused naming the holder), and may not be a
+    model folder or hold a data file of the suite."""
+    inputs: list[str | Path | None] = [m for m in models if Path(m).is_dir()]
+    inputs += [path for task in tasks for path in task.files]
+    check_outputs_are_not_inputs([options.output_dir], inputs)
+    with OutputDirLock(options.output_dir):
+        return _evaluate(models, tasks, options)
+
+
+def _evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOptions) -> EvaluateResult:
     folder = _prepare_output(options)
     hashes = {str(path): file_hash(path) for task in tasks for path in task.files}
     records: list[Record] = []

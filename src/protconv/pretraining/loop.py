@@ -25,6 +25,7 @@ from huggingface_hub import ModelCard
 from tqdm.auto import tqdm
 from transformers import PretrainedConfig, PreTrainedModel, get_scheduler
 
+from ..file_guards import OutputDirLock
 from ..hub import save_hub_folder
 from ..model_card import CardResult, build_card, config_yaml, public_name
 from ..model_source import position_limit
@@ -45,7 +46,6 @@ from .checkpoints import (
 )
 from .metrics import MetricsLog, ObjectiveSums, objective_sums, summary
 from .model_setup import build_pretraining_model, pretraining_auto_class
-from .output_dir import OutputDirLock
 from .pipeline import DataPosition, PretrainingData, build_data
 from .plotting import plot_curves
 
