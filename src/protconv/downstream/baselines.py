@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -158,10 +159,12 @@ class _SparseSoftmax(nn.Module):
         return F.embedding_bag(bits, self.weight, mode="sum", padding_idx=padding) + self.bias
 
 
-def _fit_softmax(
-    bits: torch.Tensor, y: torch.Tensor, model: _SparseSoftmax, alpha: float, steps: int = 100
-) -> _SparseSoftmax:
-    """Full-batch L-BFGS on cross-entropy + (alpha / n) * ||W||^2, starting from ``model``'s weights."""
+Softmax = TypeVar("Softmax", _SparseSoftmax, torch.nn.Linear)
+
+
+def fit_softmax(bits: torch.Tensor, y: torch.Tensor, model: Softmax, alpha: float, steps: int = 100) -> Softmax:
+    """Full-batch L-BFGS on cross-entropy + (alpha / n) * ||W||^2, starting from ``model``'s weights (the one
+    logistic fit of the one-hot baseline and of ``evaluate``'s frozen-embedding probes)."""
     optimizer = torch.optim.LBFGS(model.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
@@ -193,7 +196,7 @@ def _logistic_path(
     model = _SparseSoftmax(features, len(seen))
     results: dict[float, dict[Split, dict[str, float]]] = {}
     for alpha in sorted(alphas, reverse=True):
-        _fit_softmax(bits, compact, model, alpha)
+        fit_softmax(bits, compact, model, alpha)
         tick()
         results[alpha] = {}
         with torch.no_grad():

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
-from ..downstream.baselines import ridge_fit
+from ..downstream.baselines import fit_softmax, ridge_fit
 from ..metrics import spearman
 
 ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -35,17 +34,7 @@ def ridge_probe(
 
 
 def _logistic(x: torch.Tensor, y: torch.Tensor, classes: int, alpha: float, steps: int = 100) -> torch.nn.Linear:
-    model = torch.nn.Linear(x.shape[1], classes)
-    optimizer = torch.optim.LBFGS(model.parameters(), max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(x), y) + alpha / len(x) * model.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return model
+    return fit_softmax(x, y, torch.nn.Linear(x.shape[1], classes), alpha, steps)
 
 
 def logistic_probe(
