@@ -152,6 +152,10 @@ class MSACorpus:
         for path in files:
             self._family(path)
 
+    def digests(self) -> dict[str, str]:
+        """``{path: content key}`` of every file (the cache key: hashed once per run, whether cached or not)."""
+        return {str(path): self._key(path) for path in self._files}
+
     def __iter__(self) -> Iterator[ProfiledSequence]:
         for path in self._files:
             family = self._family(path)
@@ -285,3 +289,8 @@ class MSARecords:
     def record_ids(self) -> list[str]:
         """Members have no identifiers of their own: ``file:member number``."""
         return [f"msa:{i}" for i in range(len(self.members))]
+
+    def digests(self) -> dict[str, str]:
+        """Each MSA or profile file's content key (its bytes and the profile settings), by path: what a checkpoint
+        records so that a resumed run refuses an alignment edited, added to or replaced since."""
+        return self.corpus.digests()
