@@ -87,6 +87,39 @@ def remove_stale_staging(folder: str | Path) -> list[Path]:
     return removed
 
 
+#: What ``tempfile.mkdtemp``/``mkstemp`` left under older protconv versions: FASTA index and dataset-cache folders
+#: (``.partial-<name>-<8 random>``) and MSA profile cache files (``.partial-<8 random>.npz``).
+_LEGACY_PARTIAL = re.compile(r"\.partial-[\w.-]*[a-z0-9_]{8}(\.npz)?")
+
+
+def remove_legacy_partials(parent: str | Path) -> list[Path]:
+    """Remove the ``.partial-*`` files and folders of older protconv versions in ``parent``; returns them.
+
+    Their names hold no pid, so their writer cannot be asked about: like the export's legacy siblings they are
+    stale only once nothing in them has been modified for ``STALE_AFTER_SECONDS`` (a writer that still runs keeps
+    touching the file it writes, and no cache build takes a day), so a concurrent writer's partial is never taken.
+    """
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    removed = []
+    for path in sorted(parent.iterdir()):
+        if path.is_symlink() or not _LEGACY_PARTIAL.fullmatch(path.name):
+            continue
+        if not all(_untouched_for(entry, STALE_AFTER_SECONDS) for entry in _self_and_inside(path)):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _self_and_inside(path: Path) -> list[Path]:
+    return [path, *path.rglob("*")] if path.is_dir() else [path]
+
+
 def _untouched_for(path: Path, seconds: float) -> bool:
     try:
         return time.time() - path.stat().st_mtime > seconds

@@ -59,7 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
-from ..staging import make_staging_sibling, remove_stale_staging
+from ..staging import make_staging_sibling, remove_legacy_partials, remove_stale_staging
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 from .fasta import _GZIP_ERRORS, _GZIP_MAGIC, FastaEntry, FastaFormatError, _locate_problem
 from .held_out import held_out_by_hash, split_crc
@@ -401,11 +401,13 @@ def new_staging(folder: Path) -> Path:
 def remove_dead_builds(parent: Path) -> list[Path]:
     """Staging folders in ``parent`` whose writer is dead, whatever they were building (the file may have
     changed since, giving its index another name): removed by the export's own rule
-    (:func:`protconv.staging.remove_stale_staging`: this host's dead pids, other hosts' after a day)."""
+    (:func:`protconv.staging.remove_stale_staging`: this host's dead pids, other hosts' after a day), and the
+    ``.partial-*`` leftovers of older versions untouched for a day (:func:`protconv.staging.remove_legacy_partials`)."""
     if not parent.is_dir():
         return []
     targets = sorted({m["target"] for path in parent.iterdir() if (m := _STAGING.fullmatch(path.name))})
-    return [removed for target in targets for removed in remove_stale_staging(parent / target)]
+    removed = [removed for target in targets for removed in remove_stale_staging(parent / target)]
+    return removed + remove_legacy_partials(parent)
 
 
 def _load(source: Path, folder: Path, gzipped: bool) -> FastaIndex:
