@@ -24,7 +24,8 @@ Cached indexes live in ``cache_dir/fasta/<name>-<key>/``; the key hashes the fil
 first and last MiB, so an edited file is indexed again. An edit that keeps all of these (same size, mtime restored,
 change in the middle) is caught by a full SHA-256 of the file stored with the index and checked at every open: it
 costs about 1.2 s per GB from the page cache here (1.23 s for a 1.03 GB corpus, against 15 s to index it; the
-command is in ``benchmarks/results/fasta_index_digest.md``). A mismatch indexes the file again.
+command is in ``benchmarks/results/fasta_index_digest.md``; 0.63 s per GB on a synthetic 1 GB corpus in
+``benchmarks/results/fasta_digest.md``, which keeps this check as the default). A mismatch indexes the file again.
 
 While a run reads a memory-mapped file, a truncation would kill the process with SIGBUS (which Python cannot
 catch): every read first compares the file's identity (device, inode, size, modification time) with the one it
