@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -82,13 +83,23 @@ def in_window(output_dir: Path, target: str) -> bool:
     return any(output_dir.glob(".model.*"))
 
 
-def kill_at(process: subprocess.Popen, output_dir: Path, target: str, rng: random.Random) -> str:
-    """Kill ``process`` at the ``target`` moment; returns what happened ("killed in save", "finished"...)."""
-    deadline = time.monotonic() + (rng.uniform(4.0, 14.0) if target == "random" else 120.0)
+def kill_at(
+    process: subprocess.Popen,
+    output_dir: Path,
+    target: str,
+    rng: random.Random,
+    delay: tuple[float, float] = (4.0, 14.0),
+    window: Callable[[Path, str], bool] = in_window,
+    inside: float = 0.0,
+) -> str:
+    """Kill ``process`` at the ``target`` moment; returns what happened ("killed (save)", "finished"...).
+
+    ``random``: after a uniform delay in ``delay`` seconds; any other target: once ``window(output_dir, target)``
+    holds, after a further uniform 0-``inside`` s (somewhere inside the save, not only at its first file)."""
+    deadline = time.monotonic() + (rng.uniform(*delay) if target == "random" else 120.0)
     while process.poll() is None:
-        if (target == "random" and time.monotonic() >= deadline) or (
-            target != "random" and in_window(output_dir, target)
-        ):
+        if (target == "random" and time.monotonic() >= deadline) or (target != "random" and window(output_dir, target)):
+            time.sleep(rng.uniform(0.0, inside) if target != "random" else 0.0)
             process.send_signal(signal.SIGKILL)
             process.wait()
             return f"killed ({target})"

@@ -18,15 +18,16 @@ import argparse
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
-from kill_resume_sweep import ROOT, TINY
+from kill_resume_sweep import ROOT, TINY, kill_at
 from safetensors.torch import load_file
+
+from protconv.file_guards import LOCK_FILE
 
 CHILD = """
 import sys, time
@@ -70,27 +71,9 @@ def start(base: Path, output_dir: Path, extra: list[str]) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def kill_after(process: subprocess.Popen, delay: float) -> str:
-    try:
-        process.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        return "killed (random)"
-    return "finished" if process.returncode == 0 else f"exited {process.returncode}"
-
-
-def kill_in_save(process: subprocess.Popen, output_dir: Path) -> str:
-    deadline = time.monotonic() + 120.0
-    while process.poll() is None and time.monotonic() < deadline:
-        if (output_dir / ".tmp-checkpoint").exists():
-            time.sleep(random.uniform(0.0, 0.3))  # somewhere inside the save, not only at its first file
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            return "killed (save)"
-        time.sleep(0.005)
-    process.wait()
-    return "finished" if process.returncode == 0 else f"exited {process.returncode}"
+def in_save(output_dir: Path, target: str) -> bool:
+    """Trainer is writing a checkpoint: protconv's staging folder exists."""
+    return (output_dir / ".tmp-checkpoint").exists()
 
 
 def compare(reference: dict[str, torch.Tensor], final: Path) -> tuple[bool, float | None]:
@@ -103,14 +86,11 @@ def compare(reference: dict[str, torch.Tensor], final: Path) -> tuple[bool, floa
 
 def trial(index: int, base: Path, root: Path, reference: dict[str, torch.Tensor], seed: int, span: float) -> dict:
     """``span``: how long an uninterrupted run takes; a random kill comes within 20-95% of it."""
-    random.seed(seed + index)
+    rng = random.Random(seed + index)
     output_dir = root / f"trial-{index}"
     target = ("random", "save")[index % 2]
     process = start(base, output_dir, [])
-    if target == "random":
-        events = [kill_after(process, random.uniform(0.2, 0.95) * span)]
-    else:
-        events = [kill_in_save(process, output_dir)]
+    events = [kill_at(process, output_dir, target, rng, delay=(0.2 * span, 0.95 * span), window=in_save, inside=0.3)]
     errors = [] if not events[-1].startswith("exited") else [process.stdout.read()[-400:]]
     resumes = 0
     while events[-1] != "finished" and len(errors) <= 3:
@@ -121,7 +101,7 @@ def trial(index: int, base: Path, root: Path, reference: dict[str, torch.Tensor]
         if process.returncode != 0:
             errors.append(process.stdout.read()[-400:])
     identical, difference = compare(reference, output_dir / "model" / "model.safetensors")
-    leftovers = [p.name for p in output_dir.glob(".*")]
+    leftovers = [p.name for p in output_dir.glob(".*") if p.name != LOCK_FILE]  # the lock file stays by design
     leftovers += [p.name for p in output_dir.glob("checkpoint-*") if not (p / "protconv_checkpoint.json").is_file()]
     return {"trial": index, "target": target, "events": events, "resumes": resumes, "bit_identical": identical,
             "max_abs_difference": difference, "leftovers": leftovers, "errors": errors}  # fmt: skip

@@ -1,5 +1,6 @@
 """Write beside, then rename in: the staging siblings of every folder protconv writes whole (exports, FASTA indexes,
-decompressed caches), and the removal of those that dead writers left.
+decompressed caches), the removal of those that dead writers left, and the two checks every checkpoint writer
+shares (a file's content digest, an fsync that makes a rename durable).
 
 A staging folder is a hidden sibling ``.<name>.<kind><host>.<pid>.<random>`` of its target, so a later run can tell
 whether its writer still runs (same host: ask the kernel about the pid; another host: wait a day) and remove it
@@ -8,6 +9,7 @@ only then; one rule, so no kind of leftover outlives its writer.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -87,6 +89,39 @@ def remove_stale_staging(folder: str | Path) -> list[Path]:
     return removed
 
 
+#: What ``tempfile.mkdtemp``/``mkstemp`` left under older protconv versions: FASTA index and dataset-cache folders
+#: (``.partial-<name>-<8 random>``) and MSA profile cache files (``.partial-<8 random>.npz``).
+_LEGACY_PARTIAL = re.compile(r"\.partial-[\w.-]*[a-z0-9_]{8}(\.npz)?")
+
+
+def remove_legacy_partials(parent: str | Path) -> list[Path]:
+    """Remove the ``.partial-*`` files and folders of older protconv versions in ``parent``; returns them.
+
+    Their names hold no pid, so their writer cannot be asked about: like the export's legacy siblings they are
+    stale only once nothing in them has been modified for ``STALE_AFTER_SECONDS`` (a writer that still runs keeps
+    touching the file it writes, and no cache build takes a day), so a concurrent writer's partial is never taken.
+    """
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    removed = []
+    for path in sorted(parent.iterdir()):
+        if path.is_symlink() or not _LEGACY_PARTIAL.fullmatch(path.name):
+            continue
+        if not all(_untouched_for(entry, STALE_AFTER_SECONDS) for entry in _self_and_inside(path)):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _self_and_inside(path: Path) -> list[Path]:
+    return [path, *path.rglob("*")] if path.is_dir() else [path]
+
+
 def _untouched_for(path: Path, seconds: float) -> bool:
     try:
         return time.time() - path.stat().st_mtime > seconds
@@ -98,3 +133,20 @@ def _holds_only_an_export(path: Path, name: str) -> bool:
     """Files ``save_pretrained`` writes (config, weights, tokenizer, card, code), or the moved-aside folder."""
     export_files = re.compile(r"[\w.-]+\.(json|safetensors|md|py|txt|model|jinja)")
     return all(entry.name == name or export_files.fullmatch(entry.name) for entry in path.iterdir())
+
+
+def content_digest(path: Path) -> str:
+    """SHA-256 of the whole file (about 1.2 s per GB from the page cache here): what checkpoint manifests and FASTA
+    indexes record, so that a file altered with its size kept is still caught."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def fsync_path(path: Path) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to disk, so that a power loss cannot undo a completed write
+    or rename."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
+from protconv import staging
 from protconv.data import msa_corpus
 from protconv.data.batching import Batch, TokenBudgetBatcher
 from protconv.data.masking import IGNORE_INDEX, PretrainingCollator
@@ -55,7 +59,36 @@ def test_profiles_are_computed_once_and_keyed_by_file_content(tmp_path, monkeypa
         list(MSACorpus([source], cache_dir=cache))
     with pytest.raises(AssertionError, match="cached profile must be reused"):
         list(MSACorpus([MSA / "UniRef50_E9K9Y4.a3m"], cache_dir=cache, prior="dirichlet"))  # settings are keyed too
-    assert not list(cache.glob(".partial-*")), "no half-written cache file is left behind"
+    assert not list(cache.glob(".*")), "no half-written cache file or staging folder is left behind"
+
+
+def test_stale_partials_are_removed_and_a_running_writers_are_kept(tmp_path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    killed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    killed.kill()
+    killed.wait()
+    name = "other.a3m.0123456789abcdef0123456789abcdef.npz"
+    dead = cache / f".{name}.{staging._host()}.{killed.pid}.0123abcd"  # killed mid-save
+    running = cache / f".{name}.{staging._host()}.{os.getpid()}.4567cdef"  # a live writer's
+    for folder in (dead, running):
+        folder.mkdir()
+        (folder / "profile.npz").write_bytes(b"PK\x03\x04half")
+    old, fresh = cache / ".partial-k2x_9ab1.npz", cache / ".partial-q7m3zz0p.npz"  # older versions' mkstemp files
+    old_index = cache / ".partial-p.fasta.gz-0123456789abcdef0123-a1b2c3d4"  # an older version's index mkdtemp
+    for leftover in (old, fresh, old_index):
+        if leftover is old_index:
+            leftover.mkdir()
+            (leftover / "data.fasta").write_bytes(b">half\nMKT")
+        else:
+            leftover.write_bytes(b"PK\x03\x04half")
+    day_ago = time.time() - staging.STALE_AFTER_SECONDS - 60
+    for leftover in (old, old_index, old_index / "data.fasta"):
+        os.utime(leftover, (day_ago, day_ago))
+    list(MSACorpus([MSA / "UniRef50_E9K9Y4.a3m"], cache_dir=cache))
+    assert not dead.exists() and not old.exists() and not old_index.exists()
+    assert running.exists() and fresh.exists(), "a writer that may still run keeps its partial"
+    assert len(list(cache.glob("UniRef50_E9K9Y4.a3m.*.npz"))) == 1
 
 
 def test_directories_profile_files_and_bad_paths(tmp_path) -> None:

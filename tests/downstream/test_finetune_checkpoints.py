@@ -16,6 +16,7 @@ from transformers import Trainer, TrainingArguments
 import protconv
 from protconv.downstream.checkpoints import MARKER_FILE, STAGING_FOLDER, FinetuneCheckpointError
 from protconv.downstream.finetune import FinetuneArguments, finetune
+from protconv.staging import content_digest
 from tests.helpers import DATA
 
 ARGS = {"task": "regression", "train_file": str(DATA / "gb1_three_vs_rest_slice.csv")}
@@ -30,9 +31,9 @@ def base_folder(tmp_path_factory) -> Path:
     return folder
 
 
-def saving_args(output: Path, resume: str | None = None) -> TrainingArguments:
+def saving_args(output: Path, resume: str | None = None, save_total_limit: int = 1) -> TrainingArguments:
     return TrainingArguments(
-        output_dir=str(output), max_steps=4, save_strategy="steps", save_steps=2, save_total_limit=1,
+        output_dir=str(output), max_steps=4, save_strategy="steps", save_steps=2, save_total_limit=save_total_limit,
         per_device_train_batch_size=8, learning_rate=1e-3, use_cpu=True, report_to=[], eval_strategy="no",
         disable_tqdm=True, seed=0, resume_from_checkpoint=resume,
     )  # fmt: skip
@@ -88,6 +89,24 @@ def test_incomplete_checkpoints_are_skipped_and_named(base_folder, tmp_path, cap
     assert "optimizer.pt is missing or not" in caplog.text and "starting from step 0" in caplog.text
 
 
+def test_flipped_bytes_in_the_newest_weights_fall_back_to_the_older_checkpoint(base_folder, tmp_path, caplog) -> None:
+    args = FinetuneArguments(model=str(base_folder), **ARGS)
+    output = tmp_path / "run"
+    finetune(args, saving_args(output, save_total_limit=2))
+    finished = weights(output)
+    damaged = output / "checkpoint-4" / "model.safetensors"
+    data = bytearray(damaged.read_bytes())
+    data[-64:] = bytes(byte ^ 0xFF for byte in data[-64:])  # inside the last tensor: size and header intact
+    damaged.write_bytes(bytes(data))
+    assert "sha256" in json.loads((output / "checkpoint-2" / MARKER_FILE).read_text())
+    caplog.set_level(logging.INFO, logger="protconv")
+    finetune(args, saving_args(output, resume="true", save_total_limit=2))
+    assert "skipping" in caplog.text and "model.safetensors does not match the SHA-256" in caplog.text
+    assert "resuming from" in caplog.text and "checkpoint-2, the newest complete" in caplog.text
+    for name, tensor in finished.items():  # steps 3-4 redone from checkpoint-2: the same weights, bit for bit
+        assert torch.equal(tensor, weights(output)[name]), name
+
+
 class _Payload:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -104,9 +123,10 @@ def test_resuming_unpickles_no_code(base_folder, tmp_path) -> None:
     evidence = tmp_path / "executed.txt"
     for name in ("rng_state.pth", "scheduler.pt"):
         (checkpoint / name).write_bytes(pickle.dumps({"python": _Payload(evidence)}))
-    marker = json.loads((checkpoint / MARKER_FILE).read_text())  # an attacker can rewrite the sizes too
+    marker = json.loads((checkpoint / MARKER_FILE).read_text())  # an attacker can rewrite sizes and digests too
     for name in ("rng_state.pth", "scheduler.pt"):
         marker["files"][name] = (checkpoint / name).stat().st_size
+        marker["sha256"][name] = content_digest(checkpoint / name)
     (checkpoint / MARKER_FILE).write_text(json.dumps(marker))
     with pytest.raises(pickle.UnpicklingError):
         finetune(args, saving_args(output, resume="true"))

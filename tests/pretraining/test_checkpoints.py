@@ -23,7 +23,8 @@ from protconv.file_guards import LOCK_FILE, OutputDirInUseError, OutputDirLock
 from protconv.pretraining import CheckpointError, pretrain
 from protconv.pretraining.checkpoints import STATE_FILE, read_checkpoint
 from tests.helpers import DATA
-from tests.pretraining.test_loop import arguments
+from tests.pretraining.test_loop import arguments, profile_arguments
+from tests.pretraining.test_pipeline import local_datasets  # noqa: F401 (a fixture)
 
 
 @pytest.fixture(autouse=True)
@@ -158,6 +159,53 @@ def test_records_appended_after_the_checkpoint_refuse_the_resume(tmp_path) -> No
         handle.write(">appended\nMKTAYIAKQRQISFVKSHFSRQ\n")
     with pytest.raises(CheckpointError, match=rf"the train file {re.escape(str(fasta))} is not the one"):
         pretrain(model_args, data_args, replace(train_args, resume=True, stop_after_steps=4))
+
+
+def test_an_edited_msa_refuses_the_resume(tmp_path) -> None:
+    msa = tmp_path / "msa"
+    msa.mkdir()
+    shutil.copyfile(DATA / "msa" / "UniRef50_E9K9Y4.a3m", msa / "family.a3m")
+    model_args, data_args, train_args = profile_arguments(tmp_path / "run", "mlm+profile", stop_after_steps=2,
+                                                          eval_at_start=False)  # fmt: skip
+    data_args = replace(data_args, msa_files=[str(msa)], validation_fraction=0.0)
+    pretrain(model_args, data_args, train_args)
+    _reset()
+    first_record = (msa / "family.a3m").read_text().splitlines()[:2]
+    with (msa / "family.a3m").open("a") as handle:
+        handle.write("\n".join([">added member", first_record[1]]) + "\n")
+    pattern = rf"the train file {re.escape(str(msa / 'family.a3m'))} is not the one"
+    with pytest.raises(CheckpointError, match=pattern):
+        pretrain(model_args, data_args, replace(train_args, resume=True, stop_after_steps=4))
+
+
+@pytest.mark.usefixtures("local_datasets")  # offline datasets with their cache under tmp_path
+def test_rows_appended_to_a_dataset_refuse_the_resume(tmp_path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "proteins"
+    folder.mkdir()
+    sequences = ["MKTAYIAKQRQISFVKSHFSRQ", "MADNVLMAYHIVHDPDERAK", "QQRSLLKKWWEEAAGG"] * 10
+    pq.write_table(pa.table({"sequence": sequences}), folder / "train.parquet")
+    model_args, data_args, train_args = arguments(tmp_path / "run", stop_after_steps=2, eval_at_start=False)
+    data_args = replace(data_args, train_files=[], dataset_name=str(folder), validation_fraction=0.0)
+    pretrain(model_args, data_args, train_args)
+    _reset()
+    pq.write_table(pa.table({"sequence": [*sequences, "MKTAYIAKQR"]}), folder / "train.parquet")
+    with pytest.raises(CheckpointError, match=rf"the train dataset {re.escape(str(folder))} \(train\) is not the"):
+        pretrain(model_args, data_args, replace(train_args, resume=True, stop_after_steps=4))
+
+
+def test_a_dataset_digest_is_the_values_not_their_chunking() -> None:
+    import pyarrow as pa
+
+    from protconv.data.datasets_corpus import column_digest
+
+    one = pa.chunked_array([["MKT", "AY", None, "QQ"]])
+    assert column_digest(one) == column_digest(pa.chunked_array([["MKT"], ["AY", ""], ["QQ"]]))
+    assert column_digest(one) == column_digest(pa.chunked_array([["x", "MKT", "AY", None, "QQ"]])[1:])
+    assert column_digest(one) != column_digest(pa.chunked_array([["MKT", "AYQ", "", "Q"]]))
+    assert column_digest(one) != column_digest(pa.chunked_array([["MKT", "AY", "", "QR"]]))
 
 
 def test_torn_metrics_line_does_not_block_resume(finished_run, tmp_path) -> None:

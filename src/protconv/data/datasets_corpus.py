@@ -23,6 +23,7 @@ an empty or missing value is an invalid row.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -189,6 +190,7 @@ class DatasetRecords:
         self.column = dataset.data.column(column)
         self.reads = 0
         self.skipped = 0
+        self._digest: str | None = None
         key = f"{getattr(dataset, '_fingerprint', None)}-{column}"
         arrays = self._arrays(cache_dir, key, need_hashes=side != "all" and held_out_fraction > 0)
         self._lengths, self._slow = arrays["lengths"], arrays["slow"]
@@ -256,6 +258,13 @@ class DatasetRecords:
     def record_ids(self) -> list[str]:
         return [f"row:{row}" for row in self._kept.tolist()]
 
+    def digests(self) -> dict[str, str]:
+        """``{"name (split)": SHA-256 of the column}``: what a checkpoint records so that a resumed run refuses
+        rows appended, removed or edited since (the ``datasets`` fingerprint of a saved folder would not change)."""
+        if self._digest is None:
+            self._digest = column_digest(self.column)
+        return {self.name: self._digest}
+
     # --------------------------------------------------------------------------------- per-row arrays, cached
     def _arrays(self, cache_dir: str | Path | None, key: str, need_hashes: bool) -> dict[str, np.ndarray]:
         folder = Path(cache_dir) / "datasets" / key if cache_dir is not None and not key.startswith("None") else None
@@ -306,6 +315,29 @@ class DatasetRecords:
                     row += 1
             arrays["crc32"] = hashes
         return arrays
+
+
+def column_digest(column: Any) -> str:
+    """SHA-256 of a string column's values, in row order, independent of how Arrow chunks it: the UTF-8 bytes of
+    all values and, separately, each value's byte length (a null counts as empty). One pass over the column's
+    buffers (~1.2 s per GB), without a Python loop over rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    data, sizes = hashlib.sha256(), hashlib.sha256()
+    for chunk in column.chunks:
+        if chunk.null_count:  # a null's slot may span bytes: make it an empty value
+            chunk = pc.fill_null(chunk, "")
+        if not pa.types.is_large_string(chunk.type):
+            chunk = chunk.cast(pa.large_string())
+        if len(chunk) == 0:
+            continue
+        buffers = chunk.buffers()
+        offsets = np.frombuffer(buffers[1], dtype="<i8")[chunk.offset : chunk.offset + len(chunk) + 1]
+        if buffers[2] is not None:
+            data.update(memoryview(buffers[2])[int(offsets[0]) : int(offsets[-1])])
+        sizes.update(np.diff(offsets).astype("<i8").tobytes())
+    return hashlib.sha256(data.digest() + sizes.digest()).hexdigest()
 
 
 def _save_arrays(folder: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:

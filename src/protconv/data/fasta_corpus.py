@@ -9,7 +9,6 @@ epochs, processes and restarts without storing any index, and a protein that occ
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,51 +21,16 @@ from .choices import check_choice
 from .fasta import read_fasta
 from .fasta_index import FastaIndex, open_index
 from .held_out import in_held_out_split  # its home; still importable from here for one release
+from .nucleotides import NUCLEOTIDE_MIN_LENGTH, NUCLEOTIDE_SAMPLE, NucleotideCheck
 
 logger = logging.getLogger(__name__)
 
 InvalidPolicy = Literal["error", "skip", "X"]
 Side = Literal["all", "train", "validation"]
 
-_NUCLEOTIDES = re.compile("[ACGTUN]+")
-#: A file is flagged when at least this fraction of its first ``_NUCLEOTIDE_SAMPLE`` records of at least
-#: ``_NUCLEOTIDE_MIN_LENGTH`` residues consist of A/C/G/T/U/N only (a real protein of 20+ residues almost never does).
-_NUCLEOTIDE_FRACTION = 0.9
-_NUCLEOTIDE_SAMPLE = 100
-_NUCLEOTIDE_MIN_LENGTH = 20
 
-
-class _NucleotideCheck:
-    """Counts a file's first records that look like DNA/RNA and warns once if most of them do.
-
-    Nucleotide letters are valid amino-acid letters, so a DNA FASTA passes validation and would silently be
-    learned as protein; this is the one check that can notice it.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.seen = 0
-        self.nucleotide = 0
-
-    def add(self, sequence: str) -> bool:
-        """Count one record; True once the verdict is in (the sample is complete)."""
-        if len(sequence) < _NUCLEOTIDE_MIN_LENGTH:
-            return False
-        self.seen += 1
-        self.nucleotide += _NUCLEOTIDES.fullmatch(sequence) is not None
-        if self.seen < _NUCLEOTIDE_SAMPLE:
-            return False
-        self.finish()
-        return True
-
-    def finish(self) -> None:
-        if self.seen and self.nucleotide >= _NUCLEOTIDE_FRACTION * self.seen:
-            logger.warning(
-                "%s looks like a nucleotide FASTA: %d of its first %d records of %d+ letters hold only A/C/G/T/U/N. "
-                "Pretraining expects proteins (nucleotide letters are valid amino-acid letters, so nothing else "
-                "stops them); translate the file or leave it out.",
-                self.path, self.nucleotide, self.seen, _NUCLEOTIDE_MIN_LENGTH,
-            )  # fmt: skip
+def _nucleotide_check(path: Path) -> NucleotideCheck:
+    return NucleotideCheck(path, "Pretraining expects", "translate the file or leave it out", logger)
 
 
 @dataclass
@@ -112,7 +76,7 @@ class FastaCorpus:
         """Cleaned sequences of one file (bad bytes or truncated gzip raise ``FastaFormatError`` with the line)."""
         on_invalid = self._count_skipped if self.invalid == "skip" else None
         unknown: UnknownPolicy = "X" if self.invalid == "X" else "error"
-        looks_like_dna = _NucleotideCheck(path) if path not in self._checked else None
+        looks_like_dna = _nucleotide_check(path) if path not in self._checked else None
         for record in read_fasta(path, unknown=unknown, on_invalid=on_invalid):
             if looks_like_dna is not None and looks_like_dna.add(record.sequence):
                 self._checked.add(path)
@@ -210,10 +174,10 @@ class FastaRecords:
 
     def _check_nucleotides(self, index: FastaIndex, path: Path) -> None:
         """The DNA/RNA warning of ``FastaCorpus``, from the file's first records of 20+ residues."""
-        lengths = np.asarray(index.lengths[: 50 * _NUCLEOTIDE_SAMPLE])
-        candidates = np.flatnonzero(lengths >= _NUCLEOTIDE_MIN_LENGTH)
-        candidates = np.setdiff1d(candidates, index.invalid)[:_NUCLEOTIDE_SAMPLE]
-        check = _NucleotideCheck(path)
+        lengths = np.asarray(index.lengths[: 50 * NUCLEOTIDE_SAMPLE])
+        candidates = np.flatnonzero(lengths >= NUCLEOTIDE_MIN_LENGTH)
+        candidates = np.setdiff1d(candidates, index.invalid)[:NUCLEOTIDE_SAMPLE]
+        check = _nucleotide_check(path)
         for record in candidates.tolist():
             if check.add(index.sequence(record, "X")):
                 return

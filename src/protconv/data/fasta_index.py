@@ -24,7 +24,8 @@ Cached indexes live in ``cache_dir/fasta/<name>-<key>/``; the key hashes the fil
 first and last MiB, so an edited file is indexed again. An edit that keeps all of these (same size, mtime restored,
 change in the middle) is caught by a full SHA-256 of the file stored with the index and checked at every open: it
 costs about 1.2 s per GB from the page cache here (1.23 s for a 1.03 GB corpus, against 15 s to index it; the
-command is in ``benchmarks/results/fasta_index_digest.md``). A mismatch indexes the file again.
+command is in ``benchmarks/results/fasta_index_digest.md``; 0.63 s per GB on a synthetic 1 GB corpus in
+``benchmarks/results/fasta_digest.md``, which keeps this check as the default). A mismatch indexes the file again.
 
 While a run reads a memory-mapped file, a truncation would kill the process with SIGBUS (which Python cannot
 catch): every read first compares the file's identity (device, inode, size, modification time) with the one it
@@ -59,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from ..modeling.vocabulary import RESIDUE_CHARACTERS
-from ..staging import make_staging_sibling, remove_stale_staging
+from ..staging import content_digest, make_staging_sibling, remove_legacy_partials, remove_stale_staging
 from ..tokenization.validation import InvalidSequenceError, UnknownPolicy, clean_sequence
 from .fasta import _GZIP_ERRORS, _GZIP_MAGIC, FastaEntry, FastaFormatError, _locate_problem
 from .held_out import held_out_by_hash, split_crc
@@ -291,12 +292,6 @@ def _identity(path: Path) -> tuple[int, int, int, int]:
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
-def content_digest(path: Path) -> str:
-    """SHA-256 of the whole file (about 1.2 s per GB from the page cache here)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 def file_key(path: Path) -> str:
     """Size, modification time and the first and last MiB of ``path``, hashed: changes when the file does."""
     stat = path.stat()
@@ -401,11 +396,13 @@ def new_staging(folder: Path) -> Path:
 def remove_dead_builds(parent: Path) -> list[Path]:
     """Staging folders in ``parent`` whose writer is dead, whatever they were building (the file may have
     changed since, giving its index another name): removed by the export's own rule
-    (:func:`protconv.staging.remove_stale_staging`: this host's dead pids, other hosts' after a day)."""
+    (:func:`protconv.staging.remove_stale_staging`: this host's dead pids, other hosts' after a day), and the
+    ``.partial-*`` leftovers of older versions untouched for a day (:func:`protconv.staging.remove_legacy_partials`)."""
     if not parent.is_dir():
         return []
     targets = sorted({m["target"] for path in parent.iterdir() if (m := _STAGING.fullmatch(path.name))})
-    return [removed for target in targets for removed in remove_stale_staging(parent / target)]
+    removed = [removed for target in targets for removed in remove_stale_staging(parent / target)]
+    return removed + remove_legacy_partials(parent)
 
 
 def _load(source: Path, folder: Path, gzipped: bool) -> FastaIndex:

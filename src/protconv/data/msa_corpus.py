@@ -17,7 +17,7 @@ import itertools
 import json
 import logging
 import os
-import tempfile
+import shutil
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .choices import check_choice
 from .fasta_corpus import Side
+from .fasta_index import new_staging
 from .held_out import in_held_out_split
 from .msa import ALIGNMENT_SUFFIXES, format_suffix, read_alignment
 from .profile_files import read_profile_file
@@ -152,6 +153,10 @@ class MSACorpus:
         for path in files:
             self._family(path)
 
+    def digests(self) -> dict[str, str]:
+        """``{path: content key}`` of every file (the cache key: hashed once per run, whether cached or not)."""
+        return {str(path): self._key(path) for path in self._files}
+
     def __iter__(self) -> Iterator[ProfiledSequence]:
         for path in self._files:
             family = self._family(path)
@@ -225,14 +230,16 @@ def _family_of_profile_file(path: Path) -> _Family:
 
 
 def _save(family: _Family, path: Path) -> None:
-    """Write atomically: a temporary file renamed into place, so no reader ever sees half a cache file (processes
-    racing to fill the same entry write identical bytes; the last rename wins)."""
+    """Write atomically: into a staging folder named like every other (host and pid: a killed writer's is removed
+    by the next save in this cache, as are the ``.partial-*.npz`` files of older versions), then renamed into
+    place, so no reader ever sees half a cache file (processes racing to fill the same entry write identical
+    bytes; the last rename wins)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lengths = np.array([len(s) for s in family.sequences], dtype=np.int64)
     residues = np.frombuffer("".join(family.sequences).encode("ascii"), dtype=np.uint8)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".npz")
+    staging = new_staging(path)
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with open(staging / "profile.npz", "wb") as stream:
             np.savez(
                 stream,
                 residues=residues,
@@ -241,10 +248,9 @@ def _save(family: _Family, path: Path) -> None:
                 profiles=family.profiles,
                 neff=np.float64(family.neff),
             )
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        os.replace(staging / "profile.npz", path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _load(path: Path) -> _Family:
@@ -285,3 +291,8 @@ class MSARecords:
     def record_ids(self) -> list[str]:
         """Members have no identifiers of their own: ``file:member number``."""
         return [f"msa:{i}" for i in range(len(self.members))]
+
+    def digests(self) -> dict[str, str]:
+        """Each MSA or profile file's content key (its bytes and the profile settings), by path: what a checkpoint
+        records so that a resumed run refuses an alignment edited, added to or replaced since."""
+        return self.corpus.digests()

@@ -2,9 +2,10 @@
 
 Trainer writes ``checkpoint-N`` in place, so a kill mid-save leaves a folder under the final name that resume then
 fails on. ``AtomicCheckpointTrainer`` lets Trainer write the checkpoint into ``OUTPUT/.tmp-checkpoint/``, adds
-``protconv_checkpoint.json`` (every file's size) last, and renames the folder into place; older checkpoints are
-renamed into the staging folder before they are deleted. So every ``checkpoint-N`` it leaves is complete, and a kill
-leaves at most the staging folder, which the next start removes.
+``protconv_checkpoint.json`` (every file's size and SHA-256) last, and renames the folder into place; older
+checkpoints are renamed into the staging folder before they are deleted. So every ``checkpoint-N`` it leaves is
+complete, a kill leaves at most the staging folder, which the next start removes, and a checkpoint damaged on disk
+later (flipped bytes keep sizes and headers) fails its digests and is skipped for the older complete one.
 
 Resuming loads nothing that can execute code: Trainer reads the weights with safetensors and the optimizer,
 scheduler, scaler and RNG states with ``torch.load(weights_only=True)`` (``training_args.bin`` is never read back);
@@ -24,6 +25,7 @@ from pathlib import Path
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..staging import content_digest, fsync_path
 from .report import logger
 
 __all__ = [
@@ -80,29 +82,22 @@ class AtomicCheckpointTrainer(Trainer):
 
 
 def _publish(staged: Path, final: Path) -> None:
-    """Write the marker last (after every other file reached the disk), then rename the folder into place."""
-    sizes = {}
+    """Write the marker (every file's size and SHA-256) last, after every other file reached the disk, then rename
+    the folder into place."""
+    sizes, digests = {}, {}
     for path in sorted(p for p in staged.rglob("*") if p.is_file()):
-        with open(path, "rb") as handle:
-            os.fsync(handle.fileno())
-        sizes[path.relative_to(staged).as_posix()] = path.stat().st_size
+        fsync_path(path)
+        name = path.relative_to(staged).as_posix()
+        sizes[name], digests[name] = path.stat().st_size, content_digest(path)
     marker = staged / MARKER_FILE
     with open(marker, "w", encoding="utf-8") as handle:
-        json.dump({"files": sizes}, handle, indent=1)
+        json.dump({"files": sizes, "sha256": digests}, handle, indent=1)
         handle.flush()
         os.fsync(handle.fileno())
     if final.exists():  # the same step saved again (e.g. after a resume from an earlier one)
         os.replace(final, staged.parent / f"old-{final.name}")
     os.replace(staged, final)
-    _fsync_folder(final.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    fsync_path(final.parent)
 
 
 def _rotate(saved: Path, staging: Path, limit: int | None, best: str | None) -> None:
@@ -136,7 +131,8 @@ def _checkpoints(run_dir: Path) -> list[Path]:
 def incomplete_reason(checkpoint: Path) -> str | None:
     """Why ``checkpoint`` cannot be resumed from, or None if it is complete.
 
-    A protconv checkpoint is complete when its marker lists every file at its size; one without the marker
+    A protconv checkpoint is complete when its marker lists every file at its size and SHA-256 (an older
+    protconv's marker, without digests, at its size alone); one without the marker
     (written by plain Trainer or an older protconv) is accepted if its ``trainer_state.json`` parses.
     """
     if not checkpoint.is_dir():
@@ -149,13 +145,17 @@ def incomplete_reason(checkpoint: Path) -> str | None:
             return "it has no readable trainer_state.json (a save was interrupted)"
         return None
     try:
-        sizes = json.loads(marker.read_text(encoding="utf-8"))["files"]
+        manifest = json.loads(marker.read_text(encoding="utf-8"))
+        sizes, digests = dict(manifest["files"]), dict(manifest.get("sha256", {}))  # no digests: an older protconv's
     except (OSError, ValueError, KeyError, TypeError):
         return f"its {MARKER_FILE} does not parse"
     for name, size in sizes.items():
         path = checkpoint / name
         if not path.is_file() or path.stat().st_size != size:
             return f"{name} is missing or not {size} bytes"
+    for name, expected in sorted(digests.items()):
+        if content_digest(checkpoint / name) != expected:
+            return f"{name} does not match the SHA-256 recorded when it was saved (altered or damaged on disk)"
     return None
 
 

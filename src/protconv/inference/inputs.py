@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from transformers import PretrainedConfig
 
 from ..data.choices import check_choice
 from ..data.fasta import DataFileError, DuplicateIds, FastaRecord, open_text, read_fasta, unique_records
+from ..data.nucleotides import NucleotideCheck
 from ..data.tables import Table, TableRow, read_table
 from ..file_guards import OutputIsInputError, check_outputs_are_not_inputs
 from ..tokenization.encoding import Framing
@@ -25,8 +25,6 @@ from .common import InferenceInputError, check_length_limit
 logger = logging.getLogger(__name__)
 #: The DNA/RNA warning of pretraining (``data.fasta_corpus``), same rule: 90% of the first 100 records of 20+
 #: letters hold only A/C/G/T/U/N (letters that are valid amino acids, so nothing else notices a nucleotide file).
-_NUCLEOTIDES = re.compile("[ACGTUN]+")
-_NUCLEOTIDE_FRACTION, _NUCLEOTIDE_SAMPLE, _NUCLEOTIDE_MIN_LENGTH = 0.9, 100, 20
 
 
 def check_input_file(path: str | Path) -> Path:
@@ -91,7 +89,7 @@ def scan_fasta(
     records = unique_records(
         read_fasta(path, unknown=unknown), duplicate_ids, lambda record, new_id: repeated.append(record.id)
     )
-    nucleotides = _NucleotideCount()
+    nucleotides = NucleotideCheck(path, "protconv models read", "translate the file first", logger)
     for record in records:
         if not record.id:
             raise InferenceInputError(f"{path}:{record.line}: a record without an id (nothing after '>')")
@@ -110,29 +108,8 @@ def scan_fasta(
     if repeated:
         done = "skipped" if duplicate_ids == "skip" else "renamed <id>#2, <id>#3, ..."
         logger.warning("%s: %d records repeat an earlier id (%s), %s", path, len(repeated), first_ids(repeated), done)
-    nucleotides.warn(path)
+    nucleotides.finish()
     return scan
-
-
-class _NucleotideCount:
-    """Counts the first records of 20+ letters that hold only nucleotide letters."""
-
-    def __init__(self) -> None:
-        self.seen = self.nucleotide = 0
-
-    def add(self, sequence: str) -> None:
-        if len(sequence) >= _NUCLEOTIDE_MIN_LENGTH and self.seen < _NUCLEOTIDE_SAMPLE:
-            self.seen += 1
-            self.nucleotide += _NUCLEOTIDES.fullmatch(sequence) is not None
-
-    def warn(self, path: Path) -> None:
-        if self.seen and self.nucleotide >= _NUCLEOTIDE_FRACTION * self.seen:
-            logger.warning(
-                "%s looks like a nucleotide FASTA: %d of its first %d records of %d+ letters hold only A/C/G/T/U/N. "
-                "protconv models read proteins (nucleotide letters are valid amino-acid letters, so nothing else "
-                "stops them); translate the file first.",
-                path, self.nucleotide, self.seen, _NUCLEOTIDE_MIN_LENGTH,
-            )  # fmt: skip
 
 
 def first_ids(ids: list[str], shown: int = 5) -> str:

@@ -38,7 +38,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch.distributed.checkpoint.state_dict import StateDictOptions, ValueType, get_state_dict, set_state_dict
 
-from ..data.fasta_index import content_digest
+from ..staging import content_digest, fsync_path
 
 STATE_FILE = "trainer_state.json"
 MODEL_FILE = "model.safetensors"
@@ -129,13 +129,13 @@ def save_checkpoint(accelerator: Accelerator, root: Path, state: TrainState, tra
     if accelerator.is_main_process:
         manifest = {path.name: path.stat().st_size for path in sorted(staging.iterdir())}
         for name in manifest:
-            _fsync(staging / name)
+            fsync_path(staging / name)
         digests = {name: content_digest(staging / name) for name in manifest}
         _write_json(staging / STATE_FILE, {**asdict(state), "files": manifest, "sha256": digests})
         if final.exists():  # re-saving a step after resuming from an older checkpoint
             shutil.rmtree(final)
         os.replace(staging, final)
-        _fsync(root)
+        fsync_path(root)
         for old in complete_checkpoints(root)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -353,12 +353,3 @@ def _write_json(path: Path, value: Any) -> None:
         json.dump(value, handle, indent=2)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync(path: Path) -> None:
-    """Flush ``path`` (a file or a folder's entries) to disk, so a power loss cannot undo a completed rename."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -317,9 +317,9 @@ class _Run:
             for file, digest in files.items():
                 if current.get(side, {}).get(file, digest) != digest:
                     raise CheckpointError(
-                        f"cannot resume from {path}: the {side} file {file} is not the one this run trained on (its "
-                        "records were appended to, removed or edited since the checkpoint); restore it, or start a "
-                        "new run in another --output_dir"
+                        f"cannot resume from {path}: the {side} {_kind_of_source(file)} {file} is not the one this "
+                        "run trained on (its records were appended to, removed or edited since the checkpoint); "
+                        "restore it, or start a new run in another --output_dir"
                     )
 
     def _all_processes_agree(self, ok: bool) -> bool:
@@ -597,6 +597,11 @@ _SUMMARY = (
     "Validation metrics are over the held-out sequences: masked residues for the MLM loss, residues with an "
     "alignment column for the profile KL."
 )
+
+
+def _kind_of_source(name: str) -> str:
+    """ "file" for a FASTA or MSA path, "dataset" for a dataset split (named "name (split)", not a path)."""
+    return "file" if Path(name).exists() else "dataset"
 
 
 def _objective_text(config: PretrainedConfig, arguments: dict[str, Any]) -> str:

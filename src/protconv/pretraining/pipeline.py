@@ -73,6 +73,8 @@ class RecordSource(Protocol):
 
     def record_ids(self) -> list[str]: ...
 
+    def digests(self) -> dict[str, str]: ...
+
 
 @dataclass
 class Corpora:
@@ -116,11 +118,10 @@ class Corpora:
         return sum(part.skipped for part in self.parts)
 
     def digests(self) -> dict[str, str]:
-        """Record digest of every FASTA file (datasets and MSAs have none yet), by path."""
+        """The content digest of every FASTA file, dataset split and MSA file, by path (or dataset name)."""
         found: dict[str, str] = {}
         for part in self.parts:
-            if isinstance(part, FastaRecords):
-                found.update(part.digests())
+            found.update(part.digests())
         return found
 
     def check_unchanged(self) -> None:
@@ -205,7 +206,8 @@ class PretrainingData:
             yield index, self.collator(batch, masking_seed(self.seed, position.epoch, index, self.rank))
 
     def corpus_identity(self) -> dict[str, dict[str, str]]:
-        """``{"train"|"validation": {FASTA path: record digest}}``: saved in checkpoints, compared on resume."""
+        """``{"train"|"validation": {FASTA/MSA path or dataset name: digest}}`` (not of a --streaming dataset,
+        which is never read whole): saved in checkpoints, compared on resume."""
         identity = {}
         for side, corpora in (("train", self.train), ("validation", self.validation)):
             if isinstance(corpora, Corpora) and (digests := corpora.digests()):
