@@ -178,6 +178,28 @@ def test_update_card_writes_a_parseable_model_index(tmp_path, models, capsys) ->
     assert len(ModelCard.load(readme).data.eval_results) == 5
 
 
+def test_results_json_becomes_the_card_model_index_for_push(tmp_path, models) -> None:
+    from huggingface_hub import ModelCard
+
+    from protconv.evaluation.card import results_json_card_results, update_card_from_results
+
+    task = proteingym_task(PROTEINGYM, None, "masked-marginal")
+    evaluate(models, [task], EvaluateOptions(tmp_path / "o", bootstrap=0))
+    results = tmp_path / "o" / "results.json"
+    mine = results_json_card_results(results, models[1])
+    assert {r.metric for r in mine} == {"spearman", "auc", "mcc", "ndcg", "recall_top10"}
+    saved = json.loads(results.read_text())["results"]
+    rho = next(r for r in saved if r["model"] == models[1] and r["assay"] is None and r["metric"] == "spearman")
+    assert next(r.value for r in mine if r.metric == "spearman") == rho["value"]
+    readme = update_card_from_results(models[1], results)
+    assert len(ModelCard.load(readme).data.eval_results) == 5
+    with pytest.raises(ValueError, match="holds no results of"):
+        results_json_card_results(results, tmp_path / "elsewhere")
+    (tmp_path / "bad.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.json: not a results\.json"):
+        results_json_card_results(tmp_path / "bad.json", models[0])
+
+
 def test_tiny_suite_zero_shot_regression_and_per_residue(tmp_path, models) -> None:
     """The issue's end-to-end suite: two tiny models, one zero-shot assay, one regression task, one per-residue
     task; every supervised row has the one-hot linear and CNN baselines beside the probes."""

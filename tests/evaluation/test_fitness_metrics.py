@@ -97,3 +97,23 @@ def test_proteingym_aggregation_is_the_mean_of_type_means() -> None:
     summary = proteingym_summary(values, types, samples=200)
     assert summary.value == pytest.approx(0.6)  # not the plain mean 0.45
     assert summary.stderr is not None and summary.stderr > 0
+
+
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("size", [5, 38, 401])
+def test_all_resamples_at_once_equal_one_resample_at_a_time(tied: bool, size: int) -> None:
+    """assay_metrics' matrix bootstrap (ranks, medians, percentiles by counting codes) gives the standard errors
+    of the plain per-resample loop over the same resamples, ties included, in chunks of any size."""
+    from protconv import metrics
+    from protconv.evaluation.zero_shot import _METRICS, assay_metrics
+
+    rng = np.random.default_rng(size)
+    truth = rng.integers(0, 6, size).astype(float) if tied else rng.normal(size=size)
+    scores = rng.integers(0, 4, size).astype(float) if tied else rng.normal(size=size)
+    bins = rng.integers(0, 2, size)
+    found = assay_metrics(truth, bins, scores, 30)
+    for name, metric in _METRICS.items():
+        loop = bootstrap_stderr(lambda i, m=metric: m(truth[i], bins[i], scores[i]), size, 30)
+        assert found[name].stderr == pytest.approx(loop, rel=1e-9, abs=1e-12), name
+    rows = list(metrics.resample_rows(size, 30, cells=size * 7))  # chunks of 7 rows: the same stream
+    assert np.array_equal(np.concatenate(rows), np.random.default_rng(0).integers(0, size, (30, size)))

@@ -1,4 +1,4 @@
-"""The figures of an evaluation: per task and metric, bars of every column with their standard errors; per
+"""The figures of an evaluation: per task, bars of every column for each metric with their standard errors; per
 zero-shot task with several assays, each assay's Spearman of the first two models against each other."""
 
 from __future__ import annotations
@@ -18,22 +18,31 @@ def write_plots(folder: Path, records: Sequence[Record], models: Sequence[str]) 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for task in dict.fromkeys(r.task for r in records):
-        rows = [r for r in records if r.task == task and r.assay is None]
-        metrics = list(dict.fromkeys(r.metric for r in rows))
-        figure, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
-        for axis, metric in zip(axes[0], metrics, strict=True):
-            mine = [r for r in rows if r.metric == metric]
-            errors = [r.stderr or 0.0 for r in mine]
-            axis.bar(range(len(mine)), [r.value for r in mine], yerr=errors, capsize=3)
-            axis.set_xticks(range(len(mine)), [Path(r.model).name or r.model for r in mine], rotation=45, ha="right")
-            axis.set_title(metric)
-        figure.suptitle(task)
-        figure.tight_layout()
-        written.append(folder / f"{task}.png")
-        figure.savefig(written[-1], dpi=100)
-        plt.close(figure)
+        written.append(_bars(plt, folder, task, [r for r in records if r.task == task and r.assay is None]))
         written += _scatter(plt, folder, task, records, models)
     return written
+
+
+def _bars(plt, folder: Path, task: str, rows: Sequence[Record]) -> Path:
+    """One axis: a group of bars per metric, one bar per column (one axis draws far faster than one per metric)."""
+    metrics = list(dict.fromkeys(r.metric for r in rows))
+    columns = list(dict.fromkeys(r.model for r in rows))
+    cells = {(r.metric, r.model): r for r in rows}
+    width = 0.8 / max(len(columns), 1)
+    figure, axis = plt.subplots(figsize=(1.2 + 1.1 * len(metrics), 3.2))
+    for number, column in enumerate(columns):
+        found = [(m, cells[m, column]) for m in metrics if (m, column) in cells]
+        places = [metrics.index(m) + (number - (len(columns) - 1) / 2) * width for m, _ in found]
+        axis.bar(places, [r.value for _, r in found], width, yerr=[r.stderr or 0.0 for _, r in found], capsize=2,
+                 label=Path(column).name or column)  # fmt: skip
+    axis.set_xticks(range(len(metrics)), metrics)
+    axis.set_title(task)
+    axis.legend(fontsize="small")
+    path = folder / f"{task}.png"
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.9)  # fixed margins: no second layout draw
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def _scatter(plt, folder: Path, task: str, records: Sequence[Record], models: Sequence[str]) -> list[Path]:
