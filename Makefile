@@ -1,10 +1,10 @@
-# The README's two commands: `make demo` and `make test`. Everything installs into .venv.
+# The README's two commands: `make demo` and `make test` (`make test-all` adds the slow tests). Everything installs into .venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install lint format bench clean
+.PHONY: test test-all demo install lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks examples
 	$(BIN)/ruff check --fix src tests benchmarks examples
 
+# CI runs `make test`: every test except those marked slow (they repeat what faster tests prove); `make test-all`
+# runs them too.
 test: lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)

@@ -66,6 +66,23 @@ def bash_commands() -> list[str]:
     return commands
 
 
+#: The one folder every README command writes into; .gitignore covers it.
+SCRATCH = "scratch"
+
+
+def git(folder: Path, *arguments: str) -> str:
+    done = subprocess.run(["git", *arguments], cwd=folder, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def committed(clone: Path) -> None:
+    """Make the copy a repository with everything committed, so that ``git status`` shows what the commands add
+    or change (the copy keeps the checkout's ``.gitignore``)."""
+    git(clone, "init", "-q")
+    git(clone, "add", "-A")
+    git(clone, "-c", "user.name=readme", "-c", "user.email=readme@test", "commit", "-q", "-m", "clone")
+
+
 def fresh_clone(target: Path) -> Path:
     """The files a clone of this checkout would hold (tracked, plus new files git does not ignore), and nothing
     else: no ``../shared``, no ``runs/``, no ``.venv``."""
@@ -86,8 +103,9 @@ def fresh_clone(target: Path) -> Path:
 
 @pytest.mark.skipif(not (README.parent / ".git").exists(), reason="needs a git checkout to know what a clone holds")
 def test_readme_commands_run_from_a_fresh_clone(tmp_path) -> None:
-    """The README's Python example (it saves ``my-carp``), then every command of its runnable bash blocks, in
-    order, each as its own process, in a copy of what a clone holds."""
+    """The README's Python example (it saves ``scratch/my-carp``), then every command of its runnable bash
+    blocks, in order, each as its own process, in a copy of what a clone holds; after them, ``git status`` in
+    that copy shows nothing: every output went under ``scratch/``."""
     clone = fresh_clone(tmp_path / "clone")
     environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     environment.update(HF_HUB_OFFLINE="1", TQDM_DISABLE="1", PYTHONWARNINGS="ignore")
@@ -106,18 +124,21 @@ def test_readme_commands_run_from_a_fresh_clone(tmp_path) -> None:
         assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
+    committed(clone)
     run([sys.executable, "-c", python_blocks()[0]])
     commands = bash_commands()
     assert any(c.startswith("protconv embed") for c in commands) and any("pretrain" in c for c in commands)
     output = "".join(run(command) for command in commands)
-    assert (clone / "embeddings.h5").is_file() and (clone / "predictions.csv").is_file()
+    assert (clone / SCRATCH / "embeddings.h5").is_file() and (clone / SCRATCH / "predictions.csv").is_file()
+    left = git(clone, "status", "--porcelain", "--untracked-files=all")
+    assert left == "", f"README commands must write under {SCRATCH}/ only (ignored by git); they left:\n{left}"
     assert "spearman" in output.lower()
     shown = re.search(r"```yaml\n(---\n.*?\n---)\n```", README.read_text(), flags=re.DOTALL).group(1)
     assert_same_metadata(shown, (clone / HUB_EXAMPLE_CARD).read_text())
 
 
 #: The card whose metadata the README's Hub section shows (written by the fine-tuning command above it).
-HUB_EXAMPLE_CARD = "ft-gb1/model/README.md"
+HUB_EXAMPLE_CARD = "scratch/ft-gb1/model/README.md"
 
 
 def assert_same_metadata(shown: str, written: str) -> None:

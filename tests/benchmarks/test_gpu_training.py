@@ -26,6 +26,7 @@ def gpu_training():
     GradientState._reset_state()
 
 
+@pytest.mark.slow  # ~10 s; what its sections check is tested directly (below, tests/modeling, tests/pretraining)
 def test_tiny_run_reaches_every_section_and_passes_its_checks(gpu_training, tmp_path) -> None:
     out = tmp_path / "tiny.md"
     report = gpu_training.main(["--tiny", "--out", str(out)])

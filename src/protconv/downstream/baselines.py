@@ -16,6 +16,7 @@ stderr is a file or pipe, nor with ``--disable_tqdm`` (the option's name in ``fi
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -119,7 +120,19 @@ def linear_baseline(
             by_alpha = _logistic_scores(splits, candidates, tick=bar.update)
     metric = PRIMARY_METRIC[task]
     alpha = max(candidates, key=lambda a: by_alpha[a].get("valid", {}).get(metric, 0.0))
+    warn_at_grid_edge(task, alpha, candidates)
     return BaselineResult(by_alpha[alpha], f"alpha={alpha:g}", time.perf_counter() - start)
+
+
+def warn_at_grid_edge(task: TaskType, alpha: float, candidates: tuple[float, ...]) -> None:
+    """The best L2 strength at an end of the grid may not be the best one: the user should know and widen it."""
+    if len(candidates) > 1 and alpha in (min(candidates), max(candidates)):
+        side = "smallest" if alpha == min(candidates) else "largest"
+        logging.getLogger(__name__).warning(
+            "linear %s baseline: the best alpha on valid, %g, is the %s of the grid %s; a value beyond it may "
+            "score better (pass a wider grid as linear_baseline(alphas=...))",
+            task, alpha, side, ", ".join(f"{a:g}" for a in candidates),
+        )  # fmt: skip
 
 
 def _ridge_scores(splits: _Splits, alpha: float, tick: Tick = _no_tick) -> dict[Split, dict[str, float]]:

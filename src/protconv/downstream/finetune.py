@@ -128,7 +128,7 @@ def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output:
     trainer = build_trainer(trainable, training_args, datasets, tokenizer, args.task, label_scale)
     with weights_only_loading():
         trainer.train(resume_from_checkpoint=resume)
-    evaluated = evaluate_splits(trainer, datasets)
+    evaluated = evaluate_splits(trainer, datasets, label_scale)
     results = {split: metrics for split, (metrics, _) in evaluated.items()}
     tables = prediction_tables(args, splits, evaluated, model.config, tokenizer, label_scale)
     trained = cast(TrainedModel, trainer.model)  # the model it was given (Trainer types it loosely)

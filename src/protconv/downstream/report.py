@@ -151,8 +151,8 @@ def save_model(
     save_hub_folder(final, tokenizer, output / "model", card=_card(final, args, results), overwrite=True)
 
 
-#: Trainer's bookkeeping and the training objective (on z-scored targets for regression): not evaluation figures.
-_NOT_CARD_METRICS = frozenset({"loss", "epoch", "runtime", "samples_per_second", "steps_per_second"})
+#: Trainer's bookkeeping and the training objective (``loss_z``: on z-scored targets): not evaluation figures.
+_NOT_CARD_METRICS = frozenset({"loss", "loss_z", "epoch", "runtime", "samples_per_second", "steps_per_second"})
 
 
 def _card(model: PreTrainedModel, args: FinetuneArguments, results: dict[Split, dict[str, float]]) -> ModelCard:

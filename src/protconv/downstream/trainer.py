@@ -25,7 +25,14 @@ from .report import logger
 from .task_data import TaskCollator, TaskDataset
 from .task_model import TrainedModel
 
-__all__ = ["FiniteLossTrainer", "build_trainer", "evaluate_split", "evaluate_splits", "task_datasets"]
+__all__ = [
+    "FiniteLossTrainer",
+    "build_trainer",
+    "evaluate_split",
+    "evaluate_splits",
+    "loss_in_assay_units",
+    "task_datasets",
+]
 
 #: A split's metrics (prefix stripped) and the model's outputs, in dataset order.
 Evaluation = tuple[dict[str, float], np.ndarray]
@@ -80,6 +87,8 @@ def build_trainer(
     here, in its constructor (``TrainingArguments.seed``), after the model was built."""
     if training_args.label_names is None:
         training_args.label_names = ["labels"]
+    if training_args.device.type != "cuda":  # pinned memory serves only a CUDA copy; torch warns on a CPU run
+        training_args.dataloader_pin_memory = False
     return FiniteLossTrainer(
         model=model,
         args=training_args,
@@ -92,19 +101,29 @@ def build_trainer(
     )
 
 
-def evaluate_splits(trainer: Trainer, datasets: Mapping[Split, TaskDataset]) -> dict[Split, Evaluation]:
+def evaluate_splits(
+    trainer: Trainer, datasets: Mapping[Split, TaskDataset], label_scale: tuple[float, float] = (0.0, 1.0)
+) -> dict[Split, Evaluation]:
     """``valid`` then ``test``, those the task has."""
-    return {split: evaluate_split(trainer, datasets[split], split) for split in ("valid", "test") if split in datasets}
+    return {
+        split: evaluate_split(trainer, datasets[split], split, label_scale)
+        for split in ("valid", "test")
+        if split in datasets
+    }
 
 
-def evaluate_split(trainer: Trainer, dataset: TaskDataset, split: Split) -> Evaluation:
-    """The split's metrics (logged like ``Trainer.evaluate``'s) and the model's outputs, in dataset order."""
+def evaluate_split(
+    trainer: Trainer, dataset: TaskDataset, split: Split, label_scale: tuple[float, float] = (0.0, 1.0)
+) -> Evaluation:
+    """The split's metrics (logged like ``Trainer.evaluate``'s) and the model's outputs, in dataset order.
+    ``label_scale``: the (mean, std) regression targets were z-scored with, for ``loss`` in the assay's units."""
     try:
         output = trainer.predict(dataset, metric_key_prefix=split)
     except NonFiniteError as error:
         raise NonFiniteError(f"{split} split: {error}") from error
     if output.metrics is None:  # not reached: predict always scores (its loss at least)
         raise ValueError(f"{split} split: Trainer.predict returned no metrics")
+    output.metrics.update(loss_in_assay_units(output.metrics, split, label_scale))
     trainer.log(output.metrics)
     metrics = _strip_prefix(output.metrics, split)
     if not math.isfinite(metrics.get("loss", 0.0)):
@@ -114,6 +133,17 @@ def evaluate_split(trainer: Trainer, dataset: TaskDataset, split: Split) -> Eval
             logger.warning("%s %s is undefined (%s), e.g. constant predictions; reported as such", split, name, value)
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
     return metrics, np.asarray(logits)
+
+
+def loss_in_assay_units(metrics: Mapping[str, float], split: str, label_scale: tuple[float, float]) -> dict[str, float]:
+    """A z-scored regression's loss is the MSE of z-scores, while ``mse`` is in the assay's units: report the
+    loss in those units too (``std**2`` times, so it equals ``mse``) and keep the trained-on figure as
+    ``loss_z``. Nothing changes for unscaled targets (classification, ``--normalize_labels false``)."""
+    key = f"{split}_loss"
+    if label_scale == (0.0, 1.0) or key not in metrics:
+        return {}
+    loss = metrics[key]
+    return {key: loss * label_scale[1] ** 2, f"{split}_loss_z": loss}
 
 
 def _strip_prefix(metrics: dict[str, float], split: str) -> dict[str, float]:
