@@ -35,7 +35,7 @@ class ProteinHubMixin(PreTrainedModel):
     #: transformers' save_pretrained keywords that only steer its push; protconv's publisher takes these.
     _PUSH_KEYWORDS: ClassVar[tuple[str, ...]] = ("commit_message", "private", "create_pr", "revision")
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         """``save_pretrained``; with ``push_to_hub=True`` and protconv installed, the upload is protconv's
         ``push_to_hub`` (card and tokenizer too) to ``repo_id`` (default: the folder's name), not transformers'."""
         publisher = ProteinHubMixin.hub_publisher
