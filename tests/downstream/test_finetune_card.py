@@ -29,3 +29,35 @@ def test_push_to_hub_is_taken_from_trainer(tmp_path) -> None:
     named = TrainingArguments(output_dir=str(tmp_path / "x"), push_to_hub=True, hub_model_id="org/gb1")
     assert take_hub_push(named) == "org/gb1"
     assert take_hub_push(TrainingArguments(output_dir=str(tmp_path / "y"))) is None
+
+
+def test_finetune_push_to_hub_uploads_output_model_only(tmp_path, monkeypatch) -> None:
+    from pathlib import Path
+
+    from huggingface_hub import HfApi
+
+    from protconv.downstream.finetune import finetune
+
+    base = tmp_path / "base"
+    config = protconv.ConvConfig(hidden_size=16, intermediate_size=8, num_hidden_layers=2, max_dilation=2)
+    protconv.ConvForMaskedLM(config).save_pretrained(base)
+    protconv.build_tokenizer().save_pretrained(base)
+    uploaded: dict[str, list[str]] = {}
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **_: None)
+
+    def create_commit(self, repo_id, operations, **_):
+        uploaded[repo_id] = [op.path_in_repo for op in operations]
+        assert all(
+            Path(str(op.path_or_fileobj)).parent.name == "model" for op in operations if op.path_in_repo != "README.md"
+        )
+        return "https://huggingface.co/org/gb1/commit/1"
+
+    monkeypatch.setattr(HfApi, "create_commit", create_commit)
+    args = FinetuneArguments(model=str(base), task="regression", train_file=str(DATA / "gb1_three_vs_rest_slice.csv"))
+    training = TrainingArguments(output_dir=str(tmp_path / "run"), max_steps=2, per_device_train_batch_size=8,
+                                 use_cpu=True, report_to=[], disable_tqdm=True, push_to_hub=True,
+                                 hub_model_id="org/gb1", save_strategy="no")  # fmt: skip
+    finetune(args, training)
+    files = set(uploaded["org/gb1"])
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "modeling_conv.py"} <= files
+    assert not any(name.endswith(".log") or name.startswith(("checkpoint", "finetune_results")) for name in files)
