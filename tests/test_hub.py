@@ -177,3 +177,18 @@ def test_push_command_names_the_bad_card_in_one_line(saved_folder, capsys) -> No
     assert main(["push", str(folder), "org/tiny"]) != 0
     err = capsys.readouterr().err
     assert "pipeline_tag must be one string" in err and "Traceback" not in err
+
+
+def test_save_pretrained_push_to_hub_uploads_protconv_card_and_tokenizer(saved_folder, tmp_path, monkeypatch) -> None:
+    import huggingface_hub
+
+    _, folder = saved_folder
+    api = FakeHubApi()
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda token=None: api)
+    reloaded = protconv.ConvForMaskedLM.from_pretrained(folder)
+    reloaded.save_pretrained(tmp_path / "local-copy", push_to_hub=True, commit_message="saved")
+    assert (tmp_path / "local-copy" / "model.safetensors").is_file(), "saved locally too"
+    assert {"tokenizer.json", "model.safetensors", "README.md"} <= set(api.files)
+    card = api.files["README.md"].decode()
+    assert "# tiny" in card and 'from_pretrained("local-copy")' in card
+    assert ("commit", "local-copy", "saved", None, False) in api.calls

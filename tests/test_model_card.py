@@ -133,3 +133,29 @@ def test_a_hand_edited_card_never_stops_a_push(broken, tiny_conv_config) -> None
     usage = card[card.index(USAGE_START) :]
     assert retarget_usage(broken + usage, "org/x") == broken + usage  # no pipeline tag to render it with
     assert retarget_usage(broken, "org/x") == broken
+
+
+def test_no_relative_data_path_reaches_a_card(tiny_conv_config, tmp_path, monkeypatch) -> None:
+    """Pretraining cards named their data by the relative path given (``data/split/train.fasta``)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "split").mkdir(parents=True)
+    (tmp_path / "data" / "split" / "train.fasta").write_text(">a\nMKV\n")
+    given = "data/split/train.fasta"
+    model = protconv.ConvForMaskedLM(tiny_conv_config)
+    card = str(build_card(model, "t", "s", details={"data": given}, sections={"Training": config_yaml({"f": [given]})}))
+    assert "data/split" not in card and "train.fasta" in card
+    assert public_name(["data/split", "../x/y.fa", "org/dataset", "https://h.org/a/b"]) == [
+        "split",
+        "y.fa",
+        "org/dataset",
+        "https://h.org/a/b",
+    ]
+
+
+def test_intended_use_matches_the_head(tiny_conv_config) -> None:
+    model = protconv.ConvForMaskedLM(tiny_conv_config)
+    masked = str(build_card(model, "t", "s"))
+    regression = str(build_card(model, "t", "s", intended_use="regression"))
+    residues = str(build_card(model, "t", "s", intended_use="token-classification"))
+    assert "masked-residue prediction" in masked and "masked-residue prediction" not in regression
+    assert "one predicted value per protein" in regression and "per residue" in residues

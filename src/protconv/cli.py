@@ -41,6 +41,7 @@ from .inference.commands import (
     add_scan_command,
     add_score_command,
 )
+from .release import add_release_command
 
 T = TypeVar("T")
 
@@ -205,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(command_parser=command)
     evaluate = add_evaluate_command(commands)
     evaluate.set_defaults(command_parser=evaluate)
+    release = add_release_command(commands)
+    release.set_defaults(command_parser=release)
     return parser
 
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import pickle
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import ModelCard
 from tqdm.auto import tqdm
 
 from .hub import save_hub_folder
-from .model_card import build_card
+from .model_card import CardResult, build_card
 from .modeling import ConvConfig, ConvForMaskedLM
 from .modeling.vocabulary import CLS_TOKEN, EOS_TOKEN, GAP, MASK_TOKEN, PAD_TOKEN, TOKEN_TO_ID, UNK_TOKEN
 from .tokenization import build_tokenizer
@@ -65,7 +67,7 @@ def load_carp_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def strip_ddp_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop a DistributedDataParallel ``module.`` prefix if every key carries it."""
     if state and all(key.startswith("module.") for key in state):
         return {key.removeprefix("module."): value for key, value in state.items()}
@@ -74,7 +76,7 @@ def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def carp_config(data: dict[str, Any], path: Path) -> ConvConfig:
     """Hyper-parameters from the weights' shapes, cross-checked with those recorded in the checkpoint."""
-    state = _strip_prefix(data["model_state_dict"])
+    state = strip_ddp_prefix(data["model_state_dict"])
     required = [
         "embedder.embedder.weight",
         "embedder.up_embedder.conv.weight",
@@ -122,7 +124,7 @@ def _linear(weight: torch.Tensor) -> torch.Tensor:
 
 def carp_state_dict(state: dict[str, torch.Tensor], config: ConvConfig, path: Path) -> dict[str, torch.Tensor]:
     """Rename CARP weights to protconv's and re-index the token rows onto protconv's vocabulary."""
-    state = _strip_prefix(state)
+    state = strip_ddp_prefix(state)
     token_map = carp_token_map()
     carp_index = {char: i for i, char in enumerate(CARP_ALPHABET)}
     out: dict[str, torch.Tensor] = {}
@@ -169,6 +171,39 @@ _CARP_TRAINING = (
 )
 
 
+def carp_card(
+    model: ConvForMaskedLM,
+    name: str,
+    checkpoint_name: str,
+    *,
+    reference: str = "path/to/this/folder",
+    details: dict[str, Any] | None = None,
+    results: Sequence[CardResult] = (),
+    sections: dict[str, str] | None = None,
+) -> ModelCard:
+    """The card of a converted CARP model; ``protconv release`` adds its parity figure, evaluation results and
+    source to the same card ``convert-carp`` writes."""
+    config = model.config
+    return build_card(
+        model,
+        title=f"{name} (CARP, converted to protconv)",
+        summary=(
+            "A CARP dilated-CNN protein masked language model (Yang, Fusi, Lu, *Convolutions are competitive with "
+            "transformers for protein sequence pretraining*), converted from the original `sequence_models` "
+            "checkpoint with `protconv convert-carp`. Outputs equal the reference implementation to float precision. "
+            "Inputs carry no start/stop tokens, as in CARP."
+        ),
+        reference=reference,
+        details={
+            "source checkpoint": checkpoint_name,
+            "dilations": config.dilations[: config.max_dilation.bit_length()],
+            **(details or {}),
+        },
+        results=results,
+        sections={"Training": _CARP_TRAINING, **(sections or {})},
+    )
+
+
 #: The stages of ``convert_carp``'s progress bar.
 _STAGES = ("reading the checkpoint", "mapping the weights", "writing the folder")
 
@@ -202,22 +237,7 @@ def _convert(checkpoint: Path, out_dir: str | Path, overwrite: bool, bar: tqdm) 
     model.load_state_dict(carp_state_dict(data["model_state_dict"], config, checkpoint), strict=True)
     model.eval()
     _next_stage(bar)
-    name = str(data.get("model", checkpoint.stem))
-    card = build_card(
-        model,
-        title=f"{name} (CARP, converted to protconv)",
-        summary=(
-            "A CARP dilated-CNN protein masked language model (Yang, Fusi, Lu, *Convolutions are competitive with "
-            "transformers for protein sequence pretraining*), converted from the original `sequence_models` "
-            "checkpoint with `protconv convert-carp`. Outputs equal the reference implementation to float precision. "
-            "Inputs carry no start/stop tokens, as in CARP."
-        ),
-        details={
-            "source checkpoint": checkpoint.name,
-            "dilations": config.dilations[: config.max_dilation.bit_length()],
-        },
-        sections={"Training": _CARP_TRAINING},
-    )
+    card = carp_card(model, str(data.get("model", checkpoint.stem)), checkpoint.name)
     folder = save_hub_folder(
         model, build_tokenizer(add_cls=False, add_eos=False), out_dir, card=card, overwrite=overwrite
     )

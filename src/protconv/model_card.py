@@ -17,12 +17,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import PreTrainedModel
 
+from .data.tasks.vocabulary import TaskType
 from .modeling.configuration_base import MLM, PROFILE, objective_parts
 
 #: The licence of protconv's code, and of CARP's released weights (microsoft/protein-sequence-models, MIT).
@@ -137,14 +138,27 @@ def data_name(name: str) -> str:
 
 
 def public_name(value: Any) -> Any:
-    """A value with absolute paths cut to their last component, recursively, so no local path reaches a card."""
-    if isinstance(value, str) and value and PurePath(value).is_absolute():
-        return PurePath(value).name
+    """A value with local paths (absolute, relative, ``~``) cut to their last component, recursively, so no local
+    path reaches a card; Hub ids (``org/name``) and URLs stay as they are."""
+    if isinstance(value, str) and is_local_path(value):
+        return value.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or value
     if isinstance(value, list | tuple):
         return [public_name(item) for item in value]
     if isinstance(value, Mapping):
         return {key: public_name(item) for key, item in value.items()}
     return value
+
+
+def is_local_path(text: str) -> bool:
+    """Whether ``text`` names a local file or folder rather than a plain name, a Hub id or a URL: absolute, or
+    starting with ``.``/``~`` and a separator, or with two separators (a Hub id has one), or existing here with one."""
+    if not text or "://" in text or "\n" in text:
+        return False
+    path = PurePath(text)
+    if path.is_absolute() or text.replace("\\", "/").startswith(("./", "../", "~/")):
+        return True
+    separators = text.replace("\\", "/").count("/")
+    return separators >= 2 or (separators == 1 and Path(text).exists())
 
 
 def config_yaml(arguments: Mapping[str, Any], leave_out: Iterable[str] = ()) -> str:
@@ -210,14 +224,33 @@ def retarget_usage(card_text: str, reference: str) -> str:
     return _USAGE_BLOCK.sub(lambda _: usage_section(tag, reference), card_text, count=1)
 
 
-_INTENDED_USE = """## Intended use and limitations
+_INPUT_AND_LIMITS = """It reads amino-acid sequences only (20 standard residues plus `B Z X J O U`; lowercase is
+upper-cased, other characters become `<unk>`), not nucleotides, structures or text. Predictions are statistical:
+they reflect the sequences it was trained on and are not a substitute for experimental measurement."""
 
-A protein language model for research: masked-residue prediction, per-protein and per-residue embeddings for
-downstream models, and zero-shot scoring of substitutions. It reads amino-acid sequences only (20 standard residues
-plus `B Z X J O U`; lowercase is upper-cased, other characters become `<unk>`), not nucleotides, structures or
-text. Predictions are statistical: they reflect the sequences it was trained on and are not a substitute for
-experimental measurement. Report simple supervised baselines (one-hot linear model, small CNN) beside fine-tuned
-results on the same splits: on several fitness landscapes they are hard to beat."""
+_BASELINES = """Report simple supervised baselines (one-hot linear model, small CNN) beside fine-tuned results on the
+same splits: on several fitness landscapes they are hard to beat."""
+
+#: What each head is for: the card of a regression model does not describe masked-residue prediction.
+INTENDED_USES = {
+    "masked-lm": "A protein language model for research: masked-residue prediction, per-protein and per-residue "
+    "embeddings for downstream models, and zero-shot scoring of substitutions.",
+    "regression": "A sequence-level regression model for research: one predicted value per protein, in the units "
+    "of the assay it was fine-tuned on (`protconv predict` writes them), for ranking or screening variants of "
+    "proteins like those of its training data. Outside that family and assay its numbers have no calibration.",
+    "classification": "A sequence-level classifier for research: one class (and the class probabilities) per "
+    "protein, among the classes of the data it was fine-tuned on (`config.id2label`). It cannot answer "
+    "with a class it was not trained on.",
+    "token-classification": "A per-residue classifier for research: one label (and the label probabilities) per "
+    "residue, among the labels of the data it was fine-tuned on (`config.id2label`), e.g. secondary structure.",
+}
+#: The head a card describes: the fine-tuning task types, or a masked LM.
+IntendedUse = Literal["masked-lm"] | TaskType
+
+
+def intended_use_section(use: IntendedUse = "masked-lm") -> str:
+    """The card's intended use for this head: what it predicts, what it reads, and the baselines to report."""
+    return f"## Intended use and limitations\n\n{INTENDED_USES[use]} {_INPUT_AND_LIMITS}\n\n{_BASELINES}"
 
 
 def build_card(
@@ -233,6 +266,7 @@ def build_card(
     base_model: str | None = None,
     license: str = DEFAULT_LICENSE,
     tags: Sequence[str] = (),
+    intended_use: IntendedUse = "masked-lm",
 ) -> ModelCard:
     """The card of ``model``: Hub metadata, a summary table, usage, intended use, results, extra ``sections``
     (title -> markdown) and citations. ``datasets`` and ``base_model`` enter the metadata only where they are Hub
@@ -255,7 +289,7 @@ def build_card(
         summary,
         _table(model, details),
         usage_section(tag, reference),
-        _INTENDED_USE,
+        intended_use_section(intended_use),
         *(f"## {name}\n\n{text.strip()}" for name, text in (sections or {}).items()),
     ]
     if results:

@@ -44,8 +44,10 @@ from .report import (
     open_run_log,
     prediction_tables,
     protconv_log_level,
+    publish_model,
     run_logging,
     save_model,
+    take_hub_push,
     write_curves,
     write_results,
 )
@@ -108,6 +110,7 @@ def finetune(args: FinetuneArguments, training_args: TrainingArguments) -> dict[
 
 
 def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output: Path) -> dict[Split, dict[str, float]]:
+    hub_repo = take_hub_push(training_args)  # before Trainer: it would push OUTPUT/ itself
     splits, classes = load_task_splits(args, training_args.seed, args.num_labels)
     label_scale = training_label_scale(args, splits["train"])
     config = resolve_config(args.model)  # first: it names a --model that is neither a folder nor a preset
@@ -132,7 +135,9 @@ def _finetune(args: FinetuneArguments, training_args: TrainingArguments, output:
     results = {split: metrics for split, (metrics, _) in evaluated.items()}
     tables = prediction_tables(args, splits, evaluated, model.config, tokenizer, label_scale)
     trained = cast(TrainedModel, trainer.model)  # the model it was given (Trainer types it loosely)
-    save_model(trained, tokenizer, args, label_scale, output, results)
+    save_model(trained, tokenizer, args, label_scale, output, results, training_args)
     write_results(args, output, results, tables, classes=classes, truncated=truncated, splits=splits)
     write_curves(trainer.state, training_args, output)
+    if hub_repo is not None and trainer.is_world_process_zero():
+        publish_model(output / "model", hub_repo, training_args)
     return results

@@ -23,7 +23,7 @@ from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from ..data.task_files import LabelledSequences
 from ..data.tasks.vocabulary import Split
-from ..hub import save_hub_folder
+from ..hub import push_folder, save_hub_folder
 from ..metrics import NonFiniteError
 from ..model_card import CardResult, build_card, config_yaml, data_name
 from ..run_logging import configure_logging
@@ -40,8 +40,10 @@ __all__ = [
     "open_run_log",
     "prediction_tables",
     "protconv_log_level",
+    "publish_model",
     "run_logging",
     "save_model",
+    "take_hub_push",
     "write_curves",
     "write_results",
 ]
@@ -142,20 +144,55 @@ def save_model(
     label_scale: tuple[float, float],
     output: Path,
     results: dict[Split, dict[str, float]],
+    training_args: TrainingArguments | None = None,
 ) -> None:
     """``OUTPUT/model``: the trained model made plain (``finalise_model``), checked finite before and after,
     with its card."""
     check_finite_weights(trained, "the fine-tuned model")
     final = finalise_model(trained, args, label_scale, output)
     check_finite_weights(final, "the model to save")
-    save_hub_folder(final, tokenizer, output / "model", card=_card(final, args, results), overwrite=True)
+    card = _card(final, args, results, training_args)
+    save_hub_folder(final, tokenizer, output / "model", card=card, overwrite=True)
+
+
+def take_hub_push(training_args: TrainingArguments) -> str | None:
+    """The repo ``--push_to_hub`` publishes to (``--hub_model_id``, else the output folder's name, as Trainer), with
+    Trainer's own push turned off: it would upload ``OUTPUT/`` (checkpoints, a z-scored head, a log with local
+    paths); ``publish_model`` uploads ``OUTPUT/model`` instead."""
+    if not training_args.push_to_hub:
+        return None
+    training_args.push_to_hub = False
+    return training_args.hub_model_id or Path(str(training_args.output_dir)).absolute().name
+
+
+def publish_model(folder: Path, repo_id: str, training_args: TrainingArguments) -> str:
+    """``OUTPUT/model`` (weights, code, tokenizer, card) to ``repo_id`` via ``push_folder`` (``protconv push``)."""
+    url = push_folder(folder, repo_id, private=training_args.hub_private_repo, token=training_args.hub_token,
+                      revision=training_args.hub_revision, commit_message="protconv finetune")  # fmt: skip
+    logger.info("pushed %s to %s", folder, url)
+    return url
 
 
 #: Trainer's bookkeeping and the training objective (``loss_z``: on z-scored targets): not evaluation figures.
 _NOT_CARD_METRICS = frozenset({"loss", "loss_z", "epoch", "runtime", "samples_per_second", "steps_per_second"})
 
 
-def _card(model: PreTrainedModel, args: FinetuneArguments, results: dict[Split, dict[str, float]]) -> ModelCard:
+def _training_details(args: FinetuneArguments, training_args: TrainingArguments | None) -> dict[str, object]:
+    """The training arguments that matter for reading the figures: mode, learning rate, epochs, batch size, seed."""
+    if training_args is None:
+        return {"mode": args.mode}
+    batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    epochs = training_args.num_train_epochs if training_args.max_steps <= 0 else f"{training_args.max_steps} steps"
+    return {"mode": args.mode, "learning rate": training_args.learning_rate, "epochs": epochs,
+            "batch size": f"{batch} per device", "seed": training_args.seed}  # fmt: skip
+
+
+def _card(
+    model: PreTrainedModel,
+    args: FinetuneArguments,
+    results: dict[Split, dict[str, float]],
+    training_args: TrainingArguments | None = None,
+) -> ModelCard:
     """The fine-tuned model's card: validation/test figures as ``model-index``, the base model and dataset as Hub
     metadata where they are Hub ids, and the fine-tuning arguments."""
     data = data_name(args.source)
@@ -168,17 +205,20 @@ def _card(model: PreTrainedModel, args: FinetuneArguments, results: dict[Split, 
         if metric not in _NOT_CARD_METRICS
     ]
     arguments = config_yaml(asdict(args))
-    training = f"`protconv finetune` ({args.mode}) from `{base}` on `{data}`, with:\n\n```yaml\n{arguments}```"
+    trained = _training_details(args, training_args)
+    settings = ", ".join(f"{key} {value}" for key, value in trained.items())
+    training = f"`protconv finetune` from `{base}` on `{data}`: {settings}. Its arguments:\n\n```yaml\n{arguments}```"
     return build_card(
         model,
         f"{base} fine-tuned on {data} ({args.task})",
         f"A {args.task} model fine-tuned with `protconv finetune` from `{base}` on `{data}`. Report it beside the "
         "supervised baselines of `protconv baseline` on the same splits.",
-        details={"task": args.task, "mode": args.mode, "base model": base, "data": data},
+        details={"task": args.task, "base model": base, "data": data, **trained},
         results=figures,
         sections={"Training": training},
         datasets=[args.dataset_name] if args.dataset_name else (),
         base_model=args.model,
+        intended_use=args.task,
     )
 
 

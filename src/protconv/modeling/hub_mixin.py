@@ -8,6 +8,7 @@ protconv sets ``ProteinHubMixin.hub_publisher`` (``protconv.hub.push_model``). W
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -30,3 +31,21 @@ class ProteinHubMixin(PreTrainedModel):
         if publisher is None:
             return super().push_to_hub(repo_id, **kwargs)  # type: ignore[arg-type]  # the same _Wrapped gap
         return publisher(self, repo_id, **kwargs)
+
+    #: transformers' save_pretrained keywords that only steer its push; protconv's publisher takes these.
+    _PUSH_KEYWORDS: ClassVar[tuple[str, ...]] = ("commit_message", "private", "create_pr", "revision")
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """``save_pretrained``; with ``push_to_hub=True`` and protconv installed, the upload is protconv's
+        ``push_to_hub`` (card and tokenizer too) to ``repo_id`` (default: the folder's name), not transformers'."""
+        publisher = ProteinHubMixin.hub_publisher
+        if not kwargs.get("push_to_hub") or publisher is None:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        kwargs.pop("push_to_hub")
+        repo_id = kwargs.pop("repo_id", None) or os.path.basename(os.path.normpath(save_directory))
+        push = {key: kwargs.pop(key) for key in self._PUSH_KEYWORDS if key in kwargs}
+        if isinstance(kwargs.get("token"), str):
+            push["token"] = kwargs["token"]
+        super().save_pretrained(save_directory, *args, **kwargs)
+        publisher(self, repo_id, **push)
+        return None
