@@ -76,6 +76,13 @@ def _non_empty_dir(path: str) -> bool:
 
 
 def _push(args: argparse.Namespace) -> None:
+    if args.results is not None:
+        from .evaluation.card import update_card_from_results
+
+        try:
+            update_card_from_results(args.folder, args.results)
+        except (OSError, ValueError) as error:
+            raise CommandError(str(error)) from None
     try:
         url = push_folder(
             args.folder,
@@ -191,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--revision", help="branch to commit to (created if missing); with --create_pr, the PR's base")
     push.add_argument("--commit_message", help="default: 'Upload protconv model'")
     push.add_argument("--create_pr", action="store_true", help="open a pull request instead of committing")
+    push.add_argument(
+        "--results",
+        metavar="RESULTS_JSON",
+        help="an evaluate results.json: this model's figures go into FOLDER/README.md's model-index before the push",
+    )
     push.set_defaults(run=_push, command_parser=push)
     for name, (run, summary) in _PASS_THROUGH.items():
         command = commands.add_parser(name, add_help=False, help=f"{summary}; `{name} --help` lists options")

@@ -280,3 +280,37 @@ def test_the_output_folder_is_locked_and_may_not_be_a_model(tmp_path, models) ->
         evaluate(models[:1], [task], EvaluateOptions(Path(models[0]), bootstrap=0))
     with OutputDirLock(tmp_path / "out"), pytest.raises(OutputDirInUseError, match="in use by another run"):
         evaluate(models[:1], [task], EvaluateOptions(tmp_path / "out", bootstrap=0))
+
+
+def test_push_results_puts_the_evaluation_into_the_uploaded_card(tmp_path, models, monkeypatch, capsys) -> None:
+    import huggingface_hub
+    from huggingface_hub import ModelCard
+
+    from protconv.cli import main
+
+    uploaded: dict[str, bytes] = {}
+
+    class Api:
+        def __init__(self, token=None) -> None:
+            pass
+
+        def create_repo(self, repo_id, private, exist_ok):
+            return None
+
+        def create_commit(self, repo_id, operations, **kwargs):
+            for operation in operations:
+                if operation.path_in_repo == "README.md":
+                    uploaded["card"] = operation.path_or_fileobj
+            return "https://huggingface.co/org/m/commit/1"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    evaluate(
+        models, [proteingym_task(PROTEINGYM, None, "masked-marginal")], EvaluateOptions(tmp_path / "o", bootstrap=0)
+    )
+    assert main(["push", models[0], "org/m", "--results", str(tmp_path / "o" / "results.json")]) == 0
+    card = tmp_path / "pushed.md"
+    card.write_bytes(uploaded["card"])
+    assert {r.metric_type for r in ModelCard.load(card).data.eval_results} >= {"spearman", "auc"}
+    (tmp_path / "bad.json").write_text("[]", encoding="utf-8")
+    assert main(["push", models[0], "org/m", "--results", str(tmp_path / "bad.json")]) == 2
+    assert "bad.json: not a results.json" in capsys.readouterr().err
