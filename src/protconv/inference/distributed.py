@@ -120,7 +120,7 @@ def step(ranks: Ranks, what: str) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class Batch:
+class PlannedBatch:
     """One batch of the one-process plan: indices into its chunk, padded tokens, and the rank that runs it."""
 
     members: list[int]
@@ -130,26 +130,26 @@ class Batch:
 
 def plan_chunks(
     lengths: Sequence[int], chunk_size: int, max_tokens: int, special_tokens: int, world_size: int
-) -> list[list[Batch]]:
+) -> list[list[PlannedBatch]]:
     """Per chunk of ``chunk_size`` records (file order), its batches as one process makes them, each given to a
     rank: largest first to the least-loaded rank (ties: the lower rank, the earlier batch), so deterministic."""
-    chunked: list[list[Batch]] = []
+    chunked: list[list[PlannedBatch]] = []
     for start in range(0, len(lengths), chunk_size):
         chunk = lengths[start : start + chunk_size]
         batches = plan_batches(chunk, max_tokens, special_tokens)
-        chunked.append([Batch(b, len(b) * (chunk[b[0]] + special_tokens), 0) for b in batches])
+        chunked.append([PlannedBatch(b, len(b) * (chunk[b[0]] + special_tokens), 0) for b in batches])
     flat = [(c, b) for c, batches in enumerate(chunked) for b in range(len(batches))]
     flat.sort(key=lambda cb: -chunked[cb[0]][cb[1]].tokens)
     loads = [(0, rank) for rank in range(world_size)]
     for c, b in flat:
         load, rank = heapq.heappop(loads)
         batch = chunked[c][b]
-        chunked[c][b] = Batch(batch.members, batch.tokens, rank)
+        chunked[c][b] = PlannedBatch(batch.members, batch.tokens, rank)
         heapq.heappush(loads, (load + batch.tokens, rank))
     return chunked
 
 
-def rank_tokens(plan: list[list[Batch]], world_size: int) -> list[int]:
+def rank_tokens(plan: list[list[PlannedBatch]], world_size: int) -> list[int]:
     """The padded tokens each rank computes under ``plan``."""
     loads = [0] * world_size
     for batches in plan:

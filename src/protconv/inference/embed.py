@@ -77,7 +77,7 @@ from .common import (
 )
 from .distributed import (
     ONE_PROCESS,
-    Batch,
+    PlannedBatch,
     Ranks,
     detect_ranks,
     exit_hook,
@@ -375,7 +375,7 @@ def _embed_pending(
     encoder: SequenceEncoder,
     device: torch.device,
     bar: TokenRate,
-    plan: list[list[Batch]] | None = None,
+    plan: list[list[PlannedBatch]] | None = None,
     ranks: Ranks = ONE_PROCESS,
 ) -> None:
     """Embed ``records`` batch by batch, each batch's groups written whole and flushed before the next. With a
