@@ -61,9 +61,9 @@ def main() -> None:
         fasta = folder / "subset.fasta"
         fasta.write_text("".join(f">{r.id}\n{r.sequence}\n" for r in records[: args.records]))
         embed = ["-m", "protconv", "embed", str(model), str(fasta)]
-        one = timed([sys.executable, *embed, str(folder / "one.h5"), "--unknown", "X"])
+        one = timed([sys.executable, *embed, str(folder / "one.h5"), "--unknown", "X", "--duplicate_ids", "rename"])
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-        two = timed([*launcher, *embed, str(folder / "two.h5"), "--unknown", "X"])
+        two = timed([*launcher, *embed, str(folder / "two.h5"), "--unknown", "X", "--duplicate_ids", "rename"])
         print(
             f"{args.records} records: 1 process {one:.1f}s, 2 processes {two:.1f}s; per-process throughput "
             f"2/1 = {one / two / 2:.2f} (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"
