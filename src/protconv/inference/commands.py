@@ -21,6 +21,7 @@ from ..data.fasta import DuplicateIds
 from ..plots.projection import PROJECTIONS
 from ..tokenization.validation import UnknownPolicy
 from .common import DEFAULT_MAX_TOKENS, DTYPES
+from .distributed import detect_ranks
 from .score import METHODS, score
 
 _DEVICE_HELP = "cpu, cuda, cuda:1, ... (default: auto, the GPU when there is one)"
@@ -127,7 +128,8 @@ def run_embed(args: argparse.Namespace) -> None:
         **_common_values(args),
     )
     skipped = f" ({result.skipped} already present)" if result.skipped else ""
-    print(f"wrote {result.written} records to {result.output}{skipped} in {result.seconds:.1f}s")
+    if detect_ranks().is_main:  # one line for a run on N processes
+        print(f"wrote {result.written} records to {result.output}{skipped} in {result.seconds:.1f}s")
 
 
 def add_score_command(subparsers) -> argparse.ArgumentParser:
@@ -321,4 +323,5 @@ def run_predict(args: argparse.Namespace) -> None:
         duplicate_ids=args.duplicate_ids,
         **_common_values(args),
     )
-    print(f"wrote {result.records} {result.task} predictions to {result.output} in {result.seconds:.1f}s")
+    if detect_ranks().is_main:
+        print(f"wrote {result.records} {result.task} predictions to {result.output} in {result.seconds:.1f}s")

@@ -38,6 +38,7 @@ and may not be one of the run's inputs (the FASTA file, a file of the model fold
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import logging
@@ -73,6 +74,19 @@ from .common import (
     plan_batches,
     release_memory,
     residue_positions,
+)
+from .distributed import (
+    ONE_PROCESS,
+    PlannedBatch,
+    Ranks,
+    detect_ranks,
+    exit_hook,
+    find_shards,
+    plan_chunks,
+    process_group,
+    rank_device,
+    shard_path,
+    step,
 )
 from .inputs import check_duplicate_ids, check_input_file, check_not_inputs, first_ids, read_records, scan_fasta
 
@@ -196,15 +210,15 @@ def embed(
     check_not_inputs([output], [fasta, model])
     check_positive(max_tokens_per_batch=max_tokens_per_batch, chunk_size=chunk_size)
     resume = _Resume(check_duplicate_ids(duplicate_ids), recompute_changed, drop_missing)
+    ranks = detect_ranks()
+    if ranks.distributed or find_shards(output, SHARD_SUFFIX):
+        run = _Run(model, fasta, output, include, layers, max_tokens_per_batch, dtype, device, unknown, overwrite,
+                   chunk_size, progress, resume)  # fmt: skip
+        return embed_ranks(ranks, run, started)
     with OutputFileLock(output):
         session = ModelSession.open(model, dtype, device)
         encoder = session.encoder()
-        chosen = parse_include(include)
-        if "cls" in chosen and (encoder.framing.prefix != 1 or session.tokenizer.cls_token_id is None):
-            raise InferenceInputError("include=cls: this model's tokenizer adds no <cls> token")
-        job = _Job(
-            chosen, parse_layers(layers, session.config.num_hidden_layers), unknown, max_tokens_per_batch, chunk_size
-        )
+        job = _job(session, encoder, include, layers, unknown, max_tokens_per_batch, chunk_size)
         scan = scan_fasta(fasta, unknown, session.config, encoder.framing, duplicate_ids=resume.duplicate_ids)
         network = _open_output(output, session, job, str(model), overwrite)
         with h5py.File(output, "a") as store:
@@ -216,6 +230,23 @@ def embed(
             with token_rate_bar(todo, f"embed {fasta.name}", progress) as bar:
                 _embed_pending(store, records, job, network, encoder, session.device, bar)
     return EmbedResult(output, scan.records, todo, scan.records - todo, time.perf_counter() - started)
+
+
+def _job(
+    session: ModelSession,
+    encoder: SequenceEncoder,
+    include: str | Sequence[str],
+    layers: str | int | Sequence[str | int] | None,
+    unknown: UnknownPolicy,
+    max_tokens_per_batch: int,
+    chunk_size: int,
+) -> _Job:
+    chosen = parse_include(include)
+    if "cls" in chosen and (encoder.framing.prefix != 1 or session.tokenizer.cls_token_id is None):
+        raise InferenceInputError("include=cls: this model's tokenizer adds no <cls> token")
+    return _Job(
+        chosen, parse_layers(layers, session.config.num_hidden_layers), unknown, max_tokens_per_batch, chunk_size
+    )
 
 
 @dataclass(frozen=True)
@@ -344,13 +375,24 @@ def _embed_pending(
     encoder: SequenceEncoder,
     device: torch.device,
     bar: TokenRate,
+    plan: list[list[PlannedBatch]] | None = None,
+    ranks: Ranks = ONE_PROCESS,
 ) -> None:
-    """Embed ``records`` batch by batch, each batch's groups written whole and flushed before the next."""
+    """Embed ``records`` batch by batch, each batch's groups written whole and flushed before the next. With a
+    ``plan`` (:func:`protconv.inference.distributed.plan_chunks` of these records), only this rank's batches."""
     writer = _Writer(store, job.include, job.layers)
     special = encoder.framing.special_tokens
-    for chunk in chunks(records, job.chunk_size):
+    stop, count = exit_hook(ranks), 0
+    for index, chunk in enumerate(chunks(records, job.chunk_size)):
         lengths = [len(record.sequence) for record in chunk]
-        for batch in plan_batches(lengths, job.max_tokens_per_batch, special):
+        if plan is None:
+            batches = plan_batches(lengths, job.max_tokens_per_batch, special)
+        else:
+            batches = [batch.members for batch in plan[index] if batch.rank == ranks.rank]
+        for batch in batches:
+            if count == stop:
+                os._exit(3)  # the test hook of a killed process: no cleanup, no flush
+            count += 1
             members = [chunk[i] for i in batch]
             arrays = _embed_batch(network, encoder, members, job.layers, job.include, device)
             with deferred_interrupts():
@@ -580,3 +622,147 @@ def embed_sequences(
             for i, value in zip(batch, values, strict=True):
                 found[name][i] = value[0]
     return found
+
+
+#: The file name ending of a rank's shard: ``<output>.rank-K-of-N.partial.h5``.
+SHARD_SUFFIX = ".h5"
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The arguments of one ``embed`` call, for the multi-process path."""
+
+    model: str | Path
+    fasta: Path
+    output: Path
+    include: str | Sequence[str]
+    layers: str | int | Sequence[str | int] | None
+    max_tokens_per_batch: int
+    dtype: DtypeName | torch.dtype
+    device: str | torch.device | None
+    unknown: UnknownPolicy
+    overwrite: bool
+    chunk_size: int
+    progress: bool
+    resume: _Resume
+
+
+def embed_ranks(ranks: Ranks, run: _Run, started: float) -> EmbedResult:
+    """``embed`` on ``ranks.world_size`` processes (or on one, continuing a killed multi-process run's shards).
+
+    Rank 0 holds the output's lock for the run, checks or creates OUTPUT as one process does, takes in the
+    records of any shards left by a killed run (those whose length and sequence hash match the FASTA), and
+    reconciles OUTPUT with the FASTA; then every rank computes its share of the pending records under the token
+    plan, rank 0 into OUTPUT, rank K into its shard; at the end rank 0 copies the shards' groups into OUTPUT
+    and removes them. Every state of OUTPUT and the shards is one a rerun continues, at any number of processes.
+    """
+    output = run.output
+    with process_group(ranks), contextlib.ExitStack() as stack:
+        with step(ranks, "embed: checking the inputs and the output"):
+            session = ModelSession.open(run.model, run.dtype, rank_device(ranks, run.device))
+            encoder = session.encoder()
+            job = _job(session, encoder, run.include, run.layers, run.unknown, run.max_tokens_per_batch,
+                       run.chunk_size)  # fmt: skip
+            scan = scan_fasta(run.fasta, run.unknown, session.config, encoder.framing,
+                              duplicate_ids=run.resume.duplicate_ids)  # fmt: skip
+            network = None
+            if ranks.is_main:
+                stack.enter_context(OutputFileLock(output))
+                network = _open_output(output, session, job, str(run.model), run.overwrite)
+                _prepare_output(run, job, session.config.hidden_size)
+        with step(ranks, f"embed: reading {output}"):
+            with h5py.File(output, "r") as store:
+                present = set(store.keys())
+            attributes = _open_existing(output)
+        with step(ranks, "embed: computing the embeddings"):
+            if network is None:
+                network, _ = session.load(AutoModel, "the encoder's weights")
+            pending = _pending(run, present)
+            special = encoder.framing.special_tokens
+            plan = plan_chunks(pending, job.chunk_size, job.max_tokens_per_batch, special, ranks.world_size)
+            mine = sum(len(batch.members) for batches in plan for batch in batches if batch.rank == ranks.rank)
+            target = output if ranks.is_main else _new_shard(output, ranks, attributes)
+            records = (r for r in read_records(run.fasta, run.unknown, run.resume.duplicate_ids)
+                       if group_name(r.id) not in present)  # fmt: skip
+            show = run.progress and ranks.is_main
+            with h5py.File(target, "a") as store, token_rate_bar(mine, f"embed {run.fasta.name}", show) as bar:
+                _embed_pending(store, records, job, network, encoder, session.device, bar, plan, ranks)
+        with step(ranks, f"embed: merging the shards into {output}"):
+            if ranks.is_main:
+                with h5py.File(output, "a") as store:
+                    _merge_shards(store, run, job, session.config.hidden_size, attributes)
+    todo = len(pending)
+    return EmbedResult(output, scan.records, todo, scan.records - todo, time.perf_counter() - started)
+
+
+def _prepare_output(run: _Run, job: _Job, hidden: int) -> None:
+    """Rank 0, before any work: incomplete groups dropped, a killed run's shards taken in (or removed, with
+    ``overwrite``), then OUTPUT reconciled with the FASTA as one process does (changed and missing records)."""
+    attributes = _open_existing(run.output)
+    with h5py.File(run.output, "a") as store:
+        _repair(store, run.output, job.include, len(job.layers), hidden)
+        _merge_shards(store, run, job, hidden, attributes)
+        done = _repair(store, run.output, job.include, len(job.layers), hidden)
+        if done:
+            stored = read_records(run.fasta, run.unknown, run.resume.duplicate_ids)
+            _reconcile(store, run.output, run.fasta, stored, done, run.resume)
+
+
+def _pending(run: _Run, present: set[str]) -> list[int]:
+    """The residue counts of the records still to compute, in file order (what the plan needs, and only that)."""
+    records = read_records(run.fasta, run.unknown, run.resume.duplicate_ids)
+    return [len(record.sequence) for record in records if group_name(record.id) not in present]
+
+
+def _new_shard(output: Path, ranks: Ranks, attributes: dict) -> Path:
+    """This rank's shard, new, holding OUTPUT's file attributes (so it is itself a file ``embed`` can check)."""
+    shard = shard_path(output, ranks, SHARD_SUFFIX)
+    _create(shard, attributes)
+    return shard
+
+
+def _merge_shards(store: h5py.File, run: _Run, job: _Job, hidden: int, attributes: dict) -> None:
+    """Copy into ``store`` (OUTPUT) every complete group of the output's shards that OUTPUT lacks and whose length
+    and sequence hash match the FASTA record, then remove the shards. A group is copied whole (HDF5's object
+    copy: the same values and attributes, bit for bit); a kill in between leaves groups a rerun repairs or skips.
+    A shard made with another model or other settings is refused; with ``overwrite`` the shards are removed."""
+    shards = find_shards(run.output, SHARD_SUFFIX)
+    if run.overwrite or not shards:
+        for shard in shards:
+            shard.unlink()
+        return
+    found: dict[str, tuple[Path, str, tuple[int, str]]] = {}
+    for shard in shards:
+        _check_shard(shard, attributes)
+        with h5py.File(shard, "r") as source:
+            for name in source:
+                record_id = _complete_group(source, name, job.include, len(job.layers), hidden)
+                if record_id is not None and name not in store:
+                    attrs = source[name].attrs
+                    found[record_id] = (shard, name, (int(attrs["length"]), _read_attribute(attrs["sequence_hash"])))
+    wanted: dict[Path, list[str]] = {shard: [] for shard in shards}
+    for record in read_records(run.fasta, run.unknown, run.resume.duplicate_ids) if found else ():
+        entry = found.get(record.id)
+        if entry is not None and entry[2] == (len(record.sequence), sequence_hash(record.sequence)):
+            wanted[entry[0]].append(entry[1])
+    for shard, names in wanted.items():
+        with h5py.File(shard, "r") as source:
+            for batch in chunks(names, 256):
+                with deferred_interrupts():
+                    for name in batch:
+                        source.copy(source[name], store, name=name)
+                    store.flush()
+        shard.unlink()
+
+
+def _check_shard(shard: Path, attributes: dict) -> None:
+    """A shard continues OUTPUT only if made with the same model (fingerprint) and settings."""
+    found = _open_existing(shard)
+    keys = (*_SETTINGS, "model_fingerprint", "sequence_hash")
+    differ = [f"{key}={found.get(key)!r} (output: {attributes.get(key)!r})" for key in keys
+              if found.get(key) != attributes.get(key)]  # fmt: skip
+    if differ:
+        raise EmbeddingFileError(
+            f"{shard}: a shard of a killed multi-process run of {shard.name.split('.rank-')[0]} made with another "
+            f"model or other settings ({', '.join(differ)}); pass overwrite (--overwrite) to start again, or remove it"
+        )

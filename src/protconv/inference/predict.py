@@ -25,7 +25,9 @@ fields of a CSV input are copied as they are). The output is locked for the run
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -59,6 +61,7 @@ from .common import (
     plan_batches,
     residue_positions,
 )
+from .distributed import Ranks, detect_ranks, plan_chunks, process_group, rank_device, shard_path, step
 from .embed import DEFAULT_CHUNK_SIZE
 from .inputs import (
     atomic_text_output,
@@ -127,6 +130,10 @@ def predict(
     check_not_inputs([output], [input_path, model])
     check_positive(max_tokens_per_batch=max_tokens_per_batch, chunk_size=chunk_size)
     duplicate_ids = check_duplicate_ids(duplicate_ids)
+    ranks = detect_ranks()
+    if ranks.distributed:
+        return _predict_ranks(ranks, model, input_path, output, sequence_column, max_tokens_per_batch, dtype, device,
+                              unknown, chunk_size, progress, duplicate_ids)  # fmt: skip
     with OutputFileLock(output):
         return _predict(model, input_path, output, sequence_column, max_tokens_per_batch, dtype, device, unknown,
                         chunk_size, progress, duplicate_ids)  # fmt: skip
@@ -151,13 +158,9 @@ def _predict(
     columns = prediction_columns(task, session.config)
     encoder = session.encoder()
     layout = _scan_input(input_path, sequence_column, unknown, session.config, encoder.framing, columns, duplicate_ids)
-    auto = AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
-    network, _ = session.load(auto, "the fine-tuned head (classifier)")
+    network, _ = session.load(_head_class(task), "the fine-tuned head (classifier)")
     names = _label_names(session.config)
-    if layout.column is None:
-        items = _fasta_items(input_path, unknown, duplicate_ids)
-    else:
-        items = _table_items(input_path, layout.column, unknown)
+    items = _items(input_path, layout, unknown, duplicate_ids)
     with atomic_text_output(output) as handle:
         writer = csv.writer(handle, delimiter=layout.delimiter, lineterminator="\n")
         writer.writerow(layout.header)
@@ -216,12 +219,14 @@ def _predict_chunk(
     max_tokens_per_batch: int,
     device: torch.device,
     bar: TokenRate,
+    batches: list[list[int]] | None = None,
 ) -> list[list[str]]:
-    """The prediction fields of each item of ``chunk``, in its order (batches run longest first)."""
+    """The prediction fields of each item of ``chunk``, in its order (batches run longest first). With
+    ``batches`` (a rank's share of the chunk's batches), only their items get fields."""
     results: list[list[str]] = [[] for _ in chunk]
     lengths = [len(item.sequence) for item in chunk]
     special = encoder.framing.special_tokens
-    for batch in plan_batches(lengths, max_tokens_per_batch, special):
+    for batch in plan_batches(lengths, max_tokens_per_batch, special) if batches is None else batches:
         predicted = _predict_batch(network, encoder, [chunk[i] for i in batch], task, names, device)
         for i, values in zip(batch, predicted, strict=True):
             results[i] = values
@@ -293,3 +298,87 @@ def _predict_batch(
 
 def _join(labels: list[str], names: list[str]) -> str:
     return "".join(labels) if all(len(name) == 1 for name in names) else " ".join(labels)
+
+
+def _predict_ranks(
+    ranks: Ranks,
+    model: str | Path,
+    input_path: str | Path,
+    output: Path,
+    sequence_column: str | None,
+    max_tokens_per_batch: int,
+    dtype: DtypeName | torch.dtype,
+    device: str | torch.device | None,
+    unknown: UnknownPolicy,
+    chunk_size: int,
+    progress: bool,
+    duplicate_ids: DuplicateIds,
+) -> PredictResult:
+    """``predict`` on several processes: each rank predicts its share of the one-process batches (the token plan
+    of :mod:`protconv.inference.distributed`) into its shard, ``<output>.rank-K-of-N.partial.jsonl``; rank 0,
+    which holds the output's lock for the run, then writes the one CSV in input order and removes the shards."""
+    started = time.perf_counter()
+    with process_group(ranks), contextlib.ExitStack() as stack:
+        with step(ranks, "predict: checking the inputs"):
+            if ranks.is_main:
+                stack.enter_context(OutputFileLock(output))
+            session = ModelSession.open(model, dtype, rank_device(ranks, device))
+            task = task_of(session.config, session.source)
+            columns = prediction_columns(task, session.config)
+            encoder = session.encoder()
+            layout = _scan_input(input_path, sequence_column, unknown, session.config, encoder.framing, columns,
+                                 duplicate_ids)  # fmt: skip
+        with step(ranks, "predict: computing"):
+            network, _ = session.load(_head_class(task), "the fine-tuned head (classifier)")
+            lengths = [len(item.sequence) for item in _items(input_path, layout, unknown, duplicate_ids)]
+            special = encoder.framing.special_tokens
+            plan = plan_chunks(lengths, chunk_size, max_tokens_per_batch, special, ranks.world_size)
+            mine = sum(len(batch.members) for batches in plan for batch in batches if batch.rank == ranks.rank)
+            items = _items(input_path, layout, unknown, duplicate_ids)
+            with (
+                open(shard_path(output, ranks, _SHARD_SUFFIX), "w", encoding="utf-8") as shard,
+                token_rate_bar(mine, f"predict {Path(input_path).name}", progress and ranks.is_main) as bar,
+            ):
+                for index, chunk in enumerate(chunks(items, chunk_size)):
+                    batches = [batch.members for batch in plan[index] if batch.rank == ranks.rank]
+                    predicted = _predict_chunk(network, encoder, chunk, task, _label_names(session.config),
+                                               max_tokens_per_batch, session.device, bar, batches)  # fmt: skip
+                    for member in (i for batch in batches for i in batch):
+                        shard.write(json.dumps([index * chunk_size + member, predicted[member]]) + "\n")
+        with step(ranks, f"predict: writing {output}"):
+            if ranks.is_main:
+                _write_merged(output, layout, _items(input_path, layout, unknown, duplicate_ids), ranks)
+    return PredictResult(output, task, columns, layout.count, time.perf_counter() - started)
+
+
+#: The file name ending of a rank's shard of predictions: one JSON line ``[row index, [fields]]`` per row.
+_SHARD_SUFFIX = ".jsonl"
+
+
+def _head_class(task: PredictionTask) -> type:
+    return AutoModelForTokenClassification if task == "token-classification" else AutoModelForSequenceClassification
+
+
+def _items(
+    input_path: str | Path, layout: _Layout, unknown: UnknownPolicy, duplicate_ids: DuplicateIds
+) -> Iterator[_Item]:
+    if layout.column is None:
+        return _fasta_items(input_path, unknown, duplicate_ids)
+    return _table_items(input_path, layout.column, unknown)
+
+
+def _write_merged(output: Path, layout: _Layout, items: Iterator[_Item], ranks: Ranks) -> None:
+    """The CSV one process writes, from the ranks' shards (read whole: the prediction fields of every row)."""
+    shards = [shard_path(output, Ranks(rank, ranks.world_size), _SHARD_SUFFIX) for rank in range(ranks.world_size)]
+    fields: dict[int, list[str]] = {}
+    for shard in shards:
+        with open(shard, encoding="utf-8") as handle:
+            for line in handle:
+                index, values = json.loads(line)
+                fields[index] = values
+    with atomic_text_output(output) as handle:
+        writer = csv.writer(handle, delimiter=layout.delimiter, lineterminator="\n")
+        writer.writerow(layout.header)
+        writer.writerows([*item.key, *fields[index]] for index, item in enumerate(items))
+    for shard in shards:
+        shard.unlink()

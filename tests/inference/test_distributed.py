@@ -1,0 +1,163 @@
+"""embed and predict on 2 processes (torchrun, gloo on the CPU) give the files of 1 process, bit for bit; a run
+with a killed rank continues at 1 process; the token plan is balanced and deterministic."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import protconv
+from protconv.data import read_fasta
+from protconv.inference.common import plan_batches
+from protconv.inference.distributed import (
+    EXIT_AFTER_ENV,
+    Ranks,
+    detect_ranks,
+    find_shards,
+    imbalance,
+    plan_chunks,
+    rank_tokens,
+    shard_path,
+)
+from protconv.inference.embed import embed
+from protconv.inference.predict import predict
+from tests.inference.conftest import FASTA, save_model, write_fasta
+
+SRC = Path(protconv.__file__).resolve().parent.parent
+
+
+def launch(processes: int, *arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc-per-node N -m protconv ARGS`` with one thread per process."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC), **(env or {})}
+    return subprocess.run(
+        [*command, "-m", "protconv", *arguments], env=environment, capture_output=True, text=True, timeout=300
+    )
+
+
+@contextmanager
+def one_thread():
+    """The threads of a launched process (results depend on the thread count, so references use the same)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def assert_same_h5(expected: Path, found: Path) -> None:
+    """Same file attributes, groups, datasets (bit for bit) and group attributes."""
+    with h5py.File(expected, "r") as one, h5py.File(found, "r") as other:
+        assert {k: str(v) for k, v in one.attrs.items()} == {k: str(v) for k, v in other.attrs.items()}
+        assert sorted(one) == sorted(other)
+        for name in one:
+            assert sorted(one[name]) == sorted(other[name])
+            for item in one[name]:
+                assert np.array_equal(one[name][item][()], other[name][item][()]), (name, item)
+            assert {k: str(v) for k, v in one[name].attrs.items()} == {k: str(v) for k, v in other[name].attrs.items()}
+
+
+@pytest.fixture
+def conv_model(tmp_path, tiny_conv_config) -> Path:
+    return save_model(protconv.ConvForMaskedLM(tiny_conv_config), tmp_path / "conv")
+
+
+def test_two_processes_embed_the_file_of_one(tmp_path, conv_model):
+    options = ["--include", "mean,per_residue", "--layers", "last,1", "--max_tokens_per_batch", "2000"]
+    done = launch(2, "embed", str(conv_model), str(FASTA), str(tmp_path / "two.h5"), *options)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("wrote 15 records") == 1  # rank 0 reports
+    with one_thread():
+        embed(conv_model, FASTA, tmp_path / "one.h5", include="mean,per_residue", layers="last,1",
+              max_tokens_per_batch=2000, progress=False)  # fmt: skip
+    assert_same_h5(tmp_path / "one.h5", tmp_path / "two.h5")
+    assert not find_shards(tmp_path / "two.h5", ".h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv", "one.h5", "two.h5"]  # no shard, lock or temporary
+
+
+def test_a_killed_rank_continues_at_one_process_and_a_changed_record_is_recomputed(tmp_path, conv_model):
+    # One record per batch (max_tokens_per_batch 1): a record's values do not depend on what ran with it, so the
+    # resumed file can be compared bit for bit with an uninterrupted one.
+    killed = tmp_path / "killed.h5"
+    arguments = ["embed", str(conv_model), str(FASTA), str(killed), "--max_tokens_per_batch", "1"]
+    done = launch(2, *arguments, env={EXIT_AFTER_ENV: "1:2"})
+    assert done.returncode != 0
+    shard = killed.with_name("killed.h5.rank-1-of-2.partial.h5")
+    with h5py.File(shard, "r") as store:
+        in_shard = sorted(store)
+    assert len(in_shard) == 2
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in (killed, shard):
+        shutil.copy(path, copy / path.name)
+    with one_thread():
+        reference = embed(conv_model, FASTA, tmp_path / "one.h5", max_tokens_per_batch=1, progress=False)
+        resumed = embed(conv_model, FASTA, killed, max_tokens_per_batch=1, progress=False)
+    assert resumed.skipped >= 2 and resumed.written == reference.written - resumed.skipped
+    assert_same_h5(tmp_path / "one.h5", killed)
+    assert not shard.exists()
+
+    # The same killed run, after the FASTA changed a record that only the shard holds: it is computed again.
+    records = [(r.id, r.sequence) for r in read_fasta(FASTA)]
+    changed = [(name, sequence[::-1] if name == in_shard[0] else sequence) for name, sequence in records]
+    edited = write_fasta(tmp_path / "edited.fasta", changed)
+    with one_thread():
+        embed(conv_model, edited, tmp_path / "edited-one.h5", max_tokens_per_batch=1, progress=False)
+        embed(conv_model, edited, copy / killed.name, max_tokens_per_batch=1, progress=False)
+    assert_same_h5(tmp_path / "edited-one.h5", copy / killed.name)
+
+
+def test_two_processes_predict_the_csv_of_one(tmp_path, tiny_conv_config):
+    folder = save_model(protconv.ConvForSequenceClassification(tiny_conv_config), tmp_path / "regression")
+    done = launch(2, "predict", str(folder), str(FASTA), str(tmp_path / "two.csv"), "--max_tokens_per_batch", "2000")
+    assert done.returncode == 0, done.stderr[-3000:]
+    with one_thread():
+        predict(folder, FASTA, tmp_path / "one.csv", max_tokens_per_batch=2000, progress=False)
+    one = (tmp_path / "one.csv").read_text()
+    assert (tmp_path / "two.csv").read_text() == one and one.count("\n") == 16
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.csv", "regression", "two.csv"]
+
+
+def test_the_plan_runs_the_batches_of_one_process_balanced():
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(5.6, 0.6, 120_000), 20, 3000).astype(int).tolist()
+    plans = {n: plan_chunks(lengths, 10_000, 16_384, 2, n) for n in (1, 2, 8, 64)}
+    for n, plan in plans.items():
+        for start, batches in zip(range(0, len(lengths), 10_000), plan, strict=True):
+            assert [b.members for b in batches] == plan_batches(lengths[start : start + 10_000], 16_384, 2)
+        loads = rank_tokens(plan, n)
+        assert imbalance(loads) <= 1.1, (n, imbalance(loads))
+        assert sum(loads) == sum(rank_tokens(plans[1], 1))
+    assert plan_chunks(lengths, 10_000, 16_384, 2, 8) == plans[8]  # deterministic
+
+
+def test_ranks_come_from_the_launchers_environment(monkeypatch, tmp_path):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    assert detect_ranks() == Ranks(0, 1, 0) and not detect_ranks().distributed
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert detect_ranks() == Ranks(3, 4, 1)
+    monkeypatch.setenv("RANK", "4")
+    with pytest.raises(ValueError, match="RANK=4"):
+        detect_ranks()
+    output = tmp_path / "out.h5"
+    for ranks in (Ranks(1, 2), Ranks(0, 2), Ranks(2, 3)):
+        shard_path(output, ranks, ".h5").touch()
+    (tmp_path / "out.h5.rank-1-of-2.partial.h5.tmp").touch()
+    assert [p.name for p in find_shards(output, ".h5")] == [
+        "out.h5.rank-0-of-2.partial.h5",
+        "out.h5.rank-1-of-2.partial.h5",
+        "out.h5.rank-2-of-3.partial.h5",
+    ]
