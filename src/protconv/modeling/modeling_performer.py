@@ -224,7 +224,6 @@ class PerformerSelfAttention(nn.Module):
             )
         return self.out_proj(context.transpose(1, 2).reshape(batch, length, hidden)), weights
 
-
     def _exact_attention(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, output_attentions: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
