@@ -127,7 +127,7 @@ class PerformerConfig(ProteinLMConfig):
     # kernels cannot return probabilities; the Performer's sdpa path computes them (PerformerSelfAttention).
     @property
     def output_attentions(self) -> bool:
-        return self._output_attentions
+        return bool(self._output_attentions)
 
     @output_attentions.setter
     def output_attentions(self, value: bool) -> None:
