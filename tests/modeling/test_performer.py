@@ -423,9 +423,9 @@ def test_favor_in_bf16_is_as_accurate_as_in_fp32(monkeypatch, tmp_path) -> None:
     feature_dtypes = []
     linear_attention = favor.linear_attention
 
-    def recording(q_features, k_features, v, key_mask=None):
+    def recording(q_features, k_features, v, key_mask=None, floor=0.0):
         feature_dtypes.append((q_features.dtype, k_features.dtype))
-        return linear_attention(q_features, k_features, v, key_mask)
+        return linear_attention(q_features, k_features, v, key_mask, floor=floor)
 
     monkeypatch.setattr(favor, "linear_attention", recording)
 

@@ -55,6 +55,11 @@ class PerformerConfig(ProteinLMConfig):
       (0 = never). ``projection_seed``: redraw ``k`` of layer ``i`` is a function of (seed, i, k) only, so runs and
       data-parallel replicas agree. In ``eval()`` the projection never changes.
 
+    Kernel of exact mode: ``attn_implementation`` (``from_pretrained(..., attn_implementation=...)``, as for ESM)
+    ``"sdpa"`` (default, ``scaled_dot_product_attention``) or ``"eager"``; other values are refused. FAVOR+ mode
+    ignores it (FAVOR+ is its own kernel), so one model switches between the two with ``config.attention``.
+    ``output_attentions`` works with both (sdpa computes the probabilities beside its fused output).
+
     Positions: ``position_embedding_type`` ``"rotary"`` (default; no length limit) or ``"absolute"`` (learned,
     at most ``max_position_embeddings`` tokens).
 
@@ -117,3 +122,13 @@ class PerformerConfig(ProteinLMConfig):
             )
         if position_embedding_type == "rotary" and (self.hidden_size // num_attention_heads) % 2:
             raise ValueError("rotary positions need an even head dimension (hidden_size / num_attention_heads)")
+
+    # transformers refuses output_attentions=True unless attn_implementation is "eager", because its sdpa
+    # kernels cannot return probabilities; the Performer's sdpa path computes them (PerformerSelfAttention).
+    @property
+    def output_attentions(self) -> bool:
+        return bool(self._output_attentions)
+
+    @output_attentions.setter
+    def output_attentions(self, value: bool) -> None:
+        self._output_attentions = value

@@ -49,6 +49,11 @@ from .task_models import (
     TokenClassificationMixin,
 )
 
+#: The ``attn_implementation`` values of exact mode (``config.attention="softmax"``): ``"sdpa"`` (the default,
+#: ``scaled_dot_product_attention``: fused kernels, no ``length x length`` probabilities kept) or ``"eager"``
+#: (explicit ``softmax(q kᵀ / sqrt(d)) v``). FAVOR+ has one kernel of its own and ignores the choice.
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+
 #: Why ``output_attentions=True`` fails in FAVOR+ mode.
 FAVOR_HAS_NO_WEIGHTS = (
     "FAVOR+ (config.attention='favor') never forms the length x length attention matrix; set "
@@ -205,9 +210,7 @@ class PerformerSelfAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         weights = None
         if self.config.attention == "softmax":
-            context = softmax_attention(q, k, v, key_mask, causal=self.config.causal)
-            if output_attentions:
-                weights = softmax_attention_weights(q, k, key_mask, causal=self.config.causal)
+            context, weights = self._exact_attention(q, k, v, key_mask, output_attentions)
         else:
             context = favor_attention(
                 q,
@@ -220,6 +223,31 @@ class PerformerSelfAttention(nn.Module):
                 eps=self.config.kernel_epsilon,
             )
         return self.out_proj(context.transpose(1, 2).reshape(batch, length, hidden)), weights
+
+    def _exact_attention(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: torch.Tensor | None, output_attentions: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Exact softmax attention by ``config._attn_implementation``, and its probabilities when asked for.
+
+        ``"sdpa"`` computes the probabilities separately (``output_attentions``), so that its output is the fused
+        kernel's with or without them; ``"eager"`` multiplies its probabilities with ``v``, as ESM's eager path.
+        """
+        implementation, causal = self.config._attn_implementation or "sdpa", self.config.causal
+        if implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(unsupported_attn_implementation(implementation))
+        if implementation == "eager":
+            weights = softmax_attention_weights(q, k, key_mask, causal=causal)
+            return weights @ v, weights if output_attentions else None
+        context = softmax_attention(q, k, v, key_mask, causal=causal)
+        return context, softmax_attention_weights(q, k, key_mask, causal=causal) if output_attentions else None
+
+
+def unsupported_attn_implementation(implementation: str) -> str:
+    """The message for an ``attn_implementation`` the Performer does not run."""
+    return (
+        f"the Performer runs attn_implementation 'sdpa' (default) or 'eager' in exact mode (config.attention="
+        f"'softmax'), got {implementation!r}; FAVOR+ (config.attention='favor') ignores attn_implementation"
+    )
 
 
 class PerformerLayer(GradientCheckpointingLayer):
@@ -268,6 +296,16 @@ class PerformerPreTrainedModel(ProteinHubMixin):
     # Losses are per-batch means: Trainer must average gradient-accumulation steps itself, not pass
     # num_items_in_batch (which it would, seeing a loss keyword, and then not divide).
     accepts_loss_kwargs = False
+    # Exact mode runs scaled_dot_product_attention ("sdpa", the default) or "eager"; FAVOR+ ignores the choice.
+    _supports_sdpa = True
+
+    def get_correct_attn_implementation(self, requested_attention: str | None, is_init_check: bool = False) -> str:
+        """transformers' choice (``"sdpa"`` unless asked otherwise), refused early when the Performer lacks it
+        (flash and flex attention need kernels written for them; FAVOR+ is the Performer's fast path)."""
+        implementation = super().get_correct_attn_implementation(requested_attention, is_init_check)
+        if implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(unsupported_attn_implementation(implementation))
+        return implementation
 
     def _init_weights(self, module: nn.Module) -> None:
         """BERT-style N(0, initializer_range) weights; projections drawn deterministically from the seed.
