@@ -377,7 +377,7 @@ def _embed_batch(
         states = torch.stack(
             [out.last_hidden_state if name == LAST else out.hidden_states[int(name)] for name in layer_names]
         )  # (n_layers, batch, tokens, hidden)
-        mask = residue_positions(inputs, network.config, lengths)
+        mask = residue_positions(inputs, encoder, lengths)
         result: dict[str, list[np.ndarray]] = {}
         if "mean" in include:
             weights = mask.to(torch.float32)
