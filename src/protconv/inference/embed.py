@@ -110,9 +110,9 @@ def parse_include(include: str | Sequence[str]) -> tuple[str, ...]:
     items = _split(include)
     bad = [item for item in items if item not in INCLUDES]
     if bad or not items:
-        raise InferenceInputError(f"include: choose among {', '.join(INCLUDES)} (comma-separated), got {include!r}")
+        raise InferenceInputError(f"--include: choose among {', '.join(INCLUDES)} (comma-separated), got {include!r}")
     if len(set(items)) != len(items):
-        raise InferenceInputError(f"include: {include!r} names an item twice")
+        raise InferenceInputError(f"--include: {include!r} names an item twice")
     return tuple(item for item in INCLUDES if item in items)  # one canonical order: resuming ignores the order
 
 
@@ -130,18 +130,18 @@ def parse_layers(layers: str | int | Sequence[str | int] | None, num_hidden_laye
             index = int(item)
         except ValueError:
             raise InferenceInputError(
-                f"layers: {item!r} is neither 'last' nor an integer index of hidden_states"
+                f"--layers: {item!r} is neither 'last' nor an integer index of hidden_states"
             ) from None
         if not -count <= index < count:
             raise InferenceInputError(
-                f"layers: index {index} out of range; this model has hidden_states 0..{count - 1} "
+                f"--layers: index {index} out of range; this model has hidden_states 0..{count - 1} "
                 f"(or -{count}..-1; 'last' is the final LayerNorm output)"
             )
         resolved.append(str(index % count))
     if not resolved:
-        raise InferenceInputError("layers: empty list")
+        raise InferenceInputError("--layers: empty list")
     if len(set(resolved)) != len(resolved):
-        raise InferenceInputError(f"layers: {layers!r} names the same layer twice (after resolving negative indices)")
+        raise InferenceInputError(f"--layers: {layers!r} names the same layer twice (after resolving negative indices)")
     return tuple(resolved)
 
 
@@ -201,7 +201,7 @@ def embed(
         encoder = session.encoder()
         chosen = parse_include(include)
         if "cls" in chosen and (encoder.framing.prefix != 1 or session.tokenizer.cls_token_id is None):
-            raise InferenceInputError("include=cls: this model's tokenizer adds no <cls> token")
+            raise InferenceInputError("--include cls: this model's tokenizer adds no <cls> token")
         job = _Job(
             chosen, parse_layers(layers, session.config.num_hidden_layers), unknown, max_tokens_per_batch, chunk_size
         )
