@@ -17,9 +17,41 @@ import torch
 from transformers import EsmConfig, EsmForMaskedLM, EsmForSequenceClassification, EsmTokenizer
 
 #: ESM-2's alphabet in its order (fair-esm ``Alphabet.from_architecture("ESM-1b")``): ids 0..32.
-ESM_VOCABULARY = (
-    "<cls> <pad> <eos> <unk> L A G V S E R T I D P K Q N F Y M H W C X B U Z O . - <null_1> <mask>".split()
-)
+ESM_VOCABULARY = [
+    "<cls>",
+    "<pad>",
+    "<eos>",
+    "<unk>",
+    "L",
+    "A",
+    "G",
+    "V",
+    "S",
+    "E",
+    "R",
+    "T",
+    "I",
+    "D",
+    "P",
+    "K",
+    "Q",
+    "N",
+    "F",
+    "Y",
+    "M",
+    "H",
+    "W",
+    "C",
+    "X",
+    "B",
+    "U",
+    "Z",
+    "O",
+    ".",
+    "-",
+    "<null_1>",
+    "<mask>",
+]
 
 
 def tiny_esm_config(**overrides) -> EsmConfig:

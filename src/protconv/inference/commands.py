@@ -124,7 +124,7 @@ def _layers_option(parser: argparse.ArgumentParser) -> None:
         "--layers=-1,-2; default last",
     )
     # argparse's own rule for "is this a value": a negative number (-1), not a comma list of them (-1,-2).
-    parser._negative_number_matcher = _LAYER_VALUES  # type: ignore[attr-defined]
+    parser._negative_number_matcher = _LAYER_VALUES
 
 
 def _layer_value(text: str) -> str:

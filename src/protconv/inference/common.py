@@ -147,7 +147,7 @@ def _drop_missing_pooler(loaded: PreTrainedModel, missing: list[str]) -> list[st
     own = {f"pooler.{name}" for name in module.state_dict()}
     if pooler != own or "add_pooling_layer" not in inspect.signature(type(loaded).__init__).parameters:
         return missing
-    loaded.pooler = None
+    setattr(loaded, "pooler", None)  # noqa: B010  (nn.Module.__setattr__ types its value as Tensor | Module)
     return [key for key in missing if key not in own]
 
 
