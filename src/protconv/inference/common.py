@@ -61,7 +61,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError as error:
-        raise InferenceInputError(f"--device {device}: unknown device ({error})") from None
+        raise InferenceInputError(f"--device: unknown device {device!r} ({error})") from None
     if resolved.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
