@@ -107,7 +107,7 @@ def position_limit(config: PretrainedConfig) -> int | None:
     """
     rows = getattr(config, "max_position_embeddings", None)
     model_type = getattr(config, "model_type", None)
-    absolute = getattr(config, "position_embedding_type", None) == "absolute"
+    absolute = _absolute_positions(config)
     if rows is None or not (absolute or model_type == "esm"):
         return None
     if model_type in PADDING_OFFSET_MODEL_TYPES:
@@ -115,11 +115,18 @@ def position_limit(config: PretrainedConfig) -> int | None:
     return rows
 
 
+def _absolute_positions(config: PretrainedConfig) -> bool:
+    """Learned absolute positions: said so, or, for a model of another family, not said otherwise (transformers 5
+    dropped ``position_embedding_type`` from BERT and RoBERTa configs, whose positions are learned)."""
+    kind = getattr(config, "position_embedding_type", None)
+    return kind == "absolute" or (kind is None and getattr(config, "model_type", None) not in protconv_model_types())
+
+
 def position_limit_reason(config: PretrainedConfig) -> str:
     """Why ``position_limit(config)`` limits this model, for error messages (names the config fields)."""
     rows = getattr(config, "max_position_embeddings", None)
     limit = position_limit(config)
-    if getattr(config, "position_embedding_type", None) != "absolute":
+    if not _absolute_positions(config):
         return (
             f"limit of {limit} tokens: ESM's training context (rotary positions; ESM-2 was trained on at most "
             f"{limit} tokens, its scripts truncate longer sequences)"

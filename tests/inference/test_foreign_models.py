@@ -173,3 +173,19 @@ def test_folders_without_a_usable_tokenizer_are_errors_naming_them(tmp_path, esm
     variants.write_text("mutant\nM1A\n", encoding="utf-8")
     with pytest.raises(InferenceInputError, match=rf"^{unmasked}: its tokenizer has no mask token"):
         score(unmasked, variants, tmp_path / "s.csv", sequence=WILDTYPE, progress=False)
+
+
+@pytest.mark.parametrize("flags", [["--layers", "-1", "-2"], ["--layers=-1,-2"], ["--layers", "-1,-2"]])
+def test_negative_layers_are_accepted_in_every_spelling(tmp_path, esm_folder, flags) -> None:
+    fasta = write_fasta(tmp_path / "x.fasta", [("a", WILDTYPE)])
+    assert main(["embed", str(esm_folder), str(fasta), str(tmp_path / "e.h5"), *flags, "--no_progress"]) == 0
+    with h5py.File(tmp_path / "e.h5") as store:
+        assert list(store.attrs["layers"]) == ["2", "1"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
+def test_device_cuda_without_a_gpu_is_one_line_naming_the_flag(tmp_path, esm_folder, capsys) -> None:
+    fasta = write_fasta(tmp_path / "x.fasta", [("a", WILDTYPE)])
+    assert main(["embed", str(esm_folder), str(fasta), str(tmp_path / "e.h5"), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "--device cuda: no CUDA GPU is available" in err and "Traceback" not in err

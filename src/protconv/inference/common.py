@@ -233,7 +233,7 @@ def check_length_limit(config: PretrainedConfig, tokens: int, where: str) -> Non
     positions, or ESM-2's training context) is refused up front, naming it and the limit: never cropped or
     windowed silently."""
     limit = position_limit(config)
-    absolute = getattr(config, "position_embedding_type", None) == "absolute"
+    absolute = "absolute positions" in position_limit_reason(config) if limit is not None else False
     if limit is not None and tokens > limit:
         raise InferenceInputError(
             f"{where}: {tokens} tokens (special tokens included) exceed this model's {position_limit_reason(config)}; "
