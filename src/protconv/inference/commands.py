@@ -15,6 +15,7 @@ raised as ``ValueError``/``FileNotFoundError``/``FileExistsError`` subclasses wi
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any, get_args
 
 from ..data.fasta import DuplicateIds
@@ -88,13 +89,7 @@ def add_embed_command(subparsers) -> argparse.ArgumentParser:
         default="mean",
         help="comma list of mean, per_residue, cls (the <cls> state, for pooling='cls' models); default mean",
     )
-    parser.add_argument(
-        "--layers",
-        default=None,
-        help="comma list of hidden_states indices (0 = embedding output, -1 = last block before the final "
-        "LayerNorm; write --layers=-1,-2 for negatives) and/or 'last' (last_hidden_state, what pooler_output "
-        "pools); default last",
-    )
+    _layers_option(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT instead of continuing it")
     parser.add_argument(
         "--recompute_changed",
@@ -112,6 +107,37 @@ def add_embed_command(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+#: ``--layers`` values that argparse must read as values, not options: negative indices and comma lists
+#: (``-1``, ``-1,-2``, ``-1,last``). argparse takes any other word that starts with ``-`` for an option.
+_LAYER_VALUES = re.compile(r"^-\d+(,\s*(-?\d+|last))*$", re.IGNORECASE)
+_LAYER_ITEM = re.compile(r"^(-?\d+|last)$", re.IGNORECASE)
+
+
+def _layers_option(parser: argparse.ArgumentParser) -> None:
+    """``--layers -1 -2``, ``--layers -1,-2`` and ``--layers=-1,-2`` alike (ESM users write the first)."""
+    parser.add_argument(
+        "--layers",
+        nargs="+",
+        type=_layer_value,
+        default=None,
+        help="hidden_states indices (0 = embedding output, -1 = last block before the final LayerNorm) and/or "
+        "'last' (last_hidden_state, what pooler_output pools), space- or comma-separated: --layers -1 -2, "
+        "--layers=-1,-2; default last",
+    )
+    # argparse's own rule for "is this a value": a negative number (-1), not a comma list of them (-1,-2).
+    parser._negative_number_matcher = _LAYER_VALUES
+
+
+def _layer_value(text: str) -> str:
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items or not all(_LAYER_ITEM.match(item) for item in items):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither 'last' nor a layer index (write the layers after the model, FASTA and output "
+            "arguments, e.g. --layers -1 -2 or --layers=-1,-2)"
+        )
+    return text
+
+
 def run_embed(args: argparse.Namespace) -> None:
     from .embed import embed
 
@@ -120,7 +146,7 @@ def run_embed(args: argparse.Namespace) -> None:
         args.fasta,
         args.output,
         include=args.include,
-        layers=args.layers,
+        layers=",".join(args.layers) if args.layers else None,
         overwrite=args.overwrite,
         recompute_changed=args.recompute_changed,
         drop_missing=args.drop_missing,

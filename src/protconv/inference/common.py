@@ -12,6 +12,8 @@ import ctypes
 import ctypes.util
 import hashlib
 import importlib.metadata
+import inspect
+import logging
 import re
 import signal
 import threading
@@ -24,8 +26,7 @@ from typing import Literal, TypeVar, cast, get_args
 import torch
 from transformers import AutoConfig, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from ..model_source import load_tokenizer, position_limit
-from ..modeling.pooling import residue_mask
+from ..model_source import check_vocabulary, load_tokenizer, position_limit, position_limit_reason
 from ..registry import has_saved_weights, load_pretrained
 from ..tokenization.encoding import NotOneTokenPerResidueError, SequenceEncoder
 
@@ -41,6 +42,11 @@ DTYPES: dict[DtypeName, torch.dtype] = dict(
 # A Hub repository id: "name" or "owner/name" (letters, digits, '-', '_', '.').
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _DEFERRED = (signal.SIGINT, signal.SIGTERM)
+#: transformers' logger of ``from_pretrained``'s load report (missing/unexpected keys), which ``load_model``
+#: replaces by its own check.
+_LOAD_REPORT_LOGGER = "transformers.modeling_utils"
+#: The end of a too-long message, by whether the limit comes from learned absolute positions.
+_LONGER_MODELS = {True: ", or use a model with rotary positions or a Conv model", False: ""}
 
 
 class InferenceInputError(ValueError):
@@ -53,9 +59,19 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError as error:
-        raise InferenceInputError(f"unknown device {device!r} ({error})") from None
+        raise InferenceInputError(f"--device: unknown device {device!r} ({error})") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InferenceInputError(
+                f"--device {device}: no CUDA GPU is available here (torch.cuda.is_available() is False); "
+                "use --device cpu, or auto (the GPU when there is one)"
+            )
+        if resolved.index is not None and resolved.index >= count:
+            raise InferenceInputError(f"--device {device}: this machine has {count} CUDA GPU(s), cuda:0..{count - 1}")
+    return resolved
 
 
 def resolve_dtype(dtype: DtypeName | str | torch.dtype) -> torch.dtype:
@@ -97,17 +113,20 @@ def load_model(
     """``auto_class`` weights of ``model`` in eval mode on ``device``, and a fingerprint of their values.
 
     Weights the checkpoint lacks would be random: that is an error naming them (``what`` says which part the
-    command needs, e.g. "a masked-LM head"), never a silent random model. The fingerprint (computed on the CPU,
-    before the move) identifies the weights whatever the folder is called.
+    command needs, e.g. "a masked-LM head"), never a silent random model. One exception, which no command reads:
+    the pooler of a transformers encoder (``EsmModel``, ``BertModel``) loaded from a masked-LM checkpoint, which
+    has none. It is removed, as ``add_pooling_layer=False`` would build it, not left random. The fingerprint
+    (computed on the CPU, before the move) identifies the weights whatever the folder is called.
     """
     has_saved_weights(model)  # a folder holding only unsafe weight formats: WeightsFormatError
     # With output_loading_info, from_pretrained returns (model, info); registry.load_pretrained's annotation
     # names the model alone.
-    loaded, info = cast(
-        tuple[PreTrainedModel, dict[str, list[str]]],
-        load_pretrained(auto_class, model, dtype=dtype, output_loading_info=True),
-    )
-    missing = sorted(info.get("missing_keys") or ())
+    with _quiet_load_report():
+        loaded, info = cast(
+            tuple[PreTrainedModel, dict[str, list[str]]],
+            load_pretrained(auto_class, model, dtype=dtype, output_loading_info=True),
+        )
+    missing = _drop_missing_pooler(loaded, sorted(info.get("missing_keys") or ()))
     if missing:
         shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
         raise InferenceInputError(
@@ -116,6 +135,41 @@ def load_model(
     fingerprint = weights_fingerprint(loaded)
     # PreTrainedModel.to is decorated with functools.wraps, whose typeshed type does not bind ``self``.
     return loaded.to(device).eval(), fingerprint  # type: ignore[arg-type]
+
+
+def _drop_missing_pooler(loaded: PreTrainedModel, missing: list[str]) -> list[str]:
+    """``missing`` without the pooler's keys when the whole pooler is missing and the class can run without one
+    (its ``__init__`` takes ``add_pooling_layer``); the pooler is then removed from ``loaded``."""
+    pooler = {key for key in missing if key.startswith("pooler.")}
+    module = getattr(loaded, "pooler", None)
+    if not pooler or not isinstance(module, torch.nn.Module):
+        return missing
+    own = {f"pooler.{name}" for name in module.state_dict()}
+    if pooler != own or "add_pooling_layer" not in inspect.signature(type(loaded).__init__).parameters:
+        return missing
+    setattr(loaded, "pooler", None)  # noqa: B010  (nn.Module.__setattr__ types its value as Tensor | Module)
+    return [key for key in missing if key not in own]
+
+
+@contextmanager
+def _quiet_load_report() -> Iterator[None]:
+    """Hide transformers' load report (``MISSING ... newly initialized``, ``UNEXPECTED`` head weights) unless the
+    run logs at DEBUG: ``load_model`` checks the missing keys itself, and the unexpected ones are the heads a
+    command does not use. A filter on that one record: raising the logger's level would make transformers 5.25
+    log its tensor-parallel plan instead (its check runs when the level is WARNING or more)."""
+    logger = logging.getLogger(_LOAD_REPORT_LOGGER)
+    if logger.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    logger.addFilter(_drop_load_report)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_drop_load_report)
+
+
+def _drop_load_report(record: logging.LogRecord) -> bool:
+    return "LOAD REPORT" not in str(record.msg)
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -133,7 +187,7 @@ def check_positive(**options: int) -> None:
     """Refuse a batch size, token budget or chunk size below 1, naming the option."""
     for name, value in options.items():
         if value < 1:
-            raise InferenceInputError(f"{name} must be positive, got {value}")
+            raise InferenceInputError(f"--{name} must be positive, got {value}")
 
 
 @dataclass(frozen=True)
@@ -157,7 +211,9 @@ class ModelSession:
         source = check_model_source(model)
         torch_dtype, torch_device = resolve_dtype(dtype), resolve_device(device)
         config = load_config(source)
-        return cls(source, torch_dtype, torch_device, config, load_tokenizer(source))
+        tokenizer = load_tokenizer(source)
+        check_vocabulary(tokenizer, source)
+        return cls(source, torch_dtype, torch_device, config, tokenizer)
 
     def encoder(self) -> SequenceEncoder:
         """The fast batch encoder of the tokenizer (which must give one token per residue: positions are
@@ -165,7 +221,7 @@ class ModelSession:
         try:
             return SequenceEncoder(self.tokenizer)
         except NotOneTokenPerResidueError as error:
-            raise InferenceInputError(str(error)) from None
+            raise InferenceInputError(f"{self.source}: {error}") from None
 
     def load(self, auto_class: type, what: str) -> tuple[PreTrainedModel, str]:
         """The weights (``load_model``: eval mode, on the device, every weight present) and their fingerprint."""
@@ -173,13 +229,15 @@ class ModelSession:
 
 
 def check_length_limit(config: PretrainedConfig, tokens: int, where: str) -> None:
-    """A model with learned absolute positions cannot run more tokens than it has positions: say so up front."""
+    """A sequence longer than the model's position limit (``model_source.position_limit``: learned absolute
+    positions, or ESM-2's training context) is refused up front, naming it and the limit: never cropped or
+    windowed silently."""
     limit = position_limit(config)
+    absolute = "absolute positions" in position_limit_reason(config) if limit is not None else False
     if limit is not None and tokens > limit:
         raise InferenceInputError(
-            f"{where}: {tokens} tokens (special tokens included) exceed this model's max_position_embeddings={limit} "
-            "(learned absolute positions); protconv runs sequences whole, so shorten or split this sequence, or use "
-            "a model with rotary positions or a Conv model"
+            f"{where}: {tokens} tokens (special tokens included) exceed this model's {position_limit_reason(config)}; "
+            f"protconv runs sequences whole, so shorten or split this sequence{_LONGER_MODELS[absolute]}"
         )
 
 
@@ -218,10 +276,17 @@ def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def residue_positions(
-    inputs: dict[str, torch.Tensor], config: PretrainedConfig, lengths: Sequence[int]
+    inputs: dict[str, torch.Tensor], encoder: SequenceEncoder, lengths: Sequence[int]
 ) -> torch.Tensor:
-    """The boolean residue mask of a batch (``pooling.residue_mask``), checked against the residue counts."""
-    mask = residue_mask(inputs["input_ids"], inputs["attention_mask"], config)
+    """The boolean residue mask of a batch, checked against the residue counts: attended tokens other than the
+    tokenizer's framing (``<cls>``, ``<eos>``) and padding. The tokenizer's ids, not the config's: a transformers
+    config (``EsmConfig``) need not name a ``cls_token_id``; for protconv models both agree
+    (``pooling.residue_mask``)."""
+    framing = encoder.framing
+    special = {*framing.prefix_ids, *framing.suffix_ids, encoder.tokenizer.pad_token_id} - {None}
+    input_ids = inputs["input_ids"]
+    ids = torch.tensor(sorted(special), dtype=input_ids.dtype, device=input_ids.device)
+    mask = inputs["attention_mask"].bool() & ~torch.isin(input_ids, ids)
     counts = mask.sum(dim=1).tolist()
     if counts != list(lengths):
         raise RuntimeError(f"tokenizer/model mismatch: residue counts {counts} for sequences of lengths {lengths}")

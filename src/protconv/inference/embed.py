@@ -124,9 +124,9 @@ def parse_include(include: str | Sequence[str]) -> tuple[str, ...]:
     items = _split(include)
     bad = [item for item in items if item not in INCLUDES]
     if bad or not items:
-        raise InferenceInputError(f"include: choose among {', '.join(INCLUDES)} (comma-separated), got {include!r}")
+        raise InferenceInputError(f"--include: choose among {', '.join(INCLUDES)} (comma-separated), got {include!r}")
     if len(set(items)) != len(items):
-        raise InferenceInputError(f"include: {include!r} names an item twice")
+        raise InferenceInputError(f"--include: {include!r} names an item twice")
     return tuple(item for item in INCLUDES if item in items)  # one canonical order: resuming ignores the order
 
 
@@ -144,18 +144,18 @@ def parse_layers(layers: str | int | Sequence[str | int] | None, num_hidden_laye
             index = int(item)
         except ValueError:
             raise InferenceInputError(
-                f"layers: {item!r} is neither 'last' nor an integer index of hidden_states"
+                f"--layers: {item!r} is neither 'last' nor an integer index of hidden_states"
             ) from None
         if not -count <= index < count:
             raise InferenceInputError(
-                f"layers: index {index} out of range; this model has hidden_states 0..{count - 1} "
+                f"--layers: index {index} out of range; this model has hidden_states 0..{count - 1} "
                 f"(or -{count}..-1; 'last' is the final LayerNorm output)"
             )
         resolved.append(str(index % count))
     if not resolved:
-        raise InferenceInputError("layers: empty list")
+        raise InferenceInputError("--layers: empty list")
     if len(set(resolved)) != len(resolved):
-        raise InferenceInputError(f"layers: {layers!r} names the same layer twice (after resolving negative indices)")
+        raise InferenceInputError(f"--layers: {layers!r} names the same layer twice (after resolving negative indices)")
     return tuple(resolved)
 
 
@@ -243,7 +243,7 @@ def _job(
 ) -> _Job:
     chosen = parse_include(include)
     if "cls" in chosen and (encoder.framing.prefix != 1 or session.tokenizer.cls_token_id is None):
-        raise InferenceInputError("include=cls: this model's tokenizer adds no <cls> token")
+        raise InferenceInputError("--include cls: this model's tokenizer adds no <cls> token")
     return _Job(
         chosen, parse_layers(layers, session.config.num_hidden_layers), unknown, max_tokens_per_batch, chunk_size
     )
@@ -419,7 +419,7 @@ def _embed_batch(
         states = torch.stack(
             [out.last_hidden_state if name == LAST else out.hidden_states[int(name)] for name in layer_names]
         )  # (n_layers, batch, tokens, hidden)
-        mask = residue_positions(inputs, network.config, lengths)
+        mask = residue_positions(inputs, encoder, lengths)
         result: dict[str, list[np.ndarray]] = {}
         if "mean" in include:
             weights = mask.to(torch.float32)
@@ -506,12 +506,12 @@ def _open_existing(output: Path) -> dict:
         if "truncated" in detail.lower():
             raise EmbeddingFileError(
                 f"{output}: the file is damaged ({detail}): cut short by a full disk, a copy or a kill outside "
-                "protconv's writes?; pass overwrite (--overwrite) to replace it, or choose another output file"
+                "protconv's writes?; pass --overwrite to replace it, or choose another output file"
             ) from None
         if _LOCKED.search(detail):
             raise EmbeddingFileError(f"{output}: is open in another process (another embed run?): {detail}") from None
         raise EmbeddingFileError(
-            f"{output}: exists but cannot be read as HDF5 ({detail}); pass overwrite (--overwrite) to replace it, "
+            f"{output}: exists but cannot be read as HDF5 ({detail}); pass --overwrite to replace it, "
             "or choose another output file"
         ) from None
 
@@ -520,13 +520,13 @@ def _check_settings(output: Path, settings: dict) -> None:
     found = _open_existing(output)
     if found.get("format") != FORMAT:
         raise EmbeddingFileError(
-            f"{output}: exists and is not a protconv embeddings file; pass overwrite (--overwrite) to replace it, "
+            f"{output}: exists and is not a protconv embeddings file; pass --overwrite to replace it, "
             "or choose another output file"
         )
     if found.get("sequence_hash") != HASH_NAME:
         raise EmbeddingFileError(
             f"{output}: was written by an older protconv that stored no sequence hashes, so its records cannot be "
-            "checked against the FASTA file; pass overwrite (--overwrite) to recompute it, or choose another "
+            "checked against the FASTA file; pass --overwrite to recompute it, or choose another "
             "output file"
         )
     differ = [
@@ -535,7 +535,7 @@ def _check_settings(output: Path, settings: dict) -> None:
     if differ:
         raise EmbeddingFileError(
             f"{output}: exists with other settings ({', '.join(differ)}); re-run with the same settings to continue "
-            "it, pass overwrite (--overwrite) to replace it, or choose another output file"
+            "it, pass --overwrite to replace it, or choose another output file"
         )
 
 
@@ -544,8 +544,8 @@ def _check_fingerprint(output: Path, fingerprint: str, model: str) -> None:
     if found.get("model_fingerprint") != fingerprint:
         raise EmbeddingFileError(
             f"{output}: was made with model {found.get('model')!r} (weights fingerprint "
-            f"{found.get('model_fingerprint')}), not with {model!r} (fingerprint {fingerprint}); pass overwrite "
-            "(--overwrite) to replace it, or choose another output file"
+            f"{found.get('model_fingerprint')}), not with {model!r} (fingerprint {fingerprint}); pass --overwrite "
+            "to replace it, or choose another output file"
         )
 
 
@@ -560,8 +560,7 @@ def _repair(
         names = list(store.keys())
     except (OSError, RuntimeError, KeyError) as error:
         raise EmbeddingFileError(
-            f"{output}: the file is damaged (a run killed during a write?): {error}; pass overwrite (--overwrite) "
-            "to start it again"
+            f"{output}: the file is damaged (a run killed during a write?): {error}; pass --overwrite to start it again"
         ) from None
     for name in names:
         record_id = _complete_group(store, name, include, n_layers, hidden)
@@ -764,5 +763,5 @@ def _check_shard(shard: Path, attributes: dict) -> None:
     if differ:
         raise EmbeddingFileError(
             f"{shard}: a shard of a killed multi-process run of {shard.name.split('.rank-')[0]} made with another "
-            f"model or other settings ({', '.join(differ)}); pass overwrite (--overwrite) to start again, or remove it"
+            f"model or other settings ({', '.join(differ)}); pass --overwrite to start again, or remove it"
         )

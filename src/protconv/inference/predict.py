@@ -282,7 +282,7 @@ def _predict_batch(
     with torch.inference_mode():
         logits = network(**inputs).logits.float()
         if task == "token-classification":
-            mask = residue_positions(inputs, network.config, lengths).cpu().numpy()
+            mask = residue_positions(inputs, encoder, lengths).cpu().numpy()
             labels = logits.argmax(dim=-1).cpu().numpy()
             return [[_join([names[k] for k in labels[b][mask[b]]], names)] for b in range(len(items))]
         if task == "regression":

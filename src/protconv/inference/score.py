@@ -275,13 +275,19 @@ def _wild_type_tokens(session: ModelSession, wildtype: str) -> tuple[int, list[i
     """The mask token id, the wild type's token ids and the token index of each residue."""
     tokenizer = session.tokenizer
     mask_id = tokenizer.mask_token_id
-    if mask_id is None:
-        raise InferenceInputError(f"{session.source}: the tokenizer has no mask token; scoring needs a masked LM")
+    if mask_id is None or (mask_id == tokenizer.unk_token_id and tokenizer.mask_token != tokenizer.unk_token):
+        raise InferenceInputError(
+            f"{session.source}: its tokenizer has no mask token (mask_token in tokenizer_config.json, in the "
+            "vocabulary); scoring needs a masked LM's mask token"
+        )
     encoded = tokenizer(wildtype, return_special_tokens_mask=True)
     ids, special = list(encoded["input_ids"]), encoded["special_tokens_mask"]
     residue_tokens = [j for j, is_special in enumerate(special) if not is_special]
     if len(residue_tokens) != len(wildtype):
-        raise RuntimeError(f"the tokenizer made {len(residue_tokens)} residue tokens of {len(wildtype)} residues")
+        raise InferenceInputError(
+            f"{session.source}: its tokenizer made {len(residue_tokens)} residue tokens of the {len(wildtype)} "
+            "residues of the wild type; protconv needs one token per residue"
+        )
     check_length_limit(session.config, len(ids), "the wild type")
     return mask_id, ids, residue_tokens
 

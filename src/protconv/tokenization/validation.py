@@ -57,7 +57,7 @@ def clean_sequence(
     line = f" (line {locate(position)})" if locate is not None else ""
     error = InvalidSequenceError(
         f"{record}: character {bad.group()!r} at position {position}{line} is not an amino acid "
-        f"(allowed: {RESIDUE_CHARACTERS}); pass unknown='X' to map such characters to X"
+        f"(allowed: {RESIDUE_CHARACTERS}); pass --unknown X (unknown='X' in Python) to map such characters to X"
     )
     error.position = position
     raise error
