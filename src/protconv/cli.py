@@ -179,7 +179,13 @@ _PASS_THROUGH = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="protconv", description="protconv: protein language models.")
+    parser = argparse.ArgumentParser(
+        prog="protconv",
+        description="protconv: protein language models.",
+        epilog="embed and predict run on several processes (GPUs, machines) under a launcher: "
+        "torchrun --nproc-per-node N -m protconv embed ..., or "
+        "accelerate launch --num_processes N -m protconv embed ...",
+    )
     parser.add_argument("--version", action="version", version=f"protconv {__version__}")
     parser.add_argument(
         "--debug", action="store_true", help="show the traceback of errors (before the subcommand; or PROTCONV_DEBUG=1)"

@@ -35,13 +35,16 @@ def test_a_rotary_performer_is_not_limited_by_max_position_embeddings() -> None:
 def test_an_absolute_position_performer_is_refused_a_longer_max_length() -> None:
     model_args, data_args, _ = parse_arguments(performer_arguments("absolute"))
     config = resolve_config(model_args.model, _config_overrides(model_args))
-    with pytest.raises(ValueError, match=r"^max_length 256 exceeds the model's max_position_embeddings \(64\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^--max_length 256 exceeds the model's max_position_embeddings=64 \(learned absolute positions\)$",
+    ):
         _check_max_length(config, data_args.max_length)
 
 
 def test_pretrain_refuses_it_before_reading_data(tmp_path) -> None:
     try:
-        with pytest.raises(ValueError, match=r"max_length 256 exceeds the model's max_position_embeddings \(64\)"):
+        with pytest.raises(ValueError, match=r"--max_length 256 exceeds the model's max_position_embeddings=64"):
             pretrain(*parse_arguments(performer_arguments("absolute", tmp_path / "run")))
     finally:  # accelerate keeps process-wide singletons that must not leak into other tests
         AcceleratorState._reset_state(reset_partial_state=True)

@@ -13,7 +13,7 @@ from transformers import PretrainedConfig
 
 from ..data.task_files import LabelledSequences
 from ..data.tasks.vocabulary import Split
-from ..model_source import position_limit
+from ..model_source import position_limit, position_limit_reason
 from .task_data import count_truncated
 
 __all__ = ["SequenceLengthError", "check_lengths"]
@@ -36,8 +36,8 @@ def check_lengths(
             )
         if limit is not None and max_length > limit:
             raise SequenceLengthError(
-                f"--max_length {max_length} exceeds this model's max_position_embeddings={limit} (learned absolute "
-                f"positions); use --max_length {limit} or less"
+                f"--max_length {max_length} exceeds this model's {position_limit_reason(config)}; "
+                f"use --max_length {limit} or less"
             )
         return {split: count_truncated(data, max_length, special_tokens) for split, data in splits.items()}
     if limit is not None:
@@ -47,8 +47,8 @@ def check_lengths(
                 first = over[0]
                 raise SequenceLengthError(
                     f"{data.names[first]} ({split} split): {len(data.sequences[first]) + special_tokens} tokens "
-                    f"(special tokens included) exceed this model's max_position_embeddings={limit} (learned "
-                    f"absolute positions); {len(over)} {split} sequence(s) are too long. Pass --max_length {limit} "
+                    f"(special tokens included) exceed this model's {position_limit_reason(config)}; "
+                    f"{len(over)} {split} sequence(s) are too long. Pass --max_length {limit} "
                     "to truncate them, or use a model with rotary positions or a Conv model"
                 )
     return dict.fromkeys(splits, 0)

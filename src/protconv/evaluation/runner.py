@@ -37,7 +37,8 @@ from .zero_shot import ZERO_SHOT_METRICS, Figure, assay_metrics, proteingym_summ
 
 #: The no-training reference column of zero-shot tasks.
 BLOSUM = "blosum62"
-#: ESM's length limit: longer assays are named in results.json (protconv runs them whole).
+#: ESM's length limit: longer assays are named in results.json (protconv's own models run them whole; a model with a
+#: position limit, as ESM, stops with an error naming the limit).
 ESM_LIMIT = 1022
 
 

@@ -28,7 +28,7 @@ from transformers import PretrainedConfig, PreTrainedModel, get_scheduler
 from ..file_guards import OutputDirLock
 from ..hub import save_hub_folder
 from ..model_card import CardResult, build_card, config_yaml, public_name
-from ..model_source import position_limit
+from ..model_source import position_limit, position_limit_reason
 from ..modeling.configuration_base import objective_parts, profile_task_alpha
 from ..run_logging import configure_logging
 from ..tokenization import build_tokenizer
@@ -638,7 +638,7 @@ def _check_max_length(config: PretrainedConfig, max_length: int) -> None:
     (``model_source.position_limit``: Conv models and rotary Performers take any ``--max_length``)."""
     limit = position_limit(config)
     if limit is not None and max_length > limit:
-        raise ValueError(f"max_length {max_length} exceeds the model's max_position_embeddings ({limit})")
+        raise ValueError(f"--max_length {max_length} exceeds the model's {position_limit_reason(config)}")
 
 
 #: The keyword by which each accelerate tracker takes a run's name: accelerate gives every tracker the one project
