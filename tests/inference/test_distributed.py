@@ -121,9 +121,12 @@ def test_two_processes_predict_the_csv_of_one(tmp_path, tiny_conv_config):
     folder = save_model(protconv.ConvForSequenceClassification(tiny_conv_config), tmp_path / "regression")
     done = launch(2, "predict", str(folder), str(FASTA), str(tmp_path / "two.csv"), "--max_tokens_per_batch", "2000")
     assert done.returncode == 0, done.stderr[-3000:]
+    stale = tmp_path / "one.csv.rank-2-of-3.partial.jsonl"  # a killed 3-process run's shard: never reused
+    stale.write_text('[0, ["9.9"]]\n', encoding="utf-8")
     with one_thread():
         predict(folder, FASTA, tmp_path / "one.csv", max_tokens_per_batch=2000, progress=False)
     one = (tmp_path / "one.csv").read_text()
+    assert "9.9" not in one
     assert (tmp_path / "two.csv").read_text() == one and one.count("\n") == 16
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.csv", "regression", "two.csv"]
 

@@ -61,7 +61,7 @@ from .common import (
     plan_batches,
     residue_positions,
 )
-from .distributed import Ranks, detect_ranks, plan_chunks, process_group, rank_device, shard_path, step
+from .distributed import Ranks, detect_ranks, find_shards, plan_chunks, process_group, rank_device, shard_path, step
 from .embed import DEFAULT_CHUNK_SIZE
 from .inputs import (
     atomic_text_output,
@@ -135,6 +135,7 @@ def predict(
         return _predict_ranks(ranks, model, input_path, output, sequence_column, max_tokens_per_batch, dtype, device,
                               unknown, chunk_size, progress, duplicate_ids)  # fmt: skip
     with OutputFileLock(output):
+        _remove_stale_shards(output)
         return _predict(model, input_path, output, sequence_column, max_tokens_per_batch, dtype, device, unknown,
                         chunk_size, progress, duplicate_ids)  # fmt: skip
 
@@ -322,6 +323,7 @@ def _predict_ranks(
         with step(ranks, "predict: checking the inputs"):
             if ranks.is_main:
                 stack.enter_context(OutputFileLock(output))
+                _remove_stale_shards(output)  # before the barrier: no rank has opened its new shard yet
             session = ModelSession.open(model, dtype, rank_device(ranks, device))
             task = task_of(session.config, session.source)
             columns = prediction_columns(task, session.config)
@@ -353,6 +355,13 @@ def _predict_ranks(
 
 #: The file name ending of a rank's shard of predictions: one JSON line ``[row index, [fields]]`` per row.
 _SHARD_SUFFIX = ".jsonl"
+
+
+def _remove_stale_shards(output: Path) -> None:
+    """A killed multi-process run's shards (at any process count) are never reused, only rewritten: removed by the
+    run that holds the output's lock, so none is left behind after a rerun at another process count."""
+    for shard in find_shards(output, _SHARD_SUFFIX):
+        shard.unlink(missing_ok=True)
 
 
 def _head_class(task: PredictionTask) -> type:
