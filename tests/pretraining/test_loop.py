@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import sys
@@ -23,9 +24,11 @@ from protconv.pretraining import (
     ModelArguments,
     NonFiniteLossError,
     PretrainingArguments,
+    loop,
     parse_arguments,
     pretrain,
 )
+from protconv.pretraining.metrics import objective_sums
 from protconv.registry import available_presets, resolve_config
 from tests.helpers import DATA
 
@@ -253,14 +256,82 @@ def test_multitask_pretraining_on_msas_lowers_the_profile_kl(tmp_path) -> None:
     validation = [r for r in records if r["split"] == "validation"]
     assert [r["step"] for r in validation] == [0, 12, 24]
     assert validation[-1]["profile_kl"] < 0.8 * validation[0]["profile_kl"]
-    for r in validation:  # the logged objective is the paper's weighting of the logged terms
-        assert r["loss"] == pytest.approx(0.25 * r["mlm_loss"] + 0.75 * 10 * r["profile_kl"])
     assert list((tmp_path / "run" / "profile_cache").glob("*.npz")), "profiles are cached next to the run"
     model = protconv.ConvForPreTraining.from_pretrained(result.model_dir)
     assert model.config.pretraining_objective == "mlm+profile" and model.profile_head is not None
     assert "MSA profile prediction" in (result.model_dir / "README.md").read_text()
     masked_lm = AutoModelForMaskedLM.from_pretrained(result.model_dir)  # the MLM half keeps working on its own
     assert torch.equal(masked_lm.lm_head.weight, model.lm_head.weight)
+
+
+def _objective_calls(monkeypatch) -> list[tuple[bool, SimpleNamespace]]:
+    """Every micro-batch the loop computes a loss of, in order: (under autograd, i.e. training; its tensors)."""
+    calls = []
+
+    def spy(config, output, labels, targets, attention_mask):
+        profile_logits = getattr(output, "profile_logits", None)
+        profile_logits = None if profile_logits is None else profile_logits.detach()
+        seen = SimpleNamespace(logits=output.logits.detach(), profile_logits=profile_logits)
+        seen.labels, seen.targets = labels, targets
+        calls.append((torch.is_grad_enabled(), seen))
+        return objective_sums(config, output, labels, targets, attention_mask)
+
+    monkeypatch.setattr(loop, "objective_sums", spy)
+    return calls
+
+
+def _weighted_loss_by_hand(batch: SimpleNamespace) -> float:
+    """The paper's weighting (weight 3, scale 10) of one micro-batch's own means; no profile position: no KL."""
+    mlm = torch.nn.functional.cross_entropy(batch.logits.flatten(0, 1), batch.labels.flatten(), ignore_index=-100)
+    log_probs = torch.log_softmax(batch.profile_logits, -1)
+    valid = batch.targets.sum(-1) > 0
+    kl = (torch.special.xlogy(batch.targets, batch.targets) - batch.targets * log_probs).sum(-1)[valid]
+    return float(0.25 * mlm + 0.75 * 10 * (kl.mean() if valid.any() else 0.0))
+
+
+def _passes(calls: list[tuple[bool, SimpleNamespace]], training: bool, size: int | None = None) -> list[list]:
+    """Consecutive micro-batches of one kind (training windows of ``size``, or whole validation passes)."""
+    groups: list[list] = []
+    for index, (grad, batch) in enumerate(calls):
+        if grad != training:
+            continue
+        if not groups or calls[index - 1][0] != training or (size is not None and len(groups[-1]) == size):
+            groups.append([])
+        groups[-1].append(batch)
+    return groups
+
+
+def test_mixed_fasta_and_msa_runs_log_the_loss_that_training_optimises(tmp_path, monkeypatch) -> None:
+    calls = _objective_calls(monkeypatch)
+    model_args, data_args, train_args = profile_arguments(tmp_path / "run", "mlm+profile", max_steps=4, eval_steps=2)
+    fasta, msa = DATA / "some_proteins.fasta", DATA / "msa" / "UniRef50_E9K9Y4.a3m"
+    data_args = replace(
+        data_args, train_files=[str(fasta)], msa_files=[str(msa)], validation_fraction=0.3, max_tokens_per_batch=640
+    )
+    pretrain(model_args, data_args, train_args)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    validation, passes = [r for r in records if r["split"] == "validation"], _passes(calls, training=False)
+    assert len(validation) == len(passes) == 3
+    assert any(not (b.targets.sum(-1) > 0).any() for b in passes[0]), "a validation batch without profile positions"
+    for record, batches in zip(validation, passes, strict=True):
+        by_hand = [_weighted_loss_by_hand(batch) for batch in batches]
+        assert record["loss"] == pytest.approx(sum(by_hand) / len(by_hand), rel=1e-5)
+    train, windows = [r for r in records if r["split"] == "train"], _passes(calls, training=True, size=2)
+    assert len(train) == len(windows) == 4
+    for record, batches in zip(train, windows, strict=True):
+        assert record["loss"] == pytest.approx(sum(map(_weighted_loss_by_hand, batches)) / 2, rel=1e-5)
+
+
+def test_masked_lm_runs_log_the_token_averaged_loss(tmp_path, monkeypatch) -> None:
+    calls = _objective_calls(monkeypatch)
+    pretrain(*arguments(tmp_path / "run", max_steps=2, eval_steps=2))
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    batches = _passes(calls, training=False)[-1]
+    cross_entropy = torch.nn.functional.cross_entropy
+    total = sum(float(cross_entropy(b.logits.flatten(0, 1), b.labels.flatten(), reduction="sum")) for b in batches)
+    masked = sum(int((b.labels != -100).sum()) for b in batches)
+    assert records[-1]["split"] == "validation" and records[-1]["loss"] == pytest.approx(total / masked, rel=1e-5)
+    assert all(r["loss"] == pytest.approx(math.log(r["perplexity"])) for r in records if "perplexity" in r)
 
 
 def test_profile_only_pretraining_resumes_exactly(tmp_path) -> None:

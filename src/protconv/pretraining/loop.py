@@ -452,7 +452,8 @@ class _Run:
 
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
-        """Token-weighted loss, perplexity and masked accuracy over the whole validation set, all processes."""
+        """Loss (as ``metrics.summary`` defines it, the same figure as training's), perplexity, masked accuracy
+        and profile KL over the whole validation set, all processes."""
         batches = self.data.validation_batches()
         if not batches:
             return {}

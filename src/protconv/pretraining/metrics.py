@@ -19,7 +19,7 @@ import torch
 from transformers import PretrainedConfig
 
 from ..modeling.configuration_base import MLM, PROFILE, objective_parts
-from ..modeling.losses import multitask_loss, objective_loss, profile_kl_sums, token_cross_entropy_sums
+from ..modeling.losses import objective_loss, profile_kl_sums, token_cross_entropy_sums
 from ..modeling.vocabulary import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,11 @@ class ObjectiveSums:
 
     Sums rather than means: a batch with no masked token (a filler batch, or a tiny protein) then contributes
     zero instead of NaN, and metrics are exact token averages over batches and processes.
+
+    ``objective_loss_sum`` adds up each micro-batch's own training loss over the ``objective_batches`` that carry
+    a target (a filler carries none): their mean is what a multi-task run optimises, where a batch without
+    profile positions adds no profile term, whereas token averages of the two terms would weigh the profile
+    term by the positions of the batches that have one.
     """
 
     mlm_loss_sum: float = 0.0
@@ -41,6 +46,8 @@ class ObjectiveSums:
     tokens: float = 0.0
     padded_tokens: float = 0.0
     batches: float = 0.0
+    objective_loss_sum: float = 0.0
+    objective_batches: float = 0.0
 
     def __iadd__(self, other: ObjectiveSums) -> ObjectiveSums:
         for name in self.field_names():
@@ -51,6 +58,7 @@ class ObjectiveSums:
         """Keep the token counts of a micro-batch whose loss was non-finite, but none of its loss terms."""
         self.mlm_loss_sum = self.masked_tokens = self.masked_correct = 0.0
         self.profile_kl_sum = self.profile_positions = 0.0
+        self.objective_loss_sum = self.objective_batches = 0.0
 
     def to_tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """One float64 vector, for a single all-reduce across processes."""
@@ -91,6 +99,8 @@ def objective_sums(
             f"the batch carries no target for pretraining_objective={config.pretraining_objective!r} "
             f"(labels given: {labels is not None}, profile_targets given: {profile_targets is not None})"
         )
+    if sums.masked_tokens + sums.profile_positions > 0:  # a filler batch (no target at all) is no objective term
+        sums.objective_loss_sum, sums.objective_batches = float(loss.detach()), 1.0
     tokens = attention_mask.sum()
     sums.tokens, sums.padded_tokens = _floats(tokens, attention_mask.numel() - tokens)
     return loss, sums
@@ -104,31 +114,25 @@ def summary(sums: ObjectiveSums, config: PretrainedConfig) -> dict[str, float]:
     """Metrics of a window (or a validation pass).
 
     ``loss`` is the objective: the MLM loss for masked-LM pretraining (with its ``perplexity`` and masked
-    ``accuracy``), the profile KL for profile-only, and the weighted sum for multi-task runs, which also report
-    ``mlm_loss`` and ``profile_kl`` separately.
+    ``accuracy``), the profile KL for profile-only (both token averages), and for multi-task runs the mean over
+    micro-batches of each one's weighted loss, exactly what training optimises (train windows and validation
+    alike); those also report the token-averaged ``mlm_loss`` and ``profile_kl`` separately.
     """
     parts = objective_parts(config.pretraining_objective)
     metrics: dict[str, float] = {}
-    mlm, profile = sums.mlm_loss_sum / max(sums.masked_tokens, 1.0), 0.0
+    mlm = sums.mlm_loss_sum / max(sums.masked_tokens, 1.0)
     if MLM in parts:
         metrics.update(perplexity=math.exp(min(mlm, 50.0)), accuracy=sums.masked_correct / max(sums.masked_tokens, 1.0))
     if PROFILE in parts and sums.profile_positions > 0:
-        profile = metrics["profile_kl"] = sums.profile_kl_sum / sums.profile_positions
+        metrics["profile_kl"] = sums.profile_kl_sum / sums.profile_positions
     if len(parts) > 1:  # mlm+profile
         metrics["mlm_loss"] = mlm
-        metrics["loss"] = float(_present(multitask_loss(config, torch.tensor(mlm), torch.tensor(profile))))
+        metrics["loss"] = sums.objective_loss_sum / max(sums.objective_batches, 1.0)
     else:
-        metrics["loss"] = mlm if MLM in parts else profile
+        metrics["loss"] = mlm if MLM in parts else metrics.get("profile_kl", 0.0)
     metrics["padding_fraction"] = sums.padded_tokens / max(sums.padded_tokens + sums.tokens, 1.0)
     metrics["tokens"] = sums.tokens
     return metrics
-
-
-def _present(loss: torch.Tensor | None) -> torch.Tensor:
-    """``multitask_loss`` of two given terms, which is never ``None`` (it is only for a batch with neither)."""
-    if loss is None:
-        raise ValueError("multitask_loss returned no loss for two given terms")
-    return loss
 
 
 class MetricsLog:
