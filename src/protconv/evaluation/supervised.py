@@ -81,7 +81,9 @@ def baseline_records(
     name: str, spec: dict[str, Any], splits: Mapping[Split, LabelledSequences], classes: list[str] | None,
     samples: int = 100,
 ) -> list[Record]:  # fmt: skip
-    """The baselines' figures and stderrs by ``_figure`` on their predictions: the probes' metric and resamples."""
+    """Each baseline's figure and stderr by ``_figure`` on its kept predictions, as the probes' are: the same metric
+    and the same resamples, so a baseline's error bar compares with a model's. ``samples`` is ``--bootstrap``
+    (its default, 100, here)."""
     task: TaskType = spec["kind"]
     baselines, epochs = str(spec.get("baselines", "linear,cnn")), int(spec.get("cnn_epochs", 10))
     options = BaselineArguments(baselines=baselines, cnn_epochs=epochs, disable_tqdm=True)
