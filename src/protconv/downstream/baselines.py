@@ -61,11 +61,30 @@ def _bar(total: int, desc: str, enabled: bool) -> tqdm:
     return progress_bar(total, desc, enabled and sys.stderr.isatty())
 
 
+@dataclass(frozen=True)
+class BaselinePredictions:
+    """One split's predictions beside their labels, item by item: per example, or per labelled residue for token
+    tasks (each sequence's residues whose label is not -100, in order, as the frozen-embedding probes align them),
+    so that ``evaluate`` can bootstrap a baseline's metric as it bootstraps a model's."""
+
+    predicted: np.ndarray  # regression: values in the labels' units; classification: class ids (argmax)
+    labels: np.ndarray
+
+
 @dataclass
 class BaselineResult:
+    """``predictions`` lives in a slot, outside the instance ``__dict__``: ``protconv baseline --output_file``
+    writes ``vars(result)``, which stays ``metrics``, ``chosen`` and ``seconds`` as before."""
+
+    __slots__ = ("__dict__", "predictions")
     metrics: dict[Split, dict[str, float]]
     chosen: str
     seconds: float
+    predictions: dict[Split, BaselinePredictions]
+
+
+#: One fit's metrics and predictions on each scored split (valid, test).
+_Scored = tuple[dict[Split, dict[str, float]], dict[Split, BaselinePredictions]]
 
 
 def residue_codes(sequences: list[str], length: int) -> np.ndarray:
@@ -119,9 +138,10 @@ def linear_baseline(
         else:
             by_alpha = _logistic_scores(splits, candidates, tick=bar.update)
     metric = PRIMARY_METRIC[task]
-    alpha = max(candidates, key=lambda a: by_alpha[a].get("valid", {}).get(metric, 0.0))
+    alpha = max(candidates, key=lambda a: by_alpha[a][0].get("valid", {}).get(metric, 0.0))
     warn_at_grid_edge(task, alpha, candidates)
-    return BaselineResult(by_alpha[alpha], f"alpha={alpha:g}", time.perf_counter() - start)
+    metrics, predictions = by_alpha[alpha]
+    return BaselineResult(metrics, f"alpha={alpha:g}", time.perf_counter() - start, predictions)
 
 
 def warn_at_grid_edge(task: TaskType, alpha: float, candidates: tuple[float, ...]) -> None:
@@ -135,16 +155,17 @@ def warn_at_grid_edge(task: TaskType, alpha: float, candidates: tuple[float, ...
         )  # fmt: skip
 
 
-def _ridge_scores(splits: _Splits, alpha: float, tick: Tick = _no_tick) -> dict[Split, dict[str, float]]:
+def _ridge_scores(splits: _Splits, alpha: float, tick: Tick = _no_tick) -> _Scored:
     length = max(len(s) for s in splits["train"].sequences)
     features = _splits_features(splits, length)
     weights, bias = ridge_fit(features["train"], np.asarray(splits["train"].labels, dtype=np.float64), alpha)
     tick()
-    return {
-        name: regression_metrics(x @ weights + bias, np.asarray(splits[name].labels))
+    predictions: dict[Split, BaselinePredictions] = {
+        name: BaselinePredictions(x @ weights + bias, np.asarray(splits[name].labels))
         for name, x in features.items()
         if name != "train"
     }
+    return {name: regression_metrics(p.predicted, p.labels) for name, p in predictions.items()}, predictions
 
 
 def _sparse_one_hot(codes: np.ndarray) -> torch.Tensor:
@@ -197,7 +218,7 @@ def _logistic_path(
     classes: int,
     alphas: tuple[float, ...],
     tick: Tick = _no_tick,
-) -> dict[float, dict[Split, dict[str, float]]]:
+) -> dict[float, _Scored]:
     """Fit every L2 strength from strongest to weakest, each warm-started from the previous solution.
 
     Only classes present in train get a column (a class never seen cannot be learned; with 1,195 folds and a
@@ -207,16 +228,17 @@ def _logistic_path(
     seen = torch.unique(labels)
     compact = torch.searchsorted(seen, labels)
     model = _SparseSoftmax(features, len(seen))
-    results: dict[float, dict[Split, dict[str, float]]] = {}
+    results: dict[float, _Scored] = {}
     for alpha in sorted(alphas, reverse=True):
         fit_softmax(bits, compact, model, alpha)
         tick()
-        results[alpha] = {}
+        results[alpha] = ({}, {})
         with torch.no_grad():
             for name, (eval_bits, eval_labels) in evaluate.items():
                 logits = np.full((len(eval_bits), classes), -np.inf, dtype=np.float32)
                 logits[:, seen.numpy()] = model(eval_bits).numpy()
-                results[alpha][name] = classification_metrics(logits, eval_labels)
+                results[alpha][0][name] = classification_metrics(logits, eval_labels)
+                results[alpha][1][name] = BaselinePredictions(logits.argmax(-1), np.asarray(eval_labels))
     return results
 
 
@@ -225,7 +247,7 @@ def _logistic_scores(
     alphas: tuple[float, ...],
     length_quantile: float = 0.95,
     tick: Tick = _no_tick,
-) -> dict[float, dict[Split, dict[str, float]]]:
+) -> dict[float, _Scored]:
     """Proteins cropped/padded to the ``length_quantile`` of train lengths: the long tail of a fold-classification
     set would otherwise multiply the feature count for a handful of proteins."""
     length = int(np.ceil(np.quantile([len(s) for s in splits["train"].sequences], length_quantile)))
@@ -252,7 +274,7 @@ def _windows(data: LabelledSequences, half_width: int) -> tuple[torch.Tensor, np
 
 def _windowed_logistic(
     splits: _Splits, alphas: tuple[float, ...], half_width: int = 7, tick: Tick = _no_tick
-) -> dict[float, dict[Split, dict[str, float]]]:
+) -> dict[float, _Scored]:
     windows = {name: _windows(data, half_width) for name, data in splits.items()}
     classes = 1 + max(int(labels.max()) for _, labels in windows.values())
     evaluate: dict[Split, tuple[torch.Tensor, np.ndarray]] = {
@@ -313,10 +335,11 @@ def _cnn_loss(output: torch.Tensor, labels: torch.Tensor, task: TaskType) -> tor
     return F.cross_entropy(output.reshape(-1, output.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
 
 
-def _cnn_predict(
+def _cnn_outputs(
     model: SmallCNN, data: LabelledSequences, task: TaskType, scale: tuple[float, float], batch_size: int = 256
-) -> dict[str, float]:
-    """Metrics on ``data``; regression outputs are mapped back from z-scores with ``scale`` = (mean, std)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Outputs on ``data`` and their labels (per labelled residue for token tasks): logits, or for regression the
+    predictions mapped back from z-scores with ``scale`` = (mean, std)."""
     model.eval()
     outputs, labels = [], []
     with torch.no_grad():
@@ -329,9 +352,25 @@ def _cnn_predict(
             outputs.append(out)
             labels.append(y)
     logits, truth = torch.cat(outputs).numpy(), torch.cat(labels).numpy()
+    return (logits.ravel() * scale[1] + scale[0] if task == "regression" else logits), truth
+
+
+def _cnn_metrics(task: TaskType, outputs: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     if task == "regression":
-        return regression_metrics(logits.ravel() * scale[1] + scale[0], truth)
-    return classification_metrics(logits, truth) if task == "classification" else token_metrics(logits, truth)
+        return regression_metrics(outputs, truth)
+    return classification_metrics(outputs, truth) if task == "classification" else token_metrics(outputs, truth)
+
+
+def _cnn_scored(model: SmallCNN, splits: _Splits, task: TaskType, scale: tuple[float, float]) -> _Scored:
+    """Metrics and predictions on every split but train, each from one pass of the model."""
+    metrics: dict[Split, dict[str, float]] = {}
+    predictions: dict[Split, BaselinePredictions] = {}
+    for name, data in splits.items():
+        if name != "train":
+            outputs, truth = _cnn_outputs(model, data, task, scale)
+            metrics[name] = _cnn_metrics(task, outputs, truth)
+            predictions[name] = BaselinePredictions(outputs if task == "regression" else outputs.argmax(-1), truth)
+    return metrics, predictions
 
 
 def cnn_baseline(
@@ -364,17 +403,16 @@ def cnn_baseline(
                 optimizer.step()
                 bar.update()
                 bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} loss {loss.item():.4f}", refresh=False)
-            score = _cnn_predict(model, splits.get("valid", train), task, (mean, std))[PRIMARY_METRIC[task]]
+            scored = _cnn_outputs(model, splits.get("valid", train), task, (mean, std))
+            score = _cnn_metrics(task, *scored)[PRIMARY_METRIC[task]]
             if score > best_score:
                 best_score, best_epoch = score, epoch + 1
                 best_state = {k: v.clone() for k, v in model.state_dict().items()}
     if best_state is None:  # no epoch, or no finite validation score: torch's own message, as before
         raise TypeError(f"Expected state_dict to be dict-like, got {type(best_state)}.")
     model.load_state_dict(best_state)
-    metrics: dict[Split, dict[str, float]] = {
-        name: _cnn_predict(model, data, task, (mean, std)) for name, data in splits.items() if name != "train"
-    }
-    return BaselineResult(metrics, f"epoch={best_epoch}/{epochs}", time.perf_counter() - start)
+    metrics, predictions = _cnn_scored(model, splits, task, (mean, std))
+    return BaselineResult(metrics, f"epoch={best_epoch}/{epochs}", time.perf_counter() - start, predictions)
 
 
 def _max_label(data: LabelledSequences, task: TaskType) -> int:

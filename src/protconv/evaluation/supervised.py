@@ -78,15 +78,20 @@ def probe_records(
 
 
 def baseline_records(
-    name: str, spec: dict[str, Any], splits: Mapping[Split, LabelledSequences], classes: list[str] | None
-) -> list[Record]:
+    name: str, spec: dict[str, Any], splits: Mapping[Split, LabelledSequences], classes: list[str] | None,
+    samples: int = 100,
+) -> list[Record]:  # fmt: skip
+    """Each baseline's figure and stderr by ``_figure`` on its kept predictions, as the probes' are: the same metric
+    and the same resamples, so a baseline's error bar compares with a model's. ``samples`` is ``--bootstrap``
+    (its default, 100, here)."""
     task: TaskType = spec["kind"]
     baselines, epochs = str(spec.get("baselines", "linear,cnn")), int(spec.get("cnn_epochs", 10))
     options = BaselineArguments(baselines=baselines, cnn_epochs=epochs, disable_tqdm=True)
     results = run_baselines(task, splits, options)
     metric, target = metric_name(task, classes), eval_split(splits)
-    primary = "spearman" if task == "regression" else "accuracy"
-    return [
-        Record(name, BASELINE_COLUMNS[baseline], None, metric, result.metrics[target][primary], None)
-        for baseline, result in results.items()
-    ]
+    records = []
+    for baseline, result in results.items():
+        predictions = result.predictions[target]
+        value, stderr = _figure(task, predictions.predicted, predictions.labels, samples)
+        records.append(Record(name, BASELINE_COLUMNS[baseline], None, metric, value, stderr))
+    return records
