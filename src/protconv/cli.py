@@ -165,7 +165,7 @@ def _baseline(args: argparse.Namespace) -> None:
             scores = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
             print(f"{name} ({result.chosen}, {result.seconds:.0f}s) {split} {scores}")
     if options.output_file:
-        payload = {name: vars(result) for name, result in results.items()}
+        payload = {name: result.summary() for name, result in results.items()}
         with open(options.output_file, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2)
 

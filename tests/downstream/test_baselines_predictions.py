@@ -54,7 +54,7 @@ def test_both_baselines_keep_predictions_that_give_their_metrics(task) -> None:
             else:
                 figure = float((predictions.predicted == predictions.labels).mean())
                 assert figure == result.metrics[split]["accuracy"], (name, split)
-        assert set(vars(result)) == {"metrics", "chosen", "seconds"}, "the --output_file payload is unchanged"
+        assert set(result.summary()) == {"metrics", "chosen", "seconds"}, "the --output_file payload is unchanged"
 
 
 def test_baseline_command_output_file_keeps_its_keys(tmp_path) -> None:

@@ -73,14 +73,16 @@ class BaselinePredictions:
 
 @dataclass
 class BaselineResult:
-    """``predictions`` lives in a slot, outside the instance ``__dict__``: ``protconv baseline --output_file``
-    writes ``vars(result)``, which stays ``metrics``, ``chosen`` and ``seconds`` as before."""
+    """One baseline's figures; ``predictions`` (per scored split) lets ``evaluate`` bootstrap its standard error.
+    ``summary()`` is what ``protconv baseline --output_file`` writes (the predictions stay out of that file)."""
 
-    __slots__ = ("__dict__", "predictions")
     metrics: dict[Split, dict[str, float]]
     chosen: str
     seconds: float
     predictions: dict[Split, BaselinePredictions]
+
+    def summary(self) -> dict[str, object]:
+        return {"metrics": self.metrics, "chosen": self.chosen, "seconds": self.seconds}
 
 
 #: One fit's metrics and predictions on each scored split (valid, test).

@@ -146,7 +146,7 @@ def _reference_records(task: Task, options: EvaluateOptions) -> list[Record]:
     if task.kind == "perplexity":
         return []  # no reference column
     if task.kind != "zero-shot":
-        return baseline_records(task.name, task.spec, task.splits, task.classes)
+        return baseline_records(task.name, task.spec, task.splits, task.classes, options.bootstrap)
     return _task_records(task, BLOSUM, lambda index: blosum_scores(task.assays[index].variants), options)
 
 
