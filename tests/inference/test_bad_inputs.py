@@ -112,12 +112,18 @@ def test_a_model_without_the_needed_head_is_refused(tmp_path, tiny_conv_config) 
 
 
 def test_signals_wait_for_the_end_of_a_commit() -> None:
-    steps = []
-    with pytest.raises(KeyboardInterrupt), deferred_interrupts():
-        signal.raise_signal(signal.SIGINT)
-        steps.append("finished the commit")
-    assert steps == ["finished the commit"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # A process started in the background by a non-interactive shell inherits SIGINT ignored: give the test the
+    # interactive default, which deferred_interrupts must hand back (it restores whatever handler it found).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        steps = []
+        with pytest.raises(KeyboardInterrupt), deferred_interrupts():
+            signal.raise_signal(signal.SIGINT)
+            steps.append("finished the commit")
+        assert steps == ["finished the commit"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_embed_and_predict_check_dtype_and_device_when_they_open_the_model(
