@@ -102,6 +102,12 @@ DEFAULT_CHUNK_SIZE = 10_000
 HASH_NAME = "blake2b-128"
 #: File attributes that must match for a run to continue an existing output file.
 _SETTINGS = ("format", "layers", "include", "dtype")
+#: The most memory HDF5's metadata cache of the output may hold: its default grows to 32 MiB as the file gains
+#: groups (a run's resident size grew with the record count); what is kept in memory, never what is written.
+METADATA_CACHE_BYTES = 1 << 20
+#: oneDNN's primitive cache holds a compiled kernel per convolution/matmul shape (1024 by default): with a new
+#: padded width almost every batch it only grows. Read once, at the process's first oneDNN call.
+ONEDNN_CACHE = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 #: HDF5's "unable to lock file" error (a word, not "sblock" inside a truncated file's message).
 _LOCKED = re.compile(r"\block", re.IGNORECASE)
 
@@ -206,6 +212,7 @@ def embed(
     positions cannot run) before the model is loaded. See the module documentation for the file layout.
     """
     started = time.perf_counter()
+    os.environ.setdefault(ONEDNN_CACHE, "0")  # before any model work (see ONEDNN_CACHE); a user's value wins
     fasta, output = _checked_paths(fasta, output)
     check_not_inputs([output], [fasta, model])
     check_positive(max_tokens_per_batch=max_tokens_per_batch, chunk_size=chunk_size)
@@ -221,7 +228,7 @@ def embed(
         job = _job(session, encoder, include, layers, unknown, max_tokens_per_batch, chunk_size)
         scan = scan_fasta(fasta, unknown, session.config, encoder.framing, duplicate_ids=resume.duplicate_ids)
         network = _open_output(output, session, job, str(model), overwrite)
-        with h5py.File(output, "a") as store:
+        with open_store(output) as store:
             done = _repair(store, output, job.include, len(job.layers), session.config.hidden_size)
             stored = read_records(fasta, unknown, resume.duplicate_ids)
             present = _reconcile(store, output, fasta, stored, done, resume) if done else set()  # a new file: no pass
@@ -470,6 +477,17 @@ class _Writer:
         h5a.create(group, name, type_id, space).write(value)
 
 
+def open_store(path: Path) -> h5py.File:
+    """``path`` opened for writing records, its metadata cache held to ``METADATA_CACHE_BYTES`` so that memory
+    stays flat however many groups the file holds."""
+    store = h5py.File(path, "a")
+    config = store.id.get_mdc_config()
+    config.set_initial_size = True
+    config.min_size = config.initial_size = config.max_size = METADATA_CACHE_BYTES
+    store.id.set_mdc_config(config)
+    return store
+
+
 def _create(output: Path, attributes: dict) -> None:
     """A new file holding only the attributes, written whole then renamed: never a half-made file. Runs under the
     output's lock, so any other temporary of this output is a killed run's leftover, removed here."""
@@ -684,7 +702,7 @@ def embed_ranks(ranks: Ranks, run: _Run, started: float) -> EmbedResult:
             records = (r for r in read_records(run.fasta, run.unknown, run.resume.duplicate_ids)
                        if group_name(r.id) not in present)  # fmt: skip
             show = run.progress and ranks.is_main
-            with h5py.File(target, "a") as store, token_rate_bar(mine, f"embed {run.fasta.name}", show) as bar:
+            with open_store(target) as store, token_rate_bar(mine, f"embed {run.fasta.name}", show) as bar:
                 _embed_pending(store, records, job, network, encoder, session.device, bar, plan, ranks)
         with step(ranks, f"embed: merging the shards into {output}"):
             if ranks.is_main:
