@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -423,6 +423,10 @@ def _max_label(data: LabelledSequences, task: TaskType) -> int:
     return max(data.labels)
 
 
+#: ``--cnn_pooling`` values: masked max or mean over residues.
+CnnPooling = Literal["max", "mean"]
+
+
 @dataclass
 class BaselineArguments:
     """Options of ``protconv baseline`` (the task and files come from ``TaskDataArguments``)."""
@@ -431,7 +435,7 @@ class BaselineArguments:
     cnn_epochs: int = 10
     cnn_layers: int = 2
     cnn_channels: int = 128
-    cnn_pooling: str = field(default="max", metadata={"help": "max | mean"})
+    cnn_pooling: CnnPooling = field(default="max", metadata={"help": "max | mean"})
     seed: int = 0
     output_file: str | None = field(default=None, metadata={"help": "write the results as JSON here"})
     disable_tqdm: bool = field(

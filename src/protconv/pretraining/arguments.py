@@ -11,28 +11,26 @@ import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import yaml
 from transformers import HfArgumentParser
 
+from ..data.choices import check_choice
 from ..data.fasta_corpus import InvalidPolicy
 from ..data.profiles import InsertPolicy, Prior
-from ..modeling.configuration_base import PRETRAINING_OBJECTIVES
+from ..modeling.configuration_base import PROFILE, PretrainingObjective, objective_parts
 from ..run_logging import LOG_LEVELS
 
 #: ``--mixed_precision`` values (none: whatever ``accelerate launch`` was configured with).
 MixedPrecision = Literal["no", "fp16", "bf16"]
-_Choice = TypeVar("_Choice", bound=str)
 
 
-def choice(name: str, value: str, allowed: tuple[_Choice, ...]) -> _Choice:
-    """``value`` as one of ``allowed`` (``typing.get_args`` of the setting's Literal alias), or the ValueError
-    that names the setting. The fields stay ``str``: ``HfArgumentParser`` would turn a Literal into argparse
-    choices (another error), and a YAML config is checked by ``read_config_file``."""
-    if value not in allowed:
-        either = " or ".join(filter(None, (", ".join(allowed[:-1]), allowed[-1])))
-        raise ValueError(f"{name} must be {either}, got {value!r}")
+def choice(name: str, value: str, alias: Any) -> Any:
+    """``value``, checked against the setting's Literal ``alias`` (``check_choice``: the ValueError names the
+    setting and lists the alias's values). The fields stay ``str``: ``HfArgumentParser`` would turn a Literal into
+    argparse choices (another error), and a YAML config is checked by ``read_config_file``."""
+    check_choice(name, value, alias)
     return value
 
 
@@ -59,8 +57,8 @@ class ModelArguments:
     pretraining_objective: str | None = field(
         default=None,
         metadata={
-            "help": "mlm | mlm+profile | profile (profile targets need --msa_files); default: the config's own "
-            "(mlm for presets). Weights: --config_overrides profile_task_weight=3,profile_loss_scale=10"
+            "help": f"{_either(PretrainingObjective, ' | ')} (profile targets need --msa_files); default: the "
+            "config's own (mlm for presets). Weights: --config_overrides profile_task_weight=3,profile_loss_scale=10"
         },
     )
 
@@ -177,15 +175,15 @@ class DataArguments:
 
     @property
     def invalid_policy(self) -> InvalidPolicy:
-        return choice("invalid_sequences", self.invalid_sequences, typing.get_args(InvalidPolicy))
+        return choice("invalid_sequences", self.invalid_sequences, InvalidPolicy)
 
     @property
     def prior(self) -> Prior:
-        return choice("profile_prior", self.profile_prior, typing.get_args(Prior))
+        return choice("profile_prior", self.profile_prior, Prior)
 
     @property
     def insert_policy(self) -> InsertPolicy:
-        return choice("msa_inserts", self.msa_inserts, typing.get_args(InsertPolicy))
+        return choice("msa_inserts", self.msa_inserts, InsertPolicy)
 
 
 @dataclass
@@ -416,15 +414,15 @@ def validate(model_args: ModelArguments, data_args: DataArguments, train_args: P
         if getattr(data_args, name) < 1:
             raise ValueError(f"{name} must be at least 1")
     objective = model_args.pretraining_objective
-    if objective is not None and objective not in PRETRAINING_OBJECTIVES:
-        raise ValueError(f"pretraining_objective must be one of {', '.join(PRETRAINING_OBJECTIVES)}, got {objective!r}")
-    if objective is not None and "profile" in objective and not data_args.msa_files:
+    if objective is not None:
+        check_choice("pretraining_objective", objective, PretrainingObjective)
+    if objective is not None and PROFILE in objective_parts(objective) and not data_args.msa_files:
         raise ValueError(f"pretraining_objective={objective!r} needs profile targets: pass --msa_files")
     _ = data_args.prior, data_args.insert_policy, data_args.invalid_policy  # each raises ValueError if unknown
     if train_args.log_level.lower() not in LOG_LEVELS:
         raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {train_args.log_level!r}")
     if train_args.mixed_precision is not None:
-        choice("mixed_precision", train_args.mixed_precision, typing.get_args(MixedPrecision))
+        choice("mixed_precision", train_args.mixed_precision, MixedPrecision)
     for name in ("max_steps", "logging_steps", "eval_steps", "save_steps", "gradient_accumulation_steps"):
         if getattr(train_args, name) < 1:
             raise ValueError(f"{name} must be at least 1")

@@ -29,7 +29,7 @@ from ..file_guards import OutputDirLock
 from ..hub import save_hub_folder
 from ..model_card import CardResult, build_card, config_yaml, public_name
 from ..model_source import position_limit, position_limit_reason
-from ..modeling.configuration_base import objective_parts, profile_task_alpha
+from ..modeling.configuration_base import MLM, PROFILE, objective_parts, profile_task_alpha
 from ..run_logging import configure_logging
 from ..tokenization import build_tokenizer
 from .arguments import DataArguments, ModelArguments, PretrainingArguments, as_flat_dict, parse_overrides
@@ -608,9 +608,9 @@ def _kind_of_source(name: str) -> str:
 def _objective_text(config: PretrainedConfig, arguments: dict[str, Any]) -> str:
     parts = objective_parts(config.pretraining_objective)
     texts = []
-    if "mlm" in parts:
+    if MLM in parts:
         texts.append(f"masked LM ({arguments['mlm_probability']:.0%} of residues, 80/10/10)")
-    if "profile" in parts:
+    if PROFILE in parts:
         texts.append(
             f"MSA profile prediction (KL; {arguments['profile_prior']} prior, inserts: {arguments['msa_inserts']})"
         )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from transformers import AutoModelForMaskedLM, AutoModelForPreTraining, PretrainedConfig, PreTrainedModel
 
+from ..modeling.configuration_base import MLM
 from ..registry import has_saved_weights, load_pretrained, resolve_config
 
 if TYPE_CHECKING:
@@ -17,8 +18,8 @@ if TYPE_CHECKING:
 def pretraining_auto_class(config: PretrainedConfig) -> type[_BaseAutoModelClass]:
     """``AutoModelForMaskedLM`` for masked-LM pretraining (so plain MLM runs export the familiar class), else
     ``AutoModelForPreTraining`` (the family's model with a profile head, see ``config.pretraining_objective``)."""
-    objective = getattr(config, "pretraining_objective", "mlm")
-    return AutoModelForMaskedLM if objective == "mlm" else AutoModelForPreTraining
+    objective = getattr(config, "pretraining_objective", MLM)
+    return AutoModelForMaskedLM if objective == MLM else AutoModelForPreTraining
 
 
 def build_pretraining_model(model: str, overrides: Mapping[str, Any] | None = None) -> PreTrainedModel:

@@ -35,7 +35,7 @@ from ..data.fasta_corpus import FastaRecords, Side
 from ..data.masking import PretrainingCollator
 from ..data.msa_corpus import MSACorpus, MSARecords, ProfiledSequence
 from ..data.plans import FILLER_SEQUENCE, BatchShape, Clusters, EpochPlan, crop_offsets, plan_epoch, plan_in_order
-from ..modeling.configuration_base import objective_parts
+from ..modeling.configuration_base import MLM, PROFILE, PretrainingObjective, objective_parts
 from .arguments import DataArguments
 
 logger = logging.getLogger(__name__)
@@ -246,7 +246,7 @@ def build_data(
     world_size: int,
     rank: int,
     seed: int,
-    objective: str = "mlm",
+    objective: PretrainingObjective = "mlm",
     cache_dir: str | Path | None = None,
     data_cache_dir: str | Path | None = None,
     progress: bool = False,
@@ -262,12 +262,12 @@ def build_data(
     and only on a terminal).
     """
     parts = objective_parts(objective)
-    if "profile" in parts and not data_args.msa_files:
+    if PROFILE in parts and not data_args.msa_files:
         raise ValueError(f"pretraining_objective={objective!r} needs profile targets: pass --msa_files")
     collator = PretrainingCollator(
         tokenizer,
-        mlm="mlm" in parts,
-        profile="profile" in parts,
+        mlm=MLM in parts,
+        profile=PROFILE in parts,
         mlm_probability=data_args.mlm_probability,
         mask_fraction=data_args.mask_fraction,
         random_fraction=data_args.random_fraction,
