@@ -11,21 +11,6 @@ import pytest
 from protconv.downstream.baselines import run_baselines
 from protconv.evaluation import EvaluateOptions, evaluate, read_suite, supervised
 from protconv.metrics import bootstrap_stderr, spearman
-from tests.helpers import DATA
-
-SUITE = f"""
-- name: stability
-  kind: regression
-  train_file: {DATA / "stability_train_slice.csv"}
-  test_file: {DATA / "stability_valid_slice.csv"}
-  cnn_epochs: 1
-- name: ss3
-  kind: token-classification
-  train_file: {DATA / "ss_sequences_slice.fasta"}
-  labels_file: {DATA / "ss_labels_slice.fasta"}
-  mask_file: {DATA / "ss_mask_slice.fasta"}
-  cnn_epochs: 1
-"""
 
 
 def _by_hand(predicted: np.ndarray, truth: np.ndarray, regression: bool) -> float | None:
@@ -37,7 +22,9 @@ def _by_hand(predicted: np.ndarray, truth: np.ndarray, regression: bool) -> floa
     return bootstrap_stderr(metric, len(truth), 100)  # the default --bootstrap of evaluate
 
 
-def test_baseline_rows_carry_the_bootstrap_stderr_of_their_predictions(tmp_path, monkeypatch) -> None:
+def test_baseline_rows_carry_the_bootstrap_stderr_of_their_predictions(
+    tmp_path, monkeypatch, supervised_suite_yaml
+) -> None:
     computed: dict[str, dict] = {}  # task kind -> the baselines' results inside evaluate
 
     def kept(task, splits, options):
@@ -46,7 +33,7 @@ def test_baseline_rows_carry_the_bootstrap_stderr_of_their_predictions(tmp_path,
 
     monkeypatch.setattr(supervised, "run_baselines", kept)
     suite = tmp_path / "suite.yaml"
-    suite.write_text(SUITE, encoding="utf-8")
+    suite.write_text(supervised_suite_yaml, encoding="utf-8")
     evaluate([], read_suite(suite), EvaluateOptions(tmp_path / "out"))
     saved = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
     rows = {(r["task"], r["model"]): r for r in saved if r["assay"] is None}

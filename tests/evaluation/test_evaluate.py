@@ -200,28 +200,12 @@ def test_results_json_becomes_the_card_model_index_for_push(tmp_path, models) ->
         results_json_card_results(tmp_path / "bad.json", models[0])
 
 
-def test_tiny_suite_zero_shot_regression_and_per_residue(tmp_path, models) -> None:
+def test_tiny_suite_zero_shot_regression_and_per_residue(tmp_path, models, supervised_suite_yaml) -> None:
     """The issue's end-to-end suite: two tiny models, one zero-shot assay, one regression task, one per-residue
     task; every supervised row has the one-hot linear and CNN baselines beside the probes."""
     suite = tmp_path / "suite.yaml"
     suite.write_text(
-        f"""
-- name: blat
-  kind: zero-shot
-  proteingym: {PROTEINGYM}
-- name: stability
-  kind: regression
-  train_file: {DATA / "stability_train_slice.csv"}
-  test_file: {DATA / "stability_valid_slice.csv"}
-  cnn_epochs: 1
-- name: ss3
-  kind: token-classification
-  train_file: {DATA / "ss_sequences_slice.fasta"}
-  labels_file: {DATA / "ss_labels_slice.fasta"}
-  mask_file: {DATA / "ss_mask_slice.fasta"}
-  cnn_epochs: 1
-""",
-        encoding="utf-8",
+        f"\n- name: blat\n  kind: zero-shot\n  proteingym: {PROTEINGYM}{supervised_suite_yaml}", encoding="utf-8"
     )
     tasks = read_suite(suite)
     result = evaluate(models, tasks, EvaluateOptions(tmp_path / "out", bootstrap=10))
