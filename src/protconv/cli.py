@@ -242,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # --help
         return _exit_code(exit_)
     args.arguments = extra  # the subcommand's own parser (HfArgumentParser dataclasses) reads these
+    if args.command in _ONEDNN_CACHE_OFF:
+        _turn_off_onednn_cache()
     args.debug = debug = args.debug or os.environ.get("PROTCONV_DEBUG", "") not in ("", "0")
     try:
         args.run(args)
@@ -258,6 +260,19 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_error(error, args), file=sys.stderr)
         return 2
     return 0
+
+
+#: Commands whose batches change padded width almost every call, so that oneDNN's primitive cache (a compiled
+#: kernel per shape, 1024 by default) only grows: off for them (benchmarks/results/embed_memory.md).
+_ONEDNN_CACHE_OFF = frozenset({"embed", "score", "predict", "evaluate"})
+
+
+def _turn_off_onednn_cache() -> None:
+    """Set ``ONEDNN_PRIMITIVE_CACHE_CAPACITY=0`` unless the user set it: oneDNN reads it once, when the process
+    creates its first primitive, so here, before the subcommand does any torch work."""
+    from .inference.embed import ONEDNN_CACHE
+
+    os.environ.setdefault(ONEDNN_CACHE, "0")
 
 
 def is_user_error(error: BaseException) -> bool:
