@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from protconv import ConvForMaskedLM
 from protconv.data.fasta import DataFileError
 from protconv.data.fasta_corpus import FastaRecords
 from protconv.data.plans import FILLER_SEQUENCE
 from protconv.pretraining.arguments import DataArguments, parse_arguments
+from protconv.pretraining.metrics import ObjectiveSums, objective_sums, summary
 from protconv.pretraining.pipeline import DataPosition, build_data
 from protconv.tokenization import InvalidSequenceError, build_tokenizer
 from tests.helpers import DATA, MSA
@@ -261,3 +263,55 @@ def test_msa_members_are_planned_with_fasta_records(tokenizer, cache) -> None:
     assert sorted(log.records) == list(range(len(data.train)))
     assert any(t.abs().sum() > 0 for t in targets), "MSA members carry profile targets"
     assert FILLER_SEQUENCE
+
+
+def _file_order_padded_tokens(widths: list[int], max_tokens: int) -> int:
+    """Padded tokens of greedy token-budget batches cut in file order (what length-aware planning improves on)."""
+    padded, count, widest = 0, 0, 0
+    for width in widths:
+        if (count + 1) * max(widest, width) > max_tokens:
+            padded, count, widest = padded + count * widest, 0, 0
+        count, widest = count + 1, max(widest, width)
+    return padded + count * widest
+
+
+def _validation_sums(model, batches: list[dict[str, torch.Tensor]], alone: bool) -> ObjectiveSums:
+    """The sums ``_validate`` adds up, over the batches as planned or over every row alone (no padding at all)."""
+    sums = ObjectiveSums()
+    with torch.no_grad():
+        for batch in batches:
+            rows = range(len(batch["input_ids"])) if alone else [slice(None)]
+            for row in rows:
+                width = int(batch["attention_mask"][row].sum()) if alone else batch["input_ids"].shape[1]
+                part = {key: value[row, :width].reshape(-1, width) for key, value in batch.items()}
+                labels = part.pop("labels")
+                sums += objective_sums(model.config, model(**part), labels, None, part["attention_mask"])[1]
+    return sums
+
+
+def test_validation_batches_group_lengths_and_keep_the_token_weighted_loss(
+    tmp_path, tokenizer, tiny_conv_config
+) -> None:
+    """Validation records in file order alternate long and short; the planned batches group similar lengths (far
+    fewer padded tokens than batches cut in file order), are the same on every build, and give the validation loss
+    of every row evaluated alone: batching changes the loss only by float summation order."""
+    residues = "ACDEFGHIKLMNPQRSTVWY"
+    lengths = [120 if i % 4 == 0 else 6 + i % 9 for i in range(40)]
+    fasta = tmp_path / "validation.fasta"
+    fasta.write_text("".join(f">v{i}\n{(residues * 10)[i : i + n]}\n" for i, n in enumerate(lengths)), encoding="utf-8")
+    arguments = _arguments(
+        train_files=[str(DATA / "some_proteins.fasta")], validation_files=[str(fasta)], max_length=128,
+        max_tokens_per_batch=512,
+    )  # fmt: skip
+    batches = build_data(arguments, tokenizer, 1, 0, seed=3).validation_batches()
+    again = build_data(arguments, tokenizer, 1, 0, seed=3).validation_batches()
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(batches, again, strict=True) for k in a), "deterministic"
+    widths = [n + 2 for n in lengths]  # <cls> and <eos>
+    assert sum(int(b["attention_mask"].sum()) for b in batches) == sum(widths), "every validation token once"
+    padded = sum(b["attention_mask"].numel() for b in batches)
+    assert padded < 0.7 * _file_order_padded_tokens(widths, 512), (padded, _file_order_padded_tokens(widths, 512))
+    model = ConvForMaskedLM(tiny_conv_config).eval()
+    planned, alone = _validation_sums(model, batches, False), _validation_sums(model, batches, True)
+    assert planned.masked_tokens == alone.masked_tokens > 0
+    loss, by_row = summary(planned, model.config)["loss"], summary(alone, model.config)["loss"]
+    assert loss == pytest.approx(by_row, rel=1e-5)
