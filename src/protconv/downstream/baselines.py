@@ -37,6 +37,10 @@ from ..progress import progress_bar
 
 _RESIDUE_INDEX = {char: index for index, char in enumerate(RESIDUE_CHARACTERS)}
 N_RESIDUES = len(RESIDUE_CHARACTERS)
+
+#: ``--cnn_pooling`` values: masked max or mean over residues.
+CnnPooling = Literal["max", "mean"]
+
 #: The headline score of each task type (used to pick hyper-parameters on the validation split).
 PRIMARY_METRIC: dict[TaskType, str] = {
     "regression": "spearman",
@@ -291,7 +295,7 @@ class SmallCNN(nn.Module):
     """One-hot residues -> ``layers`` x (Conv1d, ReLU) -> masked pooling (or none, per residue) -> dense head."""
 
     def __init__(
-        self, outputs: int, channels: int = 128, kernel_size: int = 5, layers: int = 2, pooling: str = "max",
+        self, outputs: int, channels: int = 128, kernel_size: int = 5, layers: int = 2, pooling: CnnPooling = "max",
         per_residue: bool = False,
     ) -> None:  # fmt: skip
         super().__init__()
@@ -377,7 +381,7 @@ def _cnn_scored(model: SmallCNN, splits: _Splits, task: TaskType, scale: tuple[f
 
 def cnn_baseline(
     task: TaskType, splits: _Splits, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
-    layers: int = 2, channels: int = 128, pooling: str = "max", seed: int = 0, progress: bool = False,
+    layers: int = 2, channels: int = 128, pooling: CnnPooling = "max", seed: int = 0, progress: bool = False,
 ) -> BaselineResult:  # fmt: skip
     """Train the small CNN with Adam; regression targets are z-scored; keep the best validation epoch."""
     start = time.perf_counter()
@@ -421,10 +425,6 @@ def _max_label(data: LabelledSequences, task: TaskType) -> int:
     if task == "token-classification":
         return max(max(labels) for labels in data.labels)
     return max(data.labels)
-
-
-#: ``--cnn_pooling`` values: masked max or mean over residues.
-CnnPooling = Literal["max", "mean"]
 
 
 @dataclass
