@@ -13,11 +13,13 @@ without a test split the valid split is the one scored, so nothing is chosen on 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -105,7 +107,8 @@ def _train(task: Task, model: str, folder: Path, key: str, options: RunOptions, 
     own = {name: value for name, value in task.finetune.items() if name in _MODEL_SETTINGS}
     mode: Mode = "lora" if task.mode == "lora" else "full"
     arguments = FinetuneArguments(model=model, task=_task_type(task), mode=mode, **data, **own)
-    finetune(arguments, training_arguments(task, folder, options, resume))
+    with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its logs: stdout stays evaluate's table
+        finetune(arguments, training_arguments(task, folder, options, resume))
     for checkpoint in folder.glob("checkpoint-*"):  # the model is in folder/model; optimizer states go
         shutil.rmtree(checkpoint)
     write_json(folder / STAMP, {"key": key, "finished": True})
