@@ -70,6 +70,19 @@ def test_lora_and_full_rows_beside_the_probe_and_a_rerun_reuses_the_fine_tuned_f
     assert again.computed == 6 and again.records == result.records
     with pytest.raises(AssertionError, match="trained again"):  # --overwrite fine-tunes anew
         evaluate([conv], tasks[1:2], EvaluateOptions(tmp_path / "out", overwrite=True, bootstrap=10))
+    asked: list = []
+
+    def resumed(arguments, training_arguments):
+        asked.append(training_arguments.resume_from_checkpoint)
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(finetuned, "finetune", resumed)
+    folder = finetuned.run_folder(tasks[2], conv, options)
+    stamp = json.loads((folder / finetuned.STAMP).read_text(encoding="utf-8"))
+    (folder / finetuned.STAMP).write_text(json.dumps({**stamp, "finished": False}), encoding="utf-8")  # killed
+    with pytest.raises(AssertionError, match="trained again"):
+        evaluate([conv], tasks[2:], options)
+    assert asked == ["true"] and (folder / "model").is_dir()  # resumed where it was, not wiped
 
 
 @pytest.mark.parametrize(
