@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import pytest
 
@@ -23,6 +22,16 @@ REGRESSION = f"""
   max_train_samples: 48
   cnn_epochs: 1
 """
+PER_RESIDUE = f"""- name: ss3
+  kind: token-classification
+  train_file: {DATA / "ss_sequences_slice.fasta"}
+  labels_file: {DATA / "ss_labels_slice.fasta"}
+  mask_file: {DATA / "ss_mask_slice.fasta"}
+  baselines: cnn
+  cnn_epochs: 1
+  mode: lora
+  finetune: {{per_device_train_batch_size: 8, lora_r: 2}}
+"""
 
 
 @pytest.fixture
@@ -38,12 +47,15 @@ def test_lora_and_full_rows_beside_the_probe_and_a_rerun_reuses_the_fine_tuned_f
     suite.write_text(
         "finetune: {num_train_epochs: 1, learning_rate: 1e-3, per_device_train_batch_size: 16}\ntasks:\n- name: st"
         + REGRESSION
-        + "  mode: [probe, lora, full]\n",
+        + "  mode: [probe, lora, full]\n"
+        + PER_RESIDUE,
         encoding="utf-8",
     )
     tasks = read_suite(suite)
-    assert [(t.name, t.mode) for t in tasks] == [("st", "probe"), ("st-lora", "lora"), ("st-full", "full")]
+    assert [(t.name, t.mode) for t in tasks] == [("st", "probe"), ("st-lora", "lora"), ("st-full", "full"),
+                                                 ("ss3-lora", "lora")]  # fmt: skip
     assert tasks[1].finetune == {"num_train_epochs": 1, "learning_rate": 1e-3, "per_device_train_batch_size": 16}
+    assert tasks[3].finetune == {**tasks[1].finetune, "per_device_train_batch_size": 8, "lora_r": 2}
     options = EvaluateOptions(tmp_path / "out", bootstrap=10)
     result = evaluate([conv], tasks, options)
     rows = {(r.task, r.model): r for r in result.records}
@@ -53,23 +65,25 @@ def test_lora_and_full_rows_beside_the_probe_and_a_rerun_reuses_the_fine_tuned_f
     assert rows["st-lora", conv].value != rows["st", conv].value
     assert rows["st-full", conv].value != rows["st", conv].value
     assert rows["st-lora", "cnn-scratch"].value == rows["st", "cnn-scratch"].value  # trained once, one figure
+    q3 = rows["ss3-lora", conv]  # read back protein by protein from the run's per-residue predictions
+    assert q3.metric == "q3" and 0 <= q3.value <= 1 and q3.stderr is not None and q3.stderr > 0
     folder = finetuned.run_folder(tasks[1], conv, options)
     assert folder.parent == tmp_path / "out" / "finetune" / "st-lora"
     assert (folder / "model" / "config.json").is_file() and not list(folder.glob("checkpoint-*"))
     table = (tmp_path / "out" / "results.md").read_text(encoding="utf-8")
     assert all(f"| {name} |" in table for name in ("st", "st-lora", "st-full"))
     saved = json.loads((tmp_path / "out" / "results.json").read_text(encoding="utf-8"))
-    assert {r["task"] for r in saved["results"] if r["model"] == conv} == {"st", "st-lora", "st-full"}
+    assert {r["task"] for r in saved["results"] if r["model"] == conv} == {"st", "st-lora", "st-full", "ss3-lora"}
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
 
     monkeypatch.setattr(finetuned, "finetune", no_training)
-    shutil.rmtree(tmp_path / "out" / "cache")  # the rows are recomputed; the fine-tuned folders must be reused
-    again = evaluate([conv], tasks, options)
-    assert again.computed == 6 and again.records == result.records
-    with pytest.raises(AssertionError, match="trained again"):  # --overwrite fine-tunes anew
-        evaluate([conv], tasks[1:2], EvaluateOptions(tmp_path / "out", overwrite=True, bootstrap=10))
+    for cached in (tmp_path / "out" / "cache").glob("*.json"):  # the model's rows go (the baselines' stay)
+        if any(row["model"] == conv for row in json.loads(cached.read_text(encoding="utf-8"))):
+            cached.unlink()
+    again = evaluate([conv], tasks, options)  # rows recomputed from the fine-tuned folders, nothing trained
+    assert again.computed == 4 and again.records == result.records
     asked: list = []
 
     def resumed(arguments, training_arguments):
@@ -80,9 +94,15 @@ def test_lora_and_full_rows_beside_the_probe_and_a_rerun_reuses_the_fine_tuned_f
     folder = finetuned.run_folder(tasks[2], conv, options)
     stamp = json.loads((folder / finetuned.STAMP).read_text(encoding="utf-8"))
     (folder / finetuned.STAMP).write_text(json.dumps({**stamp, "finished": False}), encoding="utf-8")  # killed
+    for cached in (tmp_path / "out" / "cache").glob("*.json"):
+        if any(row["task"] == "st-full" and row["model"] == conv for row in json.loads(cached.read_text())):
+            cached.unlink()
     with pytest.raises(AssertionError, match="trained again"):
-        evaluate([conv], tasks[2:], options)
+        evaluate([conv], tasks, options)
     assert asked == ["true"] and (folder / "model").is_dir()  # resumed where it was, not wiped
+    with pytest.raises(AssertionError, match="trained again"):  # --overwrite fine-tunes anew
+        evaluate([conv], tasks[1:2], EvaluateOptions(tmp_path / "out", overwrite=True, bootstrap=10))
+    assert asked == ["true", None]
 
 
 @pytest.mark.parametrize(
