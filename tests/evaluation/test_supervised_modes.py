@@ -11,6 +11,7 @@ import pytest
 
 import protconv
 from protconv.cli import main
+from protconv.downstream import finetune as downstream_finetune
 from protconv.evaluation import EvaluateOptions, SuiteError, evaluate, finetuned, read_suite
 from protconv.hub import save_hub_folder
 from tests.helpers import DATA
@@ -78,7 +79,7 @@ def test_lora_and_full_rows_beside_the_probe_and_a_rerun_reuses_the_fine_tuned_f
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(finetuned, "finetune", no_training)
+    monkeypatch.setattr(downstream_finetune, "finetune", no_training)
     for cached in (tmp_path / "out" / "cache").glob("*.json"):  # the model's rows go (the baselines' stay)
         if any(row["model"] == conv for row in json.loads(cached.read_text(encoding="utf-8"))):
             cached.unlink()
@@ -90,7 +91,7 @@ def test_lora_and_full_rows_beside_the_probe_and_a_rerun_reuses_the_fine_tuned_f
         asked.append(training_arguments.resume_from_checkpoint)
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(finetuned, "finetune", resumed)
+    monkeypatch.setattr(downstream_finetune, "finetune", resumed)
     folder = finetuned.run_folder(tasks[2], conv, options)
     stamp = json.loads((folder / finetuned.STAMP).read_text(encoding="utf-8"))
     (folder / finetuned.STAMP).write_text(json.dumps({**stamp, "finished": False}), encoding="utf-8")  # killed

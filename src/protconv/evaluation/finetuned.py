@@ -21,19 +21,20 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from transformers import PreTrainedModel, TrainingArguments
+from transformers import PreTrainedModel
 
 from ..data.tasks.vocabulary import TaskType
-from ..downstream.finetune import FinetuneArguments, finetune
-from ..downstream.finetune_arguments import Mode
 from ..downstream.predictions import UNSCORED
 from ..inference.common import weights_fingerprint
 from .results import Record, cache_key, file_hash, write_json
 from .suite import LORA_SETTINGS, Task
 from .supervised import eval_split, metric_name, scored_figure
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
 
 #: The stamp beside a fine-tuning run: its key, and whether it finished.
 STAMP = "evaluate_stamp.json"
@@ -99,6 +100,8 @@ def _read_stamp(folder: Path) -> dict[str, Any]:
 
 
 def _train(task: Task, model: str, folder: Path, key: str, options: RunOptions, resume: bool) -> None:
+    from ..downstream.finetune import FinetuneArguments, Mode, finetune  # imports Trainer: only when one trains
+
     if folder.exists() and not resume:
         shutil.rmtree(folder)  # another key's run (or --overwrite): nothing of it is reused
     folder.mkdir(parents=True, exist_ok=True)
@@ -124,6 +127,8 @@ def training_arguments(task: Task, folder: Path, options: RunOptions, resume: bo
         settings |= {"eval_strategy": "epoch", "load_best_model_at_end": True, "metric_for_best_model": metric,
                      "greater_is_better": True}  # fmt: skip
     settings |= {name: value for name, value in task.finetune.items() if name not in _MODEL_SETTINGS}
+    from transformers import TrainingArguments
+
     return TrainingArguments(
         output_dir=str(folder), report_to=[], disable_tqdm=not options.progress, use_cpu=options.device == "cpu",
         resume_from_checkpoint="true" if resume else None, **settings,
