@@ -150,7 +150,9 @@ def _modes(entry: dict[str, Any], defaults: dict[str, Any], where: str) -> tuple
     for mode in modes:
         if mode not in SUPERVISED_MODES:
             raise SuiteError(f"{where}: {choice_error('mode', mode, SupervisedMode)} (or a list of them)")
-    if not modes or len(set(modes)) != len(modes):
+    if not modes:
+        raise SuiteError(f"{where}: mode is an empty list (give one or more of {', '.join(SUPERVISED_MODES)})")
+    if len(set(modes)) != len(modes):
         raise SuiteError(f"{where}: mode lists each of {', '.join(SUPERVISED_MODES)} at most once, got {written!r}")
     own = _settings(entry.get("finetune", {}), where)
     if own and modes == ["probe"]:
