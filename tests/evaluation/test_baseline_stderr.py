@@ -1,5 +1,6 @@
 """The baseline columns of ``protconv evaluate`` carry a bootstrap standard error, computed as the model columns'
-are: the same metric on the baselines' kept predictions, the same resamples of ``metrics.bootstrap_stderr``."""
+are: the same metric on the baselines' kept predictions, the same resamples of ``metrics.bootstrap_stderr`` (of
+examples, or for the per-residue task of whole proteins)."""
 
 from __future__ import annotations
 
@@ -13,22 +14,32 @@ from protconv.evaluation import EvaluateOptions, evaluate, read_suite, supervise
 from protconv.metrics import bootstrap_stderr, spearman
 
 
-def _by_hand(predicted: np.ndarray, truth: np.ndarray, regression: bool) -> float | None:
-    def metric(index: np.ndarray) -> float:
-        if regression:
-            return spearman(predicted[index], truth[index])
-        return float((predicted[index] == truth[index]).mean())
-
-    return bootstrap_stderr(metric, len(truth), 100)  # the default --bootstrap of evaluate
+def _by_hand(predicted: np.ndarray, truth: np.ndarray, regression: bool, labels: list | None) -> float | None:
+    """``labels``: the per-residue labels of the scored split's proteins (their scored residues are the flat
+    predictions, protein after protein); the resampled units are then the proteins that have any."""
+    if regression:
+        return bootstrap_stderr(lambda index: spearman(predicted[index], truth[index]), len(truth), 100)
+    if labels is None:
+        return bootstrap_stderr(lambda index: float((predicted[index] == truth[index]).mean()), len(truth), 100)
+    proteins, start = [], 0
+    for protein in labels:
+        scored = sum(label != -100 for label in protein)
+        if scored:
+            proteins.append((float((predicted[start : start + scored] == truth[start : start + scored]).sum()), scored))
+        start += scored
+    right, counts = np.array([p[0] for p in proteins]), np.array([p[1] for p in proteins])
+    return bootstrap_stderr(lambda index: right[index].sum() / counts[index].sum(), len(proteins), 100)
 
 
 def test_baseline_rows_carry_the_bootstrap_stderr_of_their_predictions(
     tmp_path, monkeypatch, supervised_suite_yaml
 ) -> None:
     computed: dict[str, dict] = {}  # task kind -> the baselines' results inside evaluate
+    scored: dict[str, list] = {}  # task kind -> the scored split's labels
 
     def kept(task, splits, options):
         computed[task] = run_baselines(task, splits, options)
+        scored[task] = splits["test"].labels
         return computed[task]
 
     monkeypatch.setattr(supervised, "run_baselines", kept)
@@ -44,5 +55,6 @@ def test_baseline_rows_carry_the_bootstrap_stderr_of_their_predictions(
             assert row["value"] == pytest.approx(result.metrics["test"]["spearman" if regression else "accuracy"])
             assert row["stderr"] is not None and row["stderr"] > 0, row
             predictions = result.predictions["test"]
-            expected = _by_hand(predictions.predicted, predictions.labels, regression)
+            per_residue = scored[task] if task == "token-classification" else None
+            expected = _by_hand(predictions.predicted, predictions.labels, regression, per_residue)
             assert row["stderr"] == pytest.approx(expected, rel=1e-12), row

@@ -19,6 +19,7 @@ from ..file_guards import OutputDirLock, check_outputs_are_not_inputs
 from ..inference.common import DEFAULT_MAX_TOKENS, DtypeName, ModelSession, package_version
 from ..inference.score import score_variants
 from .blosum import blosum_scores
+from .finetuned import finetune_records
 from .perplexity import perplexity_records
 from .plots import write_plots
 from .results import (
@@ -162,6 +163,8 @@ class _Scorer:
         if task.kind == "perplexity":
             return perplexity_records(task.name, task.sequences, model, self.session, self.network,
                                       self.options.max_tokens_per_batch, self.options.bootstrap)  # fmt: skip
+        if task.mode != "probe":  # full / lora: fine-tuned by protconv finetune's run (evaluation.finetuned)
+            return finetune_records(task, model, self.network, self.options)
         return probe_records(task.name, task.spec, task.splits, task.classes, model, self.session,
                              self.network, self.options.max_tokens_per_batch, self.options.bootstrap)  # fmt: skip
 
