@@ -4,7 +4,7 @@ or ``pandas.read_parquet("OUT")``).
 
 Layout of the folder::
 
-    OUT/protconv-embeddings.json   the run's settings and model (what the HDF5 file's root attributes hold)
+    OUT/.protconv_embeddings.json  the run's settings and model (what the HDF5 file's root attributes hold)
     OUT/part-000000.parquet        the records of chunk 0 (the FASTA's first ``chunk_size`` records), ...
         columns: id (string), index (int64: the record's position in the FASTA), length (int32: residues),
                  sequence_hash (string), then per included item and layer ``<item>_<layer>`` (``mean_last``,
@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 #: The file of the folder that holds the run's settings.
-SETTINGS_FILE = "protconv-embeddings.json"
+SETTINGS_FILE = ".protconv_embeddings.json"
 _SHARD = re.compile(r"part-(\d{6})\.parquet")
 #: The columns a rerun reads to check a shard (never the vectors).
 _CHECKED = ["id", "length", "sequence_hash"]
