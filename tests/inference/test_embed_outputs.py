@@ -4,6 +4,8 @@ merge), the stacked ``mean`` matrix, float16 storage and compression as file set
 from __future__ import annotations
 
 import importlib
+import logging
+import re
 
 import h5py
 import numpy as np
@@ -13,7 +15,7 @@ from protconv.inference import EmbeddingFileError, InferenceInputError, embed
 from protconv.inference.embed import group_name
 from protconv.inference.embedding_map import read_embedding_sample
 
-from .conftest import write_fasta
+from .conftest import FASTA, write_fasta
 
 embed_module = importlib.import_module("protconv.inference.embed")
 # Not in name order (HDF5 lists groups by name), two ids named like the root datasets, one needing escapes.
@@ -229,3 +231,34 @@ def test_parquet_refuses_what_it_cannot_write(conv_folder, fasta, tmp_path) -> N
         embed(conv_folder, fasta, tmp_path / "user", output_format="parquet", progress=False)
     with pytest.raises(NotADirectoryError, match="is a file"):
         embed(conv_folder, fasta, fasta, output_format="parquet", progress=False)
+
+
+def test_parquet_on_two_processes_then_a_killed_rank_continued_at_one(conv_folder, tmp_path, caplog) -> None:
+    """Each rank writes its part of a chunk (``part-C-rKofN.parquet``, no merge); a chunk a killed rank left
+    incomplete is computed again by a one-process rerun, which ends with the values of an uninterrupted run. One
+    record per batch, so values do not depend on what ran together."""
+    pandas = pytest.importorskip("pandas")
+    from protconv.inference.distributed import EXIT_AFTER_ENV
+
+    from .test_distributed import launch, one_thread
+
+    folder = tmp_path / "two"
+    options = ["--format", "parquet", "--chunk_size", "4", "--max_tokens_per_batch", "1", "--no_progress"]
+    done = launch(2, "embed", str(conv_folder), str(FASTA), str(folder), *options, env={EXIT_AFTER_ENV: "1:3"})
+    assert done.returncode != 0
+    parts = sorted(path.name for path in folder.glob("part-*.parquet"))
+    assert parts and all(re.fullmatch(r"part-00000\d-r[01]of2\.parquet", name) for name in parts), parts
+    with one_thread():
+        reference = embed(conv_folder, FASTA, tmp_path / "one", output_format="parquet", chunk_size=4,
+                          max_tokens_per_batch=1, progress=False)  # fmt: skip
+        with caplog.at_level(logging.WARNING):
+            resumed = embed(conv_folder, FASTA, folder, output_format="parquet", chunk_size=4,
+                            max_tokens_per_batch=1, progress=False)  # fmt: skip
+    assert "chunk 1 is incomplete (a killed run)" in caplog.text  # rank 1 died in its second chunk
+    assert 0 < resumed.skipped < reference.written and resumed.written == reference.written - resumed.skipped
+    one, two = (
+        pandas.read_parquet(path).sort_values("index").reset_index(drop=True) for path in (tmp_path / "one", folder)
+    )
+    assert one["id"].tolist() == two["id"].tolist() and len(one) == 15
+    for a, b in zip(one["mean_last"], two["mean_last"], strict=True):
+        np.testing.assert_array_equal(np.stack(a), np.stack(b))

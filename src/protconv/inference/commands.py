@@ -110,7 +110,7 @@ def add_embed_command(subparsers) -> argparse.ArgumentParser:
 
 def _storage_options(parser: argparse.ArgumentParser) -> None:
     """How ``embed`` stores what it computes (the choices are ``embed``'s Literal aliases)."""
-    from .embed import Compression, OutputFormat, StorageDtype
+    from .embed import DEFAULT_CHUNK_SIZE, Compression, OutputFormat, StorageDtype
 
     parser.add_argument(
         "--format",
@@ -132,6 +132,13 @@ def _storage_options(parser: argparse.ArgumentParser) -> None:
         default="none",
         help="none (default), gzip or lzf (HDF5 filters, of the per-residue datasets and the stack; parquet: none "
         "or gzip); a setting of the file: a resume must pass the same",
+    )
+    parser.add_argument(
+        "--chunk_size",
+        type=int,
+        default=DEFAULT_CHUNK_SIZE,
+        help="records read (and planned) at a time, so memory does not grow with the file; with --format parquet "
+        "the records of a shard, and what a killed run loses at most (default %(default)s)",
     )
     parser.add_argument(
         "--storage_dtype",
@@ -190,6 +197,7 @@ def run_embed(args: argparse.Namespace) -> None:
         stack=args.stack,
         compression=args.compression,
         storage_dtype=args.storage_dtype,
+        chunk_size=args.chunk_size,
         **_common_values(args),
     )
     skipped = f" ({result.skipped} already present)" if result.skipped else ""

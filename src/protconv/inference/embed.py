@@ -48,7 +48,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import h5py
 import numpy as np
@@ -90,6 +90,9 @@ from .distributed import (
     step,
 )
 from .inputs import check_duplicate_ids, check_input_file, check_not_inputs, first_ids, read_records, scan_fasta
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 try:
     from . import embed_parquet as parquet
@@ -950,42 +953,85 @@ def _check_shard(shard: Path, attributes: dict) -> None:
 
 
 def _embed_parquet_run(run: _Run, ranks: Ranks, started: float) -> EmbedResult:
-    """``--format parquet`` (:mod:`protconv.inference.embed_parquet`): one process, one shard per chunk."""
-    _check_parquet_options(run, ranks)
-    with OutputFileLock(run.output):
-        session = ModelSession.open(run.model, run.dtype, run.device)
-        encoder = session.encoder()
-        job = _job(session, encoder, run.include, run.layers, run.unknown, run.max_tokens_per_batch,
-                   run.chunk_size, run.storage)  # fmt: skip
-        scan = scan_fasta(run.fasta, run.unknown, session.config, encoder.framing,
-                          duplicate_ids=run.resume.duplicate_ids)  # fmt: skip
-        network, attributes = _open_parquet_output(run, session, job)
-        done = _reconcile_shards(run)
-        todo = scan.records - sum(done.values())
-        hidden = session.config.hidden_size
-        table = parquet.schema(job.layers, job.include, hidden, job.storage.storage_dtype, attributes)
-        records = read_records(run.fasta, run.unknown, run.resume.duplicate_ids)
-        with token_rate_bar(todo, f"embed {run.fasta.name}", run.progress) as bar:
-            for index, chunk in enumerate(chunks(records, job.chunk_size)):
-                if index not in done:
-                    writer = parquet.ShardWriter(run.output, index, table, _PARQUET_CODECS[job.storage.compression],
-                                                 job.storage.numpy_dtype)  # fmt: skip
-                    _embed_shard(writer, chunk, index * job.chunk_size, job, network, encoder, session.device, bar)
+    """``--format parquet`` (:mod:`protconv.inference.embed_parquet`): a shard per chunk, or on N processes a shard
+    per chunk and rank (each rank writes its own; no merge). Rank 0 holds the folder's lock, checks or creates it
+    and reconciles the shards with the FASTA (removing incomplete chunks) before the others read which chunks are
+    complete; the pending chunks' batches are planned as :func:`embed_ranks` plans them."""
+    _check_parquet_options(run)
+    with process_group(ranks), contextlib.ExitStack() as stack:
+        with step(ranks, "embed: checking the inputs and the output"):
+            session = ModelSession.open(run.model, run.dtype, rank_device(ranks, run.device))
+            encoder = session.encoder()
+            job = _job(session, encoder, run.include, run.layers, run.unknown, run.max_tokens_per_batch,
+                       run.chunk_size, run.storage)  # fmt: skip
+            scan = scan_fasta(run.fasta, run.unknown, session.config, encoder.framing,
+                              duplicate_ids=run.resume.duplicate_ids)  # fmt: skip
+            network, attributes, done = None, None, None
+            if ranks.is_main:
+                stack.enter_context(OutputFileLock(run.output))
+                network, attributes = _open_parquet_output(run, session, job)
+                done = _reconcile_shards(run, main=True)
+        with step(ranks, f"embed: reading the shards of {run.output}"):
+            if done is None:
+                done, attributes = _reconcile_shards(run, main=False), parquet.read_settings(run.output)
+        with step(ranks, "embed: computing the embeddings"):
+            if network is None:
+                network, _ = session.load(AutoModel, "the encoder's weights")
+            table = parquet.schema(job.layers, job.include, session.config.hidden_size, job.storage.storage_dtype,
+                                   attributes or {})  # fmt: skip
+            todo = scan.records - sum(done.values())
+            _embed_parquet_chunks(run, job, done, table, network, encoder, session.device, ranks, todo)
     return EmbedResult(run.output, scan.records, todo, scan.records - todo, time.perf_counter() - started)
+
+
+def _embed_parquet_chunks(
+    run: _Run,
+    job: _Job,
+    done: dict[int, int],
+    table: pa.Schema,
+    network: PreTrainedModel,
+    encoder: SequenceEncoder,
+    device: torch.device,
+    ranks: Ranks,
+    todo: int,
+) -> None:
+    """This rank's batches of every chunk not ``done``, each chunk's into its own shard (``todo``: the records
+    left, for one process's progress bar)."""
+    special = encoder.framing.special_tokens
+    plan = None
+    if ranks.distributed:
+        lengths = [len(r.sequence) for index, chunk in enumerate(chunks(read_records(run.fasta, run.unknown,
+                   run.resume.duplicate_ids), job.chunk_size)) if index not in done for r in chunk]  # fmt: skip
+        plan = plan_chunks(lengths, job.chunk_size, job.max_tokens_per_batch, special, ranks.world_size)
+        todo = sum(len(batch.members) for batches in plan for batch in batches if batch.rank == ranks.rank)
+    records = read_records(run.fasta, run.unknown, run.resume.duplicate_ids)
+    part = f"-r{ranks.rank}of{ranks.world_size}" if ranks.distributed else ""
+    codec, pending = _PARQUET_CODECS[job.storage.compression], 0
+    stop, count = exit_hook(ranks), 0
+    with token_rate_bar(todo, f"embed {run.fasta.name}", run.progress and ranks.is_main) as bar:
+        for index, chunk in enumerate(chunks(records, job.chunk_size)):
+            if index in done:
+                continue
+            if plan is None:
+                batches = plan_batches([len(r.sequence) for r in chunk], job.max_tokens_per_batch, special)
+            else:
+                batches = [batch.members for batch in plan[pending] if batch.rank == ranks.rank]
+            pending += 1
+            if batches:
+                writer = parquet.ShardWriter(run.output, index, table, codec, job.storage.numpy_dtype, part)
+                exit_at = None if stop is None else stop - count  # the test hook of a killed process
+                _embed_shard(writer, chunk, index * job.chunk_size, batches, job, network, encoder, device, bar,
+                             exit_at)  # fmt: skip
+                count += len(batches)
 
 
 #: Parquet's codec for each ``--compression`` it takes (lzf is an HDF5 filter only).
 _PARQUET_CODECS = {"none": "none", "gzip": "gzip"}
 
 
-def _check_parquet_options(run: _Run, ranks: Ranks) -> None:
+def _check_parquet_options(run: _Run) -> None:
     if parquet is None:
         raise InferenceInputError("--format parquet needs pyarrow: pip install 'protconv[parquet]' (or pyarrow)")
-    if ranks.distributed:
-        raise InferenceInputError(
-            "--format parquet runs on one process (rank shards of Parquet are not built yet): run it without "
-            "torchrun/accelerate, or write HDF5 (the default) on several processes"
-        )
     if run.storage.stack:
         raise InferenceInputError("--stack is for HDF5 output: a Parquet folder already loads in one read")
     if run.storage.compression not in _PARQUET_CODECS:
@@ -1018,31 +1064,39 @@ def _open_parquet_output(run: _Run, session: ModelSession, job: _Job) -> tuple[P
     return network, attributes
 
 
-def _reconcile_shards(run: _Run) -> dict[int, int]:
-    """The chunks whose shard holds exactly their records (index -> record count); shards of changed chunks and
-    past the FASTA's end handled as :mod:`protconv.inference.embed_parquet` says, before any new work."""
+def _reconcile_shards(run: _Run, main: bool) -> dict[int, int]:
+    """The chunks whose shards hold exactly their records (index -> record count). On rank 0 (``main``), before
+    any new work: the shards of a chunk that a killed run left incomplete are removed (it is computed again), a
+    changed chunk is refused (or its shards removed, ``recompute_changed``), and shards past the FASTA's end are
+    reported (or removed, ``drop_missing``); the other ranks then find only complete chunks."""
     shards = parquet.find_shards(run.output)
     done: dict[int, int] = {}
     count = 0
     for index, chunk in enumerate(chunks(read_records(run.fasta, run.unknown, run.resume.duplicate_ids),
                                          run.chunk_size)):  # fmt: skip
         count = index + 1
-        path = shards.get(index)
-        if path is None:
+        paths = shards.get(index, [])
+        if not paths:
             continue
-        expected = [(r.id, len(r.sequence), sequence_hash(r.sequence)) for r in chunk]
-        if sorted(_shard_records(path)) == sorted(expected):
+        expected = sorted((r.id, len(r.sequence), sequence_hash(r.sequence)) for r in chunk)
+        found = sorted(row for path in paths for row in _shard_records(path))
+        if found == expected:
             done[index] = len(chunk)
-        elif not run.resume.recompute_changed:
+            continue
+        if main and set(found) < set(expected) and len(set(found)) == len(found):
+            logger.warning("%s: chunk %d is incomplete (a killed run): computing it again", run.output, index)
+        elif main and not run.resume.recompute_changed:
             raise EmbeddingFileError(
-                f"{path}: does not hold the records of chunk {index} of {run.fasta} ({expected[0][0]!r} .. "
-                f"{expected[-1][0]!r}, {len(expected)} records) with their sequences: the FASTA changed since; pass "
+                f"{paths[0]}: does not hold the records of chunk {index} of {run.fasta} ({chunk[0].id!r} .. "
+                f"{chunk[-1].id!r}, {len(chunk)} records) with their sequences: the FASTA changed since; pass "
                 "--recompute_changed to recompute such shards, or --overwrite to start again"
             )
-        else:
-            logger.warning("%s: recomputing %s, whose records changed", run.output, path.name)
-    extra = [path for index, path in shards.items() if index >= count]
-    if extra:
+        elif main:
+            logger.warning("%s: recomputing chunk %d, whose records changed", run.output, index)
+        for path in paths if main else ():
+            path.unlink()
+    extra = [path for index, paths in shards.items() if index >= count for path in paths]
+    if extra and main:
         what = "removed (drop_missing)" if run.resume.drop_missing else "kept; pass --drop_missing to remove them"
         logger.warning("%s: %d shards hold records past the end of %s: %s", run.output, len(extra), run.fasta, what)
         for path in extra if run.resume.drop_missing else ():
@@ -1061,16 +1115,21 @@ def _embed_shard(
     writer: parquet.ShardWriter,
     chunk: list[FastaRecord],
     start: int,
+    batches: list[list[int]],
     job: _Job,
     network: PreTrainedModel,
     encoder: SequenceEncoder,
     device: torch.device,
     bar: TokenRate,
+    exit_at: int | None = None,
 ) -> None:
-    """One chunk's records into ``writer``'s shard, a row group per batch; the shard appears only when whole."""
+    """``batches`` of a chunk into ``writer``'s shard, a row group per batch; the shard appears only when whole.
+    ``exit_at``: the test hook's batch count (``distributed.EXIT_AFTER_ENV``) at which the process exits."""
     special = encoder.framing.special_tokens
     try:
-        for batch in plan_batches([len(record.sequence) for record in chunk], job.max_tokens_per_batch, special):
+        for done, batch in enumerate(batches):
+            if done == exit_at:
+                os._exit(3)  # no cleanup, no flush: what a kill leaves
             members = [chunk[i] for i in batch]
             arrays = _embed_batch(network, encoder, members, job.layers, job.include, device)
             rows = [parquet.RecordRow(r.id, start + i, len(r.sequence), sequence_hash(r.sequence))

@@ -36,7 +36,8 @@ import pyarrow.parquet as pq
 
 #: The file of the folder that holds the run's settings.
 SETTINGS_FILE = ".protconv_embeddings.json"
-_SHARD = re.compile(r"part-(\d{6})\.parquet")
+#: ``part-<chunk>.parquet`` (one process), ``part-<chunk>-r<rank>of<ranks>.parquet`` (rank's part of a chunk).
+_SHARD = re.compile(r"part-(\d{6})(-r\d+of\d+)?\.parquet")
 #: The columns a rerun reads to check a shard (never the vectors).
 _CHECKED = ["id", "length", "sequence_hash"]
 
@@ -51,19 +52,19 @@ class RecordRow:
     sequence_hash: str
 
 
-def shard_name(chunk: int) -> str:
-    return f"part-{chunk:06d}.parquet"
+def shard_name(chunk: int, part: str = "") -> str:
+    return f"part-{chunk:06d}{part}.parquet"
 
 
-def find_shards(folder: Path) -> dict[int, Path]:
-    """The complete shards of ``folder`` by chunk index."""
+def find_shards(folder: Path) -> dict[int, list[Path]]:
+    """The complete shards of ``folder`` by chunk index (several for a chunk written by several ranks)."""
     if not folder.is_dir():
         return {}
-    found = {}
-    for path in folder.iterdir():
+    found: dict[int, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
         match = _SHARD.fullmatch(path.name)
         if match:
-            found[int(match.group(1))] = path
+            found.setdefault(int(match.group(1)), []).append(path)
     return dict(sorted(found.items()))
 
 
@@ -91,8 +92,9 @@ def write_settings(folder: Path, attributes: dict) -> None:
 def clear_folder(folder: Path) -> None:
     """What ``overwrite`` removes: this layout's files only (never anything else a user put in the folder)."""
     remove_temporaries(folder)
-    for path in find_shards(folder).values():
-        path.unlink()
+    for paths in find_shards(folder).values():
+        for path in paths:
+            path.unlink()
     (folder / SETTINGS_FILE).unlink(missing_ok=True)
 
 
@@ -122,9 +124,11 @@ class ShardWriter:
     """One chunk's shard, written batch by batch (a row group each, so memory holds one batch) into a temporary
     beside it and renamed in by :meth:`finish`; :meth:`abort` removes the temporary."""
 
-    def __init__(self, folder: Path, chunk: int, table_schema: pa.Schema, compression: str, dtype: np.dtype) -> None:
-        self.path = folder / shard_name(chunk)
-        self.temporary = folder / f".{shard_name(chunk)}.{os.getpid()}.tmp"
+    def __init__(
+        self, folder: Path, chunk: int, table_schema: pa.Schema, compression: str, dtype: np.dtype, part: str = ""
+    ) -> None:
+        self.path = folder / shard_name(chunk, part)
+        self.temporary = folder / f".{shard_name(chunk, part)}.{os.getpid()}.tmp"
         self.schema, self.dtype = table_schema, dtype
         self.writer = pq.ParquetWriter(self.temporary, table_schema, compression=compression)
 

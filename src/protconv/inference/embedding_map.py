@@ -1,10 +1,11 @@
 """``protconv plot-embeddings``: a 2-D map of the records of an ``embed`` HDF5 file, coloured by a label.
 
 Records are read one at a time, and only those plotted (``max_points``, a seeded subsample): memory grows with
-hidden size x points, never with the file. A file with the stacked ``mean`` matrix (``embed --stack``) gives the
-vectors of the points in one read; records come in the order of the root ``ids`` (FASTA order) when present. The vector of a record is its ``mean`` (or ``cls``) row of ``layer``;
-a file written with ``per_residue`` only is averaged over residues. Labels come from a CSV/TSV table with an id
-column (the FASTA record ids); ``color_by length`` needs no table (the residue count ``embed`` stores).
+hidden size x points, never with the file. Records come in the order of the root ``ids`` (FASTA order) when the
+file has them; a file with the stacked ``mean`` matrix (``embed --stack``) gives the points' vectors in one read.
+The vector of a record is its ``mean`` (or ``cls``) row of ``layer``; a file written with ``per_residue`` only is
+averaged over residues. Labels come from a CSV/TSV table with an id column (the FASTA record ids); ``color_by
+length`` needs no table (the residue count ``embed`` stores).
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def read_embedding_sample(path: str | Path, layer: str | None, max_points: int, 
         row = layers.index(chosen)
         stacked = _stacked_rows(store, total, keep, row) if pooling == "mean" else None
         ids, vectors, lengths = [], [], []
-        for index, name in enumerate(names):
+        for name in names:
             group = store[name]
             if stacked is None:
                 data = group[pooling][row]
