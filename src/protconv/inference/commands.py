@@ -78,7 +78,9 @@ def add_embed_command(subparsers) -> argparse.ArgumentParser:
             "hidden) and/or 'per_residue' (n_layers, residues, hidden), residues only, and attributes 'layers' and "
             "'length'. Sequences run whole: a model with learned absolute positions (position_embedding_type="
             "'absolute') refuses a record longer than its max_position_embeddings before any work. Re-running the "
-            "same command continues a killed run, skipping the records already written."
+            "same command continues a killed run, skipping the records already written. The root dataset 'ids' "
+            "lists the records in FASTA order (read it for the file's order); --stack adds the matrix 'mean'. "
+            "--format parquet writes a folder of Parquet shards instead, one row per record."
         ),
     )
     parser.add_argument("model", help="model folder or Hugging Face Hub id")

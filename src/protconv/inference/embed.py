@@ -3,12 +3,23 @@
 Layout of the output (h5py)::
 
     /                       attrs: format, model, model_fingerprint, model_type, protconv_version,
-                                   layers, include, dtype, hidden_size
+                                   layers, include, dtype, hidden_size, storage_dtype, compression
+    /ids                    (records,) variable-length UTF-8: every record id in file order (the FASTA's order);
+                            written last, at the end of a run: read it for the file's order
+    /mean                   (records, n_layers, hidden): the stacked means, row i the record ids[i] (only with
+                            stack), so a whole file loads in one read
     /<record id>            one group per FASTA record (the first word of its header)
-        mean                (n_layers, hidden) float32: the mean over the record's residues
-        per_residue         (n_layers, residues, hidden) float32: residues only, never padding or special tokens
-        cls                 (n_layers, hidden) float32: the <cls> token's state (only with include=cls)
+        mean                (n_layers, hidden): the mean over the record's residues
+        per_residue         (n_layers, residues, hidden): residues only, never padding or special tokens
+        cls                 (n_layers, hidden): the <cls> token's state (only with include=cls)
         attrs: id (the record id), layers, sequence_hash (blake2b-128 hex of the residues), length (residues)
+
+HDF5 lists groups by name, not in the FASTA's order: ``ids`` gives that order (then any records kept from an
+earlier FASTA, see resuming). Values are computed in float32 (or ``dtype``) and stored as ``storage_dtype``
+(float32, or float16 at half the size); ``compression`` (gzip or lzf, byte-shuffled) applies to the
+per-residue datasets, chunked one layer and up to ``CHUNK_BYTES`` per chunk, and to the stack. Both are settings
+of the file, like ``layers``: a resume with other values is refused. A file of a version that recorded neither
+is read as float32, uncompressed.
 
 ``layers`` names what each row of the leading axis holds (it is present even for one layer): ``"last"`` is the
 model's ``last_hidden_state`` (the final LayerNorm of the last block's output, what ``pooler_output`` pools and the
@@ -20,8 +31,9 @@ resolved (``-1`` of a 16-layer model is stored as ``"16"``).
 a model with ``pooling="mean"`` the default ``mean`` equals ``AutoModel(...)(**one_sequence).pooler_output``.
 For a ``pooling="cls"`` model, whose ``pooler_output`` is the ``<cls>`` state, ask for ``include=cls``.
 
-A group name is the record id with ``%`` and ``/`` written ``%25`` and ``%2F`` (HDF5 reads ``/`` as a path);
-the ``id`` attribute holds the id unchanged.
+A group name is the record id with ``%`` and ``/`` written ``%25`` and ``%2F`` (HDF5 reads ``/`` as a path), and
+a record named like a root dataset (``ids``, ``mean``) with its first letter escaped (``%69ds``); the ``id``
+attribute holds the id unchanged.
 
 Resuming: each batch's groups are written completely (``length`` last) and the file is flushed, with Ctrl-C and
 SIGTERM held until then. Re-running the same command on a killed run's file drops any incomplete group, skips
@@ -31,6 +43,11 @@ A record is "already present" only if its stored length and ``sequence_hash`` ma
 whose sequence changed is refused (naming the id and both files) unless ``recompute_changed``, which replaces it;
 records in the file but no longer in the FASTA are reported (count and first ids) and kept, or removed with
 ``drop_missing``. A file written by a protconv that stored no hashes cannot be checked and is refused.
+``ids`` (and the stack) are removed when a run first adds or removes a record and written again when it ends, so
+a file without ``ids`` is a killed run's; a rerun with nothing to do keeps them as they are. On N processes rank
+0 writes them after the shard merge, in the FASTA's order (never the order records were finished in).
+
+``output_format="parquet"`` writes a folder of Parquet shards instead (:mod:`protconv.inference.embed_parquet`).
 
 The output is locked for the whole run (:class:`protconv.file_guards.OutputFileLock`), ``overwrite`` included,
 and may not be one of the run's inputs (the FASTA file, a file of the model folder).

@@ -6,6 +6,7 @@ Layout of the folder::
 
     OUT/.protconv_embeddings.json  the run's settings and model (what the HDF5 file's root attributes hold)
     OUT/part-000000.parquet        the records of chunk 0 (the FASTA's first ``chunk_size`` records), ...
+    OUT/part-000000-r1of2.parquet  on N processes: rank 1's records of chunk 0 (each rank writes its own part)
         columns: id (string), index (int64: the record's position in the FASTA), length (int32: residues),
                  sequence_hash (string), then per included item and layer ``<item>_<layer>`` (``mean_last``,
                  ``cls_12``): mean/cls a fixed-size list of ``hidden`` floats, per_residue a list (residues) of
@@ -17,6 +18,11 @@ in whole, so a shard that exists is complete. Resuming: a rerun keeps a shard on
 records of its chunk (ids, lengths, sequence hashes); a shard whose chunk changed is refused (or recomputed,
 ``recompute_changed``); shards past the FASTA's last chunk are kept with a warning (removed with
 ``drop_missing``). A killed run loses at most the chunk in progress.
+
+On N processes (torchrun, accelerate launch) the chunks' batches are planned as for HDF5 and each rank writes
+its part of each chunk; there is no merge: the folder of parts is the output. A rerun at any number of processes
+keeps a chunk whose parts together hold exactly its records, and computes again a chunk that a killed rank left
+incomplete (its parts removed first by rank 0, which holds the folder's lock).
 
 This module knows Parquet only: what to compute, and when, is :mod:`protconv.inference.embed`'s.
 """
