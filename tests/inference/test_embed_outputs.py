@@ -262,3 +262,32 @@ def test_parquet_on_two_processes_then_a_killed_rank_continued_at_one(conv_folde
     assert one["id"].tolist() == two["id"].tolist() and len(one) == 15
     for a, b in zip(one["mean_last"], two["mean_last"], strict=True):
         np.testing.assert_array_equal(np.stack(a), np.stack(b))
+
+
+def test_the_command_line_options_reach_embed(monkeypatch, capsys) -> None:
+    import argparse
+
+    from protconv.inference import add_embed_command
+
+    seen: dict = {}
+
+    def fake(*args, **kwargs):
+        seen.update(kwargs)
+        return embed_module.EmbedResult(args[2], 1, 1, 0, 0.1)
+
+    monkeypatch.setattr(embed_module, "embed", fake)
+    root = argparse.ArgumentParser(prog="protconv")
+    add_embed_command(root.add_subparsers(dest="command"))
+    argv = ["embed", "m", "in.fasta", "out", "--format", "parquet", "--storage_dtype", "float16", "--chunk_size", "7"]
+    args = root.parse_args([*argv, "--compression", "gzip", "--stack", "--layers", "-1", "-2"])
+    args.run(args)
+    assert (seen["output_format"], seen["storage_dtype"], seen["compression"]) == ("parquet", "float16", "gzip")
+    assert seen["stack"] is True and seen["chunk_size"] == 7 and seen["layers"] == "-1,-2"
+    defaults = root.parse_args(["embed", "m", "in.fasta", "out.h5"])
+    assert (defaults.output_format, defaults.storage_dtype, defaults.compression, defaults.stack) == (
+        "hdf5",
+        "float32",
+        "none",
+        False,
+    )
+    assert "wrote 1 records to out" in capsys.readouterr().out

@@ -304,19 +304,26 @@ def embed(
         return _embed_parquet_run(run, ranks, started)
     if ranks.distributed or find_shards(output, SHARD_SUFFIX):
         return embed_ranks(ranks, run, started)
+    return _embed_one_process(run, started)
+
+
+def _embed_one_process(run: _Run, started: float) -> EmbedResult:
+    """``embed`` into an HDF5 file by one process (no launcher, no shards left by a multi-process run)."""
+    fasta, output, unknown, resume = run.fasta, run.output, run.unknown, run.resume
     with OutputFileLock(output):
-        session = ModelSession.open(model, dtype, device)
+        session = ModelSession.open(run.model, run.dtype, run.device)
         encoder = session.encoder()
-        job = _job(session, encoder, include, layers, unknown, max_tokens_per_batch, chunk_size, storage)
+        job = _job(session, encoder, run.include, run.layers, unknown, run.max_tokens_per_batch, run.chunk_size,
+                   run.storage)  # fmt: skip
         scan = scan_fasta(fasta, unknown, session.config, encoder.framing, duplicate_ids=resume.duplicate_ids)
-        network = _open_output(output, session, job, str(model), overwrite)
+        network = _open_output(output, session, job, str(run.model), run.overwrite)
         with open_store(output) as store:
             done = _repair(store, output, job.include, len(job.layers), session.config.hidden_size)
             stored = read_records(fasta, unknown, resume.duplicate_ids)
             present = _reconcile(store, output, fasta, stored, done, resume) if done else set()  # a new file: no pass
             todo = scan.records - len(present)
             records = (r for r in read_records(fasta, unknown, resume.duplicate_ids) if r.id not in present)
-            with token_rate_bar(todo, f"embed {fasta.name}", progress) as bar:
+            with token_rate_bar(todo, f"embed {fasta.name}", run.progress) as bar:
                 _embed_pending(store, records, job, network, encoder, session.device, bar)
             write_index(store, list(scan.id_lines), job)
     return EmbedResult(output, scan.records, todo, scan.records - todo, time.perf_counter() - started)
@@ -1086,7 +1093,7 @@ def _reconcile_shards(run: _Run, main: bool) -> dict[int, int]:
     any new work: the shards of a chunk that a killed run left incomplete are removed (it is computed again), a
     changed chunk is refused (or its shards removed, ``recompute_changed``), and shards past the FASTA's end are
     reported (or removed, ``drop_missing``); the other ranks then find only complete chunks."""
-    shards = parquet.find_shards(run.output)
+    shards = parquet.chunk_shards(run.output)
     done: dict[int, int] = {}
     count = 0
     for index, chunk in enumerate(chunks(read_records(run.fasta, run.unknown, run.resume.duplicate_ids),

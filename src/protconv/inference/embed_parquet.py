@@ -62,7 +62,7 @@ def shard_name(chunk: int, part: str = "") -> str:
     return f"part-{chunk:06d}{part}.parquet"
 
 
-def find_shards(folder: Path) -> dict[int, list[Path]]:
+def chunk_shards(folder: Path) -> dict[int, list[Path]]:
     """The complete shards of ``folder`` by chunk index (several for a chunk written by several ranks)."""
     if not folder.is_dir():
         return {}
@@ -98,7 +98,7 @@ def write_settings(folder: Path, attributes: dict) -> None:
 def clear_folder(folder: Path) -> None:
     """What ``overwrite`` removes: this layout's files only (never anything else a user put in the folder)."""
     remove_temporaries(folder)
-    for paths in find_shards(folder).values():
+    for paths in chunk_shards(folder).values():
         for path in paths:
             path.unlink()
     (folder / SETTINGS_FILE).unlink(missing_ok=True)
