@@ -136,7 +136,10 @@ class ShardWriter:
         self.path = folder / shard_name(chunk, part)
         self.temporary = folder / f".{shard_name(chunk, part)}.{os.getpid()}.tmp"
         self.schema, self.dtype = table_schema, dtype
-        self.writer = pq.ParquetWriter(self.temporary, table_schema, compression=compression)
+        # Dictionaries and min/max statistics of float vectors cost 5x the write and help no reader: only the
+        # record columns keep statistics (ids are unique: no dictionary either).
+        self.writer = pq.ParquetWriter(self.temporary, table_schema, compression=compression, use_dictionary=False,
+                                       write_statistics=["id", "index", "length"])  # fmt: skip
 
     def write(self, rows: list[RecordRow], arrays: dict[str, list[np.ndarray]], layers: Sequence[str]) -> None:
         """``arrays[item][record]``: ``(n_layers, hidden)`` or ``(n_layers, residues, hidden)`` per record."""
