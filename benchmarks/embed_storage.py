@@ -116,8 +116,9 @@ def main() -> None:
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for (output_format, dtype, compression), found in rows:
         stack = f"{found['stack']:.2f}" if output_format == "hdf5" else "-"
-        print(f"| {output_format} | {dtype} | {compression} | {found['bytes'] / 1e6:.1f} | "
-              f"{found['bytes'] / base['bytes']:.2f} | {found['writer']:.2f} | {stack} | {found['total']:.1f} |")  # fmt: skip
+        ratio = found["bytes"] / base["bytes"]
+        print(f"| {output_format} | {dtype} | {compression} | {found['bytes'] / 1e6:.1f} | {ratio:.2f} | "
+              f"{found['writer']:.2f} | {stack} | {found['total']:.1f} |")  # fmt: skip
 
 
 if __name__ == "__main__":
