@@ -49,7 +49,8 @@ def test_mean_and_per_residue_equal_the_model_run_alone(any_folder, tmp_path) ->
         assert store.attrs["model"] == str(any_folder)
         assert store.attrs["protconv_version"] == protconv.__version__
         assert list(store.attrs["layers"]) == ["last"] and list(store.attrs["include"]) == ["mean", "per_residue"]
-        assert len(store) == 15
+        assert len(store) == 16  # a group per record and the root dataset ids
+        assert store["ids"].asstr()[()].tolist() == [record.id for record in records]
         for record in records:
             group = store[record.id]
             encoded = tokenizer(record.sequence, return_tensors="pt", return_special_tokens_mask=True)
@@ -124,7 +125,7 @@ def _interrupt_after(monkeypatch, batches: int) -> None:
 
 def _contents(path) -> dict[str, dict[str, np.ndarray]]:
     with h5py.File(path, "r") as store:
-        return {name: {key: group[key][()] for key in group} for name, group in store.items()}
+        return {name: {key: group[key][()] for key in group} for name, group in store.items() if name != "ids"}
 
 
 def test_resume_after_a_kill_skips_done_records_and_gives_the_same_values(conv_folder, tmp_path, monkeypatch) -> None:

@@ -70,10 +70,10 @@ def test_records_missing_from_the_fasta_are_reported_and_dropped_on_request(conv
         assert embed(conv_folder, fewer, output, progress=False).skipped == 1
     assert "2 records are not in" in caplog.text and "'p2', 'p3'" in caplog.text
     with h5py.File(output) as store:
-        assert sorted(store) == ["p1", "p2", "p3"]
+        assert sorted(store) == ["ids", "p1", "p2", "p3"]
     embed(conv_folder, fewer, output, drop_missing=True, progress=False)
     with h5py.File(output) as store:
-        assert sorted(store) == ["p1"]
+        assert sorted(store) == ["ids", "p1"]
 
 
 def test_a_file_without_sequence_hashes_is_refused(conv_folder, fasta, tmp_path) -> None:
@@ -109,7 +109,7 @@ def test_duplicate_ids_error_skip_or_rename(conv_folder, tmp_path) -> None:
     assert embed(conv_folder, twice, tmp_path / "s.h5", duplicate_ids="skip", progress=False).records == 3
     assert embed(conv_folder, twice, tmp_path / "r.h5", duplicate_ids="rename", progress=False).written == 4
     with h5py.File(tmp_path / "r.h5") as store:
-        assert sorted(store) == ["p1", "p1#2", "p2", "p3"] and store["p1#2"].attrs["length"] == 8
+        assert sorted(store) == ["ids", "p1", "p1#2", "p2", "p3"] and store["p1#2"].attrs["length"] == 8
     with pytest.raises(InferenceInputError, match="duplicate_ids must be"):
         embed(conv_folder, twice, tmp_path / "x.h5", duplicate_ids="first", progress=False)  # type: ignore[arg-type]
 

@@ -78,12 +78,14 @@ def add_embed_command(subparsers) -> argparse.ArgumentParser:
             "hidden) and/or 'per_residue' (n_layers, residues, hidden), residues only, and attributes 'layers' and "
             "'length'. Sequences run whole: a model with learned absolute positions (position_embedding_type="
             "'absolute') refuses a record longer than its max_position_embeddings before any work. Re-running the "
-            "same command continues a killed run, skipping the records already written."
+            "same command continues a killed run, skipping the records already written. The root dataset 'ids' "
+            "lists the records in FASTA order (read it for the file's order); --stack adds the matrix 'mean'. "
+            "--format parquet writes a folder of Parquet shards instead, one row per record."
         ),
     )
     parser.add_argument("model", help="model folder or Hugging Face Hub id")
     parser.add_argument("fasta", help="FASTA file (plain or gzip); record ids (first header word) must be unique")
-    parser.add_argument("output", help="HDF5 file to write (or to continue)")
+    parser.add_argument("output", help="HDF5 file to write (or to continue); with --format parquet, a folder")
     parser.add_argument(
         "--include",
         default="mean",
@@ -102,9 +104,51 @@ def add_embed_command(subparsers) -> argparse.ArgumentParser:
         help="continuing OUTPUT: remove the records that are no longer in the FASTA file (default: keep, warn)",
     )
     _duplicate_ids_option(parser)
+    _storage_options(parser)
     _common_options(parser)
     parser.set_defaults(run=run_embed)
     return parser
+
+
+def _storage_options(parser: argparse.ArgumentParser) -> None:
+    """How ``embed`` stores what it computes (the choices are ``embed``'s Literal aliases)."""
+    from .embed import DEFAULT_CHUNK_SIZE, Compression, OutputFormat, StorageDtype
+
+    parser.add_argument(
+        "--format",
+        dest="output_format",
+        choices=list(get_args(OutputFormat)),
+        default="hdf5",
+        help="hdf5 (default): OUTPUT is one HDF5 file; parquet: OUTPUT is a folder of Parquet shards, one row per "
+        "record (id, index, length, <item>_<layer> vectors), for datasets.load_dataset('parquet') and pandas",
+    )
+    parser.add_argument(
+        "--stack",
+        action="store_true",
+        help="HDF5: also write the root dataset 'mean' (records x layers x hidden, rows in the order of the root "
+        "dataset 'ids'), so the whole file loads in one read",
+    )
+    parser.add_argument(
+        "--compression",
+        choices=list(get_args(Compression)),
+        default="none",
+        help="none (default), gzip or lzf (HDF5 filters, of the per-residue datasets and the stack; parquet: none "
+        "or gzip); a setting of the file: a resume must pass the same",
+    )
+    parser.add_argument(
+        "--chunk_size",
+        type=int,
+        default=DEFAULT_CHUNK_SIZE,
+        help="records read (and planned) at a time, so memory does not grow with the file; with --format parquet "
+        "the records of a shard, and what a killed run loses at most (default %(default)s)",
+    )
+    parser.add_argument(
+        "--storage_dtype",
+        choices=list(get_args(StorageDtype)),
+        default="float32",
+        help="the type values are stored in (computation is unchanged): float32 (default) or float16 (half the "
+        "size); a setting of the file: a resume must pass the same",
+    )
 
 
 #: ``--layers`` values that argparse must read as values, not options: negative indices and comma lists
@@ -151,6 +195,11 @@ def run_embed(args: argparse.Namespace) -> None:
         recompute_changed=args.recompute_changed,
         drop_missing=args.drop_missing,
         duplicate_ids=args.duplicate_ids,
+        output_format=args.output_format,
+        stack=args.stack,
+        compression=args.compression,
+        storage_dtype=args.storage_dtype,
+        chunk_size=args.chunk_size,
         **_common_values(args),
     )
     skipped = f" ({result.skipped} already present)" if result.skipped else ""

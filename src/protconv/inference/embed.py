@@ -3,12 +3,23 @@
 Layout of the output (h5py)::
 
     /                       attrs: format, model, model_fingerprint, model_type, protconv_version,
-                                   layers, include, dtype, hidden_size
+                                   layers, include, dtype, hidden_size, storage_dtype, compression
+    /ids                    (records,) variable-length UTF-8: every record id in file order (the FASTA's order);
+                            written last, at the end of a run: read it for the file's order
+    /mean                   (records, n_layers, hidden): the stacked means, row i the record ids[i] (only with
+                            stack), so a whole file loads in one read
     /<record id>            one group per FASTA record (the first word of its header)
-        mean                (n_layers, hidden) float32: the mean over the record's residues
-        per_residue         (n_layers, residues, hidden) float32: residues only, never padding or special tokens
-        cls                 (n_layers, hidden) float32: the <cls> token's state (only with include=cls)
+        mean                (n_layers, hidden): the mean over the record's residues
+        per_residue         (n_layers, residues, hidden): residues only, never padding or special tokens
+        cls                 (n_layers, hidden): the <cls> token's state (only with include=cls)
         attrs: id (the record id), layers, sequence_hash (blake2b-128 hex of the residues), length (residues)
+
+HDF5 lists groups by name, not in the FASTA's order: ``ids`` gives that order (then any records kept from an
+earlier FASTA, see resuming). Values are computed in float32 (or ``dtype``) and stored as ``storage_dtype``
+(float32, or float16 at half the size); ``compression`` (gzip or lzf, byte-shuffled) applies to the
+per-residue datasets, chunked one layer and up to ``CHUNK_BYTES`` per chunk, and to the stack. Both are settings
+of the file, like ``layers``: a resume with other values is refused. A file of a version that recorded neither
+is read as float32, uncompressed.
 
 ``layers`` names what each row of the leading axis holds (it is present even for one layer): ``"last"`` is the
 model's ``last_hidden_state`` (the final LayerNorm of the last block's output, what ``pooler_output`` pools and the
@@ -20,8 +31,9 @@ resolved (``-1`` of a 16-layer model is stored as ``"16"``).
 a model with ``pooling="mean"`` the default ``mean`` equals ``AutoModel(...)(**one_sequence).pooler_output``.
 For a ``pooling="cls"`` model, whose ``pooler_output`` is the ``<cls>`` state, ask for ``include=cls``.
 
-A group name is the record id with ``%`` and ``/`` written ``%25`` and ``%2F`` (HDF5 reads ``/`` as a path);
-the ``id`` attribute holds the id unchanged.
+A group name is the record id with ``%`` and ``/`` written ``%25`` and ``%2F`` (HDF5 reads ``/`` as a path), and
+a record named like a root dataset (``ids``, ``mean``) with its first letter escaped (``%69ds``); the ``id``
+attribute holds the id unchanged.
 
 Resuming: each batch's groups are written completely (``length`` last) and the file is flushed, with Ctrl-C and
 SIGTERM held until then. Re-running the same command on a killed run's file drops any incomplete group, skips
@@ -31,6 +43,11 @@ A record is "already present" only if its stored length and ``sequence_hash`` ma
 whose sequence changed is refused (naming the id and both files) unless ``recompute_changed``, which replaces it;
 records in the file but no longer in the FASTA are reported (count and first ids) and kept, or removed with
 ``drop_missing``. A file written by a protconv that stored no hashes cannot be checked and is refused.
+``ids`` (and the stack) are removed when a run first adds or removes a record and written again when it ends, so
+a file without ``ids`` is a killed run's; a rerun with nothing to do keeps them as they are. On N processes rank
+0 writes them after the shard merge, in the FASTA's order (never the order records were finished in).
+
+``output_format="parquet"`` writes a folder of Parquet shards instead (:mod:`protconv.inference.embed_parquet`).
 
 The output is locked for the whole run (:class:`protconv.file_guards.OutputFileLock`), ``overwrite`` included,
 and may not be one of the run's inputs (the FASTA file, a file of the model folder).
@@ -48,14 +65,15 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import h5py
 import numpy as np
 import torch
-from h5py import h5a, h5d, h5g, h5s, h5t
+from h5py import h5a, h5d, h5g, h5p, h5s, h5t, h5z
 from transformers import AutoModel, PreTrainedModel
 
+from ..data.choices import check_choice
 from ..data.fasta import DuplicateIds, FastaRecord
 from ..file_guards import OutputFileLock
 from ..progress import TokenRate, token_rate_bar
@@ -90,6 +108,14 @@ from .distributed import (
 )
 from .inputs import check_duplicate_ids, check_input_file, check_not_inputs, first_ids, read_records, scan_fasta
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+try:
+    from . import embed_parquet as parquet
+except ImportError:  # pyarrow is missing: only --format parquet needs it (_check_parquet_options says so)
+    parquet = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "protconv-embeddings/1"
@@ -101,7 +127,22 @@ DEFAULT_CHUNK_SIZE = 10_000
 #: The file attribute naming how each group's ``sequence_hash`` is computed (absent in files of older versions).
 HASH_NAME = "blake2b-128"
 #: File attributes that must match for a run to continue an existing output file.
-_SETTINGS = ("format", "layers", "include", "dtype")
+_SETTINGS = ("format", "layers", "include", "dtype", "storage_dtype", "compression")
+#: The settings files of older versions lack, read as what those versions wrote (so such a file still continues).
+_OLD_DEFAULTS = {"storage_dtype": "float32", "compression": "none"}
+#: How values are stored: computation is float32 (or ``dtype``) either way, this is the type on disk.
+StorageDtype = Literal["float32", "float16"]
+#: h5py's filters for the per-residue datasets (``none``: contiguous, as before).
+Compression = Literal["none", "gzip", "lzf"]
+#: What OUTPUT is: one HDF5 file (the default), or a folder of Parquet shards (``embed_parquet``).
+OutputFormat = Literal["hdf5", "parquet"]
+#: Root datasets (not record groups): ``ids`` (every record, FASTA order), and with ``stack`` the ``mean`` matrix.
+IDS, STACK = "ids", "mean"
+_RESERVED = (IDS, STACK)
+#: The most bytes a chunk of a compressed per-residue dataset holds (one layer, whole proteins up to this size).
+CHUNK_BYTES = 1 << 20
+#: Records per read/write when the stacked matrix is built.
+_STACK_BLOCK = 4096
 #: The most memory HDF5's metadata cache of the output may hold: its default grows to 32 MiB as the file gains
 #: groups (a run's resident size grew with the record count); what is kept in memory, never what is written.
 METADATA_CACHE_BYTES = 1 << 20
@@ -124,6 +165,33 @@ class EmbedResult:
     written: int  # records computed by this run
     skipped: int  # records already in the output file (a resumed run)
     seconds: float
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How the values are written: ``storage_dtype`` and ``compression`` are file settings (a resume must match
+    them); ``stack`` only asks for the stacked ``mean`` matrix at the end of this run; ``output_format`` is what
+    OUTPUT is."""
+
+    storage_dtype: StorageDtype = "float32"
+    compression: Compression = "none"
+    stack: bool = False
+    output_format: OutputFormat = "hdf5"
+
+    def __post_init__(self) -> None:
+        for name, value, alias in (
+            ("--storage_dtype", self.storage_dtype, StorageDtype),
+            ("--compression", self.compression, Compression),
+            ("--format", self.output_format, OutputFormat),
+        ):
+            try:
+                check_choice(name, value, alias)
+            except ValueError as error:
+                raise InferenceInputError(str(error)) from None
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return np.dtype(self.storage_dtype)
 
 
 def parse_include(include: str | Sequence[str]) -> tuple[str, ...]:
@@ -174,8 +242,11 @@ def _split(value: str | int | Sequence[str | int]) -> list[str]:
 
 
 def group_name(record_id: str) -> str:
-    """The HDF5 group name of a record id (``%`` -> ``%25``, ``/`` -> ``%2F``; ``.``/``..`` escaped)."""
+    """The HDF5 group name of a record id (``%`` -> ``%25``, ``/`` -> ``%2F``; ``.``/``..`` and the root
+    datasets' names escaped)."""
     name = record_id.replace("%", "%25").replace("/", "%2F")
+    if name in _RESERVED:  # a record named like a root dataset: its first letter escaped (``ids`` -> ``%69ds``)
+        return f"%{ord(name[0]):02X}{name[1:]}"
     return name.replace(".", "%2E") if name in (".", "..") else name
 
 
@@ -196,6 +267,10 @@ def embed(
     duplicate_ids: DuplicateIds = "error",
     recompute_changed: bool = False,
     drop_missing: bool = False,
+    storage_dtype: StorageDtype = "float32",
+    compression: Compression = "none",
+    stack: bool = False,
+    output_format: OutputFormat = "hdf5",
 ) -> EmbedResult:
     """Embed every record of ``fasta`` with ``model`` (a folder or a Hub id) into the HDF5 file ``output``.
 
@@ -207,35 +282,50 @@ def embed(
     continuing it. Records are read ``chunk_size`` at a time, so memory does not grow with the file.
     ``duplicate_ids``: a repeated record id is an ``error`` (default), or the later record is ``skip``-ped or
     ``rename``-d ``<id>#2``. ``recompute_changed`` / ``drop_missing``: see the module notes on resuming.
+    ``storage_dtype`` (``float32``/``float16``) is the type on disk (computation is unchanged), ``compression``
+    (``none``/``gzip``/``lzf``) the filter of the per-residue datasets; ``stack`` also writes the root ``mean``
+    matrix (records x layers x hidden, rows aligned with ``ids``). ``output_format="parquet"``: OUTPUT is a folder
+    of Parquet shards instead (:mod:`protconv.inference.embed_parquet`).
 
     The FASTA file is validated completely (characters, duplicate or missing ids, lengths a model with absolute
     positions cannot run) before the model is loaded. See the module documentation for the file layout.
     """
     started = time.perf_counter()
     os.environ.setdefault(ONEDNN_CACHE, "0")  # before any model work (see ONEDNN_CACHE); a user's value wins
-    fasta, output = _checked_paths(fasta, output)
+    storage = Storage(storage_dtype, compression, stack, output_format)
+    fasta, output = _checked_paths(fasta, output, folder=output_format == "parquet")
     check_not_inputs([output], [fasta, model])
     check_positive(max_tokens_per_batch=max_tokens_per_batch, chunk_size=chunk_size)
     resume = _Resume(check_duplicate_ids(duplicate_ids), recompute_changed, drop_missing)
     ranks = detect_ranks()
+    run = _Run(model, fasta, output, include, layers, max_tokens_per_batch, dtype, device, unknown, overwrite,
+               chunk_size, progress, resume, storage)  # fmt: skip
+    if output_format == "parquet":
+        return _embed_parquet_run(run, ranks, started)
     if ranks.distributed or find_shards(output, SHARD_SUFFIX):
-        run = _Run(model, fasta, output, include, layers, max_tokens_per_batch, dtype, device, unknown, overwrite,
-                   chunk_size, progress, resume)  # fmt: skip
         return embed_ranks(ranks, run, started)
+    return _embed_one_process(run, started)
+
+
+def _embed_one_process(run: _Run, started: float) -> EmbedResult:
+    """``embed`` into an HDF5 file by one process (no launcher, no shards left by a multi-process run)."""
+    fasta, output, unknown, resume = run.fasta, run.output, run.unknown, run.resume
     with OutputFileLock(output):
-        session = ModelSession.open(model, dtype, device)
+        session = ModelSession.open(run.model, run.dtype, run.device)
         encoder = session.encoder()
-        job = _job(session, encoder, include, layers, unknown, max_tokens_per_batch, chunk_size)
+        job = _job(session, encoder, run.include, run.layers, unknown, run.max_tokens_per_batch, run.chunk_size,
+                   run.storage)  # fmt: skip
         scan = scan_fasta(fasta, unknown, session.config, encoder.framing, duplicate_ids=resume.duplicate_ids)
-        network = _open_output(output, session, job, str(model), overwrite)
+        network = _open_output(output, session, job, str(run.model), run.overwrite)
         with open_store(output) as store:
             done = _repair(store, output, job.include, len(job.layers), session.config.hidden_size)
             stored = read_records(fasta, unknown, resume.duplicate_ids)
             present = _reconcile(store, output, fasta, stored, done, resume) if done else set()  # a new file: no pass
             todo = scan.records - len(present)
             records = (r for r in read_records(fasta, unknown, resume.duplicate_ids) if r.id not in present)
-            with token_rate_bar(todo, f"embed {fasta.name}", progress) as bar:
+            with token_rate_bar(todo, f"embed {fasta.name}", run.progress) as bar:
                 _embed_pending(store, records, job, network, encoder, session.device, bar)
+            write_index(store, list(scan.id_lines), job)
     return EmbedResult(output, scan.records, todo, scan.records - todo, time.perf_counter() - started)
 
 
@@ -247,13 +337,15 @@ def _job(
     unknown: UnknownPolicy,
     max_tokens_per_batch: int,
     chunk_size: int,
+    storage: Storage = Storage(),
 ) -> _Job:
     chosen = parse_include(include)
     if "cls" in chosen and (encoder.framing.prefix != 1 or session.tokenizer.cls_token_id is None):
         raise InferenceInputError("--include cls: this model's tokenizer adds no <cls> token")
-    return _Job(
-        chosen, parse_layers(layers, session.config.num_hidden_layers), unknown, max_tokens_per_batch, chunk_size
-    )
+    if storage.stack and "mean" not in chosen:
+        raise InferenceInputError(f"--stack stacks the mean vectors, but --include is {','.join(chosen)}: add mean")
+    layer_names = parse_layers(layers, session.config.num_hidden_layers)
+    return _Job(chosen, layer_names, unknown, max_tokens_per_batch, chunk_size, storage)
 
 
 @dataclass(frozen=True)
@@ -297,6 +389,8 @@ def _reconcile(
     with deferred_interrupts():
         for record_id in removed:
             del store[group_name(record_id)]
+        if removed:
+            drop_index(store)
         store.flush()
     if changed:
         logger.warning(
@@ -329,6 +423,7 @@ class _Job:
     unknown: UnknownPolicy
     max_tokens_per_batch: int
     chunk_size: int
+    storage: Storage = Storage()
 
     def settings(self, dtype: torch.dtype) -> dict[str, str | list[str]]:
         """The file attributes that must match for a run to continue a file (``_SETTINGS``)."""
@@ -337,14 +432,18 @@ class _Job:
             "layers": list(self.layers),
             "include": list(self.include),
             "dtype": dtype_name(dtype),
+            "storage_dtype": self.storage.storage_dtype,
+            "compression": self.storage.compression,
         }
 
 
-def _checked_paths(fasta: str | Path, output: str | Path) -> tuple[Path, Path]:
-    """The FASTA file, which must exist, and the output file, whose folder must."""
+def _checked_paths(fasta: str | Path, output: str | Path, folder: bool = False) -> tuple[Path, Path]:
+    """The FASTA file, which must exist, and the output file (or, for Parquet, folder), whose parent must."""
     fasta = check_input_file(fasta)
     output = Path(output)
-    if output.is_dir():
+    if folder and output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"{output}: is a file; --format parquet writes a folder of shards")
+    if not folder and output.is_dir():
         raise IsADirectoryError(f"{output}: is a folder; give a file name for the HDF5 output")
     if not output.parent.is_dir():
         raise FileNotFoundError(f"{output.parent}: no such folder for the output {output.name}")
@@ -358,7 +457,16 @@ def _open_output(output: Path, session: ModelSession, job: _Job, model: str, ove
     if output.exists() and not overwrite:
         _check_settings(output, settings)
     network, fingerprint = session.load(AutoModel, "the encoder's weights")
-    attributes = {
+    if output.exists() and not overwrite:
+        _check_fingerprint(output, fingerprint, model)
+    else:
+        _create(output, _attributes(settings, session, model, fingerprint))
+    return network
+
+
+def _attributes(settings: dict, session: ModelSession, model: str, fingerprint: str) -> dict:
+    """What a new output records: the settings, the model and how records are hashed."""
+    return {
         **settings,
         "model": model,
         "model_fingerprint": fingerprint,
@@ -367,11 +475,6 @@ def _open_output(output: Path, session: ModelSession, job: _Job, model: str, ove
         "protconv_version": package_version(),
         "sequence_hash": HASH_NAME,
     }
-    if output.exists() and not overwrite:
-        _check_fingerprint(output, fingerprint, model)
-    else:
-        _create(output, attributes)
-    return network
 
 
 def _embed_pending(
@@ -387,7 +490,7 @@ def _embed_pending(
 ) -> None:
     """Embed ``records`` batch by batch, each batch's groups written whole and flushed before the next. With a
     ``plan`` (:func:`protconv.inference.distributed.plan_chunks` of these records), only this rank's batches."""
-    writer = _Writer(store, job.include, job.layers)
+    writer = _Writer(store, job)
     special = encoder.framing.special_tokens
     stop, count = exit_hook(ranks), 0
     for index, chunk in enumerate(chunks(records, job.chunk_size)):
@@ -403,6 +506,8 @@ def _embed_pending(
             members = [chunk[i] for i in batch]
             arrays = _embed_batch(network, encoder, members, job.layers, job.include, device)
             with deferred_interrupts():
+                if count == 1:
+                    drop_index(store)  # the file gains records: its ids (and stack) are written again at the end
                 writer.write(members, arrays)
                 store.flush()
             bar.update(len(members), sum(len(r.sequence) + special for r in members))
@@ -448,10 +553,10 @@ class _Writer:
     cost about 0.6 ms per record (more than a carp-600k forward of a short protein on a CPU core), this 0.2 ms.
     What is written is what ``group.attrs[...] = ...`` and ``create_dataset`` would write."""
 
-    def __init__(self, store: h5py.File, include: tuple[str, ...], layer_names: tuple[str, ...]) -> None:
-        self.store, self.include = store, include
-        self.layers = np.array(layer_names, dtype=h5py.string_dtype())
-        self.float32 = h5t.py_create(np.dtype("float32"))
+    def __init__(self, store: h5py.File, job: _Job) -> None:
+        self.store, self.include, self.storage = store, job.include, job.storage
+        self.layers = np.array(job.layers, dtype=h5py.string_dtype())
+        self.values = h5t.py_create(job.storage.numpy_dtype)
         self.int64 = h5t.py_create(np.dtype("int64"))
         self.string = h5t.py_create(h5py.string_dtype(), logical=True)
         self.scalar = h5s.create(h5s.SCALAR)
@@ -463,8 +568,9 @@ class _Writer:
         for index, record in enumerate(records):
             group = h5g.create(self.store.id, group_name(record.id).encode())
             for item in self.include:
-                values = arrays[item][index]
-                dataset = h5d.create(group, item.encode(), self.float32, h5s.create_simple(values.shape))
+                values = arrays[item][index].astype(self.storage.numpy_dtype, copy=False)
+                plist = self._filters(values.shape) if item == "per_residue" else None
+                dataset = h5d.create(group, item.encode(), self.values, h5s.create_simple(values.shape), dcpl=plist)
                 dataset.write(h5s.ALL, h5s.ALL, values)
             self._attribute(group, b"id", self.string, self.scalar, np.array(record.id, dtype=h5py.string_dtype()))
             self._attribute(group, b"layers", self.string, self.layers_space, self.layers)
@@ -475,6 +581,74 @@ class _Writer:
     @staticmethod
     def _attribute(group, name: bytes, type_id, space, value: np.ndarray) -> None:
         h5a.create(group, name, type_id, space).write(value)
+
+    def _filters(self, shape: tuple[int, ...]) -> h5p.PropDCID | None:
+        """The creation properties of a compressed per-residue dataset (None: contiguous, uncompressed)."""
+        if self.storage.compression == "none":
+            return None
+        return compressed_layout(shape, self.storage)
+
+
+def compressed_layout(shape: tuple[int, ...], storage: Storage) -> h5p.PropDCID | None:
+    """Chunks of one layer of ``CHUNK_BYTES`` at most (whole proteins for hidden sizes up to 1024 at ~250
+    residues), byte-shuffled then ``gzip``-ed (h5py's level 4) or ``lzf``-ed, as ``create_dataset`` does."""
+    if 0 in shape:
+        return None  # HDF5 refuses chunks of an empty dimension; nothing to compress
+    plist = h5p.create(h5p.DATASET_CREATE)
+    row_bytes = max(1, int(np.prod(shape[2:], dtype=np.int64)) * storage.numpy_dtype.itemsize)
+    rows = max(1, min(shape[1] if len(shape) > 1 else 1, CHUNK_BYTES // row_bytes))
+    plist.set_chunk((1, rows, *shape[2:]) if len(shape) > 1 else (max(1, shape[0]),))
+    plist.set_shuffle()
+    if storage.compression == "gzip":
+        plist.set_deflate(4)
+    else:
+        plist.set_filter(h5z.FILTER_LZF, h5z.FLAG_OPTIONAL)
+    return plist
+
+
+def drop_index(store: h5py.File) -> None:
+    """Remove the root ``ids`` and ``mean`` datasets: they no longer describe the file once it gains or loses
+    records, and a file without ``ids`` is one whose run did not finish (the next run writes them)."""
+    for name in _RESERVED:
+        if name in store:
+            del store[name]
+
+
+def write_index(store: h5py.File, fasta_ids: list[str], job: _Job) -> None:
+    """At the end of a run: ``ids`` (the records in FASTA order, then the records kept from an earlier FASTA, in
+    group order) and, with ``stack``, the ``mean`` matrix whose rows follow ``ids``. Kept as they are when they
+    already say that (a rerun with nothing to do rewrites nothing); ``ids`` is written last, so its presence
+    means the file is complete."""
+    names = [name for name in store if name not in _RESERVED]
+    present = set(names)
+    ids = [record_id for record_id in fasta_ids if group_name(record_id) in present]
+    listed = {group_name(record_id) for record_id in ids}
+    ids += [_read_attribute(store[name].attrs["id"]) for name in names if name not in listed]
+    stack_ok = (STACK in store) == job.storage.stack and (
+        not job.storage.stack or store[STACK].shape == (len(ids), len(job.layers), store.attrs["hidden_size"])
+    )
+    if IDS in store and stack_ok and store[IDS].asstr()[()].tolist() == ids:
+        return
+    with deferred_interrupts():
+        drop_index(store)
+        if job.storage.stack:
+            _write_stack(store, ids, job)
+        store.create_dataset(IDS, data=np.array(ids, dtype=h5py.string_dtype()), dtype=h5py.string_dtype())
+        store.flush()
+
+
+def _write_stack(store: h5py.File, ids: list[str], job: _Job) -> None:
+    """The ``mean`` matrix, filled ``_STACK_BLOCK`` records at a time from the groups (memory stays flat)."""
+    hidden = int(store.attrs["hidden_size"])
+    shape = (len(ids), len(job.layers), hidden)
+    dtype = job.storage.numpy_dtype
+    rows = max(1, min(len(ids), CHUNK_BYTES // max(1, len(job.layers) * hidden * dtype.itemsize)))
+    filters = {} if job.storage.compression == "none" else {"compression": job.storage.compression, "shuffle": True}
+    matrix = store.create_dataset(STACK, shape=shape, dtype=dtype, chunks=(rows, *shape[1:]) if ids else None,
+                                  **filters)  # fmt: skip
+    for start in range(0, len(ids), _STACK_BLOCK):
+        block = ids[start : start + _STACK_BLOCK]
+        matrix[start : start + len(block)] = np.stack([store[group_name(i)]["mean"][()] for i in block])
 
 
 def open_store(path: Path) -> h5py.File:
@@ -534,8 +708,9 @@ def _open_existing(output: Path) -> dict:
         ) from None
 
 
-def _check_settings(output: Path, settings: dict) -> None:
-    found = _open_existing(output)
+def _check_settings(output: Path, settings: dict, found: dict | None = None) -> None:
+    """``found``: the attributes of ``output`` (read from the HDF5 file when None)."""
+    found = _open_existing(output) if found is None else found
     if found.get("format") != FORMAT:
         raise EmbeddingFileError(
             f"{output}: exists and is not a protconv embeddings file; pass --overwrite to replace it, "
@@ -548,7 +723,9 @@ def _check_settings(output: Path, settings: dict) -> None:
             "output file"
         )
     differ = [
-        f"{key}={found.get(key)!r} (now {settings[key]!r})" for key in _SETTINGS if found.get(key) != settings[key]
+        f"{key}={_setting(found, key)!r} (now {settings[key]!r})"
+        for key in _SETTINGS
+        if _setting(found, key) != settings[key]
     ]
     if differ:
         raise EmbeddingFileError(
@@ -557,8 +734,13 @@ def _check_settings(output: Path, settings: dict) -> None:
         )
 
 
-def _check_fingerprint(output: Path, fingerprint: str, model: str) -> None:
-    found = _open_existing(output)
+def _setting(attributes: dict, key: str):
+    """A file's setting, or what a version that did not record it wrote (``_OLD_DEFAULTS``)."""
+    return attributes.get(key, _OLD_DEFAULTS.get(key))
+
+
+def _check_fingerprint(output: Path, fingerprint: str, model: str, found: dict | None = None) -> None:
+    found = _open_existing(output) if found is None else found
     if found.get("model_fingerprint") != fingerprint:
         raise EmbeddingFileError(
             f"{output}: was made with model {found.get('model')!r} (weights fingerprint "
@@ -581,6 +763,8 @@ def _repair(
             f"{output}: the file is damaged (a run killed during a write?): {error}; pass --overwrite to start it again"
         ) from None
     for name in names:
+        if name in _RESERVED:
+            continue
         record_id = _complete_group(store, name, include, n_layers, hidden)
         if record_id is None:
             broken.append(name)
@@ -662,6 +846,7 @@ class _Run:
     chunk_size: int
     progress: bool
     resume: _Resume
+    storage: Storage = Storage()
 
 
 def embed_ranks(ranks: Ranks, run: _Run, started: float) -> EmbedResult:
@@ -679,7 +864,7 @@ def embed_ranks(ranks: Ranks, run: _Run, started: float) -> EmbedResult:
             session = ModelSession.open(run.model, run.dtype, rank_device(ranks, run.device))
             encoder = session.encoder()
             job = _job(session, encoder, run.include, run.layers, run.unknown, run.max_tokens_per_batch,
-                       run.chunk_size)  # fmt: skip
+                       run.chunk_size, run.storage)  # fmt: skip
             scan = scan_fasta(run.fasta, run.unknown, session.config, encoder.framing,
                               duplicate_ids=run.resume.duplicate_ids)  # fmt: skip
             network = None
@@ -708,6 +893,7 @@ def embed_ranks(ranks: Ranks, run: _Run, started: float) -> EmbedResult:
             if ranks.is_main:
                 with h5py.File(output, "a") as store:
                     _merge_shards(store, run, job, session.config.hidden_size, attributes)
+                    write_index(store, list(scan.id_lines), job)
     todo = len(pending)
     return EmbedResult(output, scan.records, todo, scan.records - todo, time.perf_counter() - started)
 
@@ -753,6 +939,8 @@ def _merge_shards(store: h5py.File, run: _Run, job: _Job, hidden: int, attribute
         _check_shard(shard, attributes)
         with h5py.File(shard, "r") as source:
             for name in source:
+                if name in _RESERVED:
+                    continue
                 record_id = _complete_group(source, name, job.include, len(job.layers), hidden)
                 if record_id is not None and name not in store:
                     attrs = source[name].attrs
@@ -762,6 +950,9 @@ def _merge_shards(store: h5py.File, run: _Run, job: _Job, hidden: int, attribute
         entry = found.get(record.id)
         if entry is not None and entry[2] == (len(record.sequence), sequence_hash(record.sequence)):
             wanted[entry[0]].append(entry[1])
+    if any(wanted.values()):
+        with deferred_interrupts():
+            drop_index(store)  # OUTPUT gains the shards' records
     for shard, names in wanted.items():
         with h5py.File(shard, "r") as source:
             for batch in chunks(names, 256):
@@ -776,10 +967,202 @@ def _check_shard(shard: Path, attributes: dict) -> None:
     """A shard continues OUTPUT only if made with the same model (fingerprint) and settings."""
     found = _open_existing(shard)
     keys = (*_SETTINGS, "model_fingerprint", "sequence_hash")
-    differ = [f"{key}={found.get(key)!r} (output: {attributes.get(key)!r})" for key in keys
-              if found.get(key) != attributes.get(key)]  # fmt: skip
+    differ = [f"{key}={_setting(found, key)!r} (output: {_setting(attributes, key)!r})" for key in keys
+              if _setting(found, key) != _setting(attributes, key)]  # fmt: skip
     if differ:
         raise EmbeddingFileError(
             f"{shard}: a shard of a killed multi-process run of {shard.name.split('.rank-')[0]} made with another "
             f"model or other settings ({', '.join(differ)}); pass --overwrite to start again, or remove it"
         )
+
+
+def _embed_parquet_run(run: _Run, ranks: Ranks, started: float) -> EmbedResult:
+    """``--format parquet`` (:mod:`protconv.inference.embed_parquet`): a shard per chunk, or on N processes a shard
+    per chunk and rank (each rank writes its own; no merge). Rank 0 holds the folder's lock, checks or creates it
+    and reconciles the shards with the FASTA (removing incomplete chunks) before the others read which chunks are
+    complete; the pending chunks' batches are planned as :func:`embed_ranks` plans them."""
+    _check_parquet_options(run)
+    with process_group(ranks), contextlib.ExitStack() as stack:
+        with step(ranks, "embed: checking the inputs and the output"):
+            session = ModelSession.open(run.model, run.dtype, rank_device(ranks, run.device))
+            encoder = session.encoder()
+            job = _job(session, encoder, run.include, run.layers, run.unknown, run.max_tokens_per_batch,
+                       run.chunk_size, run.storage)  # fmt: skip
+            scan = scan_fasta(run.fasta, run.unknown, session.config, encoder.framing,
+                              duplicate_ids=run.resume.duplicate_ids)  # fmt: skip
+            network, attributes, done = None, None, None
+            if ranks.is_main:
+                stack.enter_context(OutputFileLock(run.output))
+                network, attributes = _open_parquet_output(run, session, job)
+                done = _reconcile_shards(run, main=True)
+        with step(ranks, f"embed: reading the shards of {run.output}"):
+            if done is None:
+                done, attributes = _reconcile_shards(run, main=False), parquet.read_settings(run.output)
+        with step(ranks, "embed: computing the embeddings"):
+            if network is None:
+                network, _ = session.load(AutoModel, "the encoder's weights")
+            table = parquet.schema(job.layers, job.include, session.config.hidden_size, job.storage.storage_dtype,
+                                   attributes or {})  # fmt: skip
+            todo = scan.records - sum(done.values())
+            _embed_parquet_chunks(run, job, done, table, network, encoder, session.device, ranks, todo)
+    return EmbedResult(run.output, scan.records, todo, scan.records - todo, time.perf_counter() - started)
+
+
+def _embed_parquet_chunks(
+    run: _Run,
+    job: _Job,
+    done: dict[int, int],
+    table: pa.Schema,
+    network: PreTrainedModel,
+    encoder: SequenceEncoder,
+    device: torch.device,
+    ranks: Ranks,
+    todo: int,
+) -> None:
+    """This rank's batches of every chunk not ``done``, each chunk's into its own shard (``todo``: the records
+    left, for one process's progress bar)."""
+    special = encoder.framing.special_tokens
+    plan = None
+    if ranks.distributed:
+        lengths = [len(r.sequence) for index, chunk in enumerate(chunks(read_records(run.fasta, run.unknown,
+                   run.resume.duplicate_ids), job.chunk_size)) if index not in done for r in chunk]  # fmt: skip
+        plan = plan_chunks(lengths, job.chunk_size, job.max_tokens_per_batch, special, ranks.world_size)
+        todo = sum(len(batch.members) for batches in plan for batch in batches if batch.rank == ranks.rank)
+    records = read_records(run.fasta, run.unknown, run.resume.duplicate_ids)
+    part = f"-r{ranks.rank}of{ranks.world_size}" if ranks.distributed else ""
+    codec, pending = _PARQUET_CODECS[job.storage.compression], 0
+    stop, count = exit_hook(ranks), 0
+    with token_rate_bar(todo, f"embed {run.fasta.name}", run.progress and ranks.is_main) as bar:
+        for index, chunk in enumerate(chunks(records, job.chunk_size)):
+            if index in done:
+                continue
+            if plan is None:
+                batches = plan_batches([len(r.sequence) for r in chunk], job.max_tokens_per_batch, special)
+            else:
+                batches = [batch.members for batch in plan[pending] if batch.rank == ranks.rank]
+            pending += 1
+            if batches:
+                writer = parquet.ShardWriter(run.output, index, table, codec, job.storage.numpy_dtype, part)
+                exit_at = None if stop is None else stop - count  # the test hook of a killed process
+                _embed_shard(writer, chunk, index * job.chunk_size, batches, job, network, encoder, device, bar,
+                             exit_at)  # fmt: skip
+                count += len(batches)
+
+
+#: Parquet's codec for each ``--compression`` it takes (lzf is an HDF5 filter only).
+_PARQUET_CODECS = {"none": "none", "gzip": "gzip"}
+
+
+def _check_parquet_options(run: _Run) -> None:
+    if parquet is None:
+        raise InferenceInputError("--format parquet needs pyarrow: pip install 'protconv[parquet]' (or pyarrow)")
+    if run.storage.stack:
+        raise InferenceInputError("--stack is for HDF5 output: a Parquet folder already loads in one read")
+    if run.storage.compression not in _PARQUET_CODECS:
+        raise InferenceInputError(
+            f"--compression {run.storage.compression} is an HDF5 filter; --format parquet takes none or gzip"
+        )
+
+
+def _open_parquet_output(run: _Run, session: ModelSession, job: _Job) -> tuple[PreTrainedModel, dict]:
+    """The encoder and the folder's attributes, once the folder is known to be continuable (same settings, then
+    same weights), or a new folder holding only its settings file."""
+    folder, settings = run.output, job.settings(session.dtype)
+    found = None if run.overwrite else parquet.read_settings(folder)
+    if found is not None:
+        _check_settings(folder, settings, found)
+    elif not run.overwrite and folder.is_dir() and any(folder.iterdir()):
+        raise EmbeddingFileError(
+            f"{folder}: exists and is not a protconv Parquet embeddings folder (no {parquet.SETTINGS_FILE}); pass "
+            "--overwrite to write into it, or choose another output folder"
+        )
+    network, fingerprint = session.load(AutoModel, "the encoder's weights")
+    if found is not None:
+        _check_fingerprint(folder, fingerprint, str(run.model), found)
+        parquet.remove_temporaries(folder)
+        return network, found
+    attributes = _attributes(settings, session, str(run.model), fingerprint)
+    if folder.is_dir():
+        parquet.clear_folder(folder)
+    parquet.write_settings(folder, attributes)
+    return network, attributes
+
+
+def _reconcile_shards(run: _Run, main: bool) -> dict[int, int]:
+    """The chunks whose shards hold exactly their records (index -> record count). On rank 0 (``main``), before
+    any new work: the shards of a chunk that a killed run left incomplete are removed (it is computed again), a
+    changed chunk is refused (or its shards removed, ``recompute_changed``), and shards past the FASTA's end are
+    reported (or removed, ``drop_missing``); the other ranks then find only complete chunks."""
+    shards = parquet.chunk_shards(run.output)
+    done: dict[int, int] = {}
+    count = 0
+    for index, chunk in enumerate(chunks(read_records(run.fasta, run.unknown, run.resume.duplicate_ids),
+                                         run.chunk_size)):  # fmt: skip
+        count = index + 1
+        paths = shards.get(index, [])
+        if not paths:
+            continue
+        expected = sorted((r.id, len(r.sequence), sequence_hash(r.sequence)) for r in chunk)
+        found = sorted(row for path in paths for row in _shard_records(path))
+        if found == expected:
+            done[index] = len(chunk)
+            continue
+        if main and set(found) < set(expected) and len(set(found)) == len(found):
+            logger.warning("%s: chunk %d is incomplete (a killed run): computing it again", run.output, index)
+        elif main and not run.resume.recompute_changed:
+            raise EmbeddingFileError(
+                f"{paths[0]}: does not hold the records of chunk {index} of {run.fasta} ({chunk[0].id!r} .. "
+                f"{chunk[-1].id!r}, {len(chunk)} records) with their sequences: the FASTA changed since; pass "
+                "--recompute_changed to recompute such shards, or --overwrite to start again"
+            )
+        elif main:
+            logger.warning("%s: recomputing chunk %d, whose records changed", run.output, index)
+        for path in paths if main else ():
+            path.unlink()
+    extra = [path for index, paths in shards.items() if index >= count for path in paths]
+    if extra and main:
+        what = "removed (drop_missing)" if run.resume.drop_missing else "kept; pass --drop_missing to remove them"
+        logger.warning("%s: %d shards hold records past the end of %s: %s", run.output, len(extra), run.fasta, what)
+        for path in extra if run.resume.drop_missing else ():
+            path.unlink()
+    return done
+
+
+def _shard_records(path: Path) -> list[tuple[str, int, str]]:
+    try:
+        return parquet.shard_records(path)
+    except (OSError, ValueError, KeyError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        raise EmbeddingFileError(f"{path}: cannot be read as a shard of embeddings ({error}); remove it") from None
+
+
+def _embed_shard(
+    writer: parquet.ShardWriter,
+    chunk: list[FastaRecord],
+    start: int,
+    batches: list[list[int]],
+    job: _Job,
+    network: PreTrainedModel,
+    encoder: SequenceEncoder,
+    device: torch.device,
+    bar: TokenRate,
+    exit_at: int | None = None,
+) -> None:
+    """``batches`` of a chunk into ``writer``'s shard, a row group per batch; the shard appears only when whole.
+    ``exit_at``: the test hook's batch count (``distributed.EXIT_AFTER_ENV``) at which the process exits."""
+    special = encoder.framing.special_tokens
+    try:
+        for done, batch in enumerate(batches):
+            if done == exit_at:
+                os._exit(3)  # no cleanup, no flush: what a kill leaves
+            members = [chunk[i] for i in batch]
+            arrays = _embed_batch(network, encoder, members, job.layers, job.include, device)
+            rows = [parquet.RecordRow(r.id, start + i, len(r.sequence), sequence_hash(r.sequence))
+                    for i, r in zip(batch, members, strict=True)]  # fmt: skip
+            writer.write(rows, arrays, job.layers)
+            bar.update(len(members), sum(len(r.sequence) + special for r in members))
+            release_memory()
+    except BaseException:
+        writer.abort()
+        raise
+    with deferred_interrupts():
+        writer.finish()

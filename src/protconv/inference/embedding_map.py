@@ -1,9 +1,11 @@
 """``protconv plot-embeddings``: a 2-D map of the records of an ``embed`` HDF5 file, coloured by a label.
 
 Records are read one at a time, and only those plotted (``max_points``, a seeded subsample): memory grows with
-hidden size x points, never with the file. The vector of a record is its ``mean`` (or ``cls``) row of ``layer``;
-a file written with ``per_residue`` only is averaged over residues. Labels come from a CSV/TSV table with an id
-column (the FASTA record ids); ``color_by length`` needs no table (the residue count ``embed`` stores).
+hidden size x points, never with the file. Records come in the order of the root ``ids`` (FASTA order) when the
+file has them; a file with the stacked ``mean`` matrix (``embed --stack``) gives the points' vectors in one read.
+The vector of a record is its ``mean`` (or ``cls``) row of ``layer``; a file written with ``per_residue`` only is
+averaged over residues. Labels come from a CSV/TSV table with an id column (the FASTA record ids); ``color_by
+length`` needs no table (the residue count ``embed`` stores).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from ..plots.embedding_map import DEFAULT_TOP_CLASSES, Colouring
 from ..plots.projection import ProjectionMethod
 from .common import InferenceInputError
-from .embed import FORMAT, LAST, _read_attribute
+from .embed import FORMAT, IDS, LAST, STACK, _read_attribute, group_name
 from .inputs import check_input_file, read_csv
 
 _MISSING = frozenset({"", "nan", "na", "n/a", "none", "null"})
@@ -58,19 +60,42 @@ def read_embedding_sample(path: str | Path, layer: str | None, max_points: int, 
         pooling = next((item for item in ("mean", "cls", "per_residue") if item in include), None)
         if pooling is None:
             raise InferenceInputError(f"{path}: no mean, cls or per_residue datasets to map")
-        names = list(store.keys())
-        if max_points < len(names):
-            keep = np.sort(np.random.default_rng(seed).choice(len(names), size=max_points, replace=False))
+        names = record_names(store)
+        total = len(names)
+        keep = np.arange(total)
+        if max_points < total:
+            keep = np.sort(np.random.default_rng(seed).choice(total, size=max_points, replace=False))
             names = [names[i] for i in keep]
         row = layers.index(chosen)
+        stacked = _stacked_rows(store, total, keep, row) if pooling == "mean" else None
         ids, vectors, lengths = [], [], []
         for name in names:
             group = store[name]
-            data = group[pooling][row]
-            vectors.append(data.mean(axis=0) if pooling == "per_residue" else data)
+            if stacked is None:
+                data = group[pooling][row]
+                vectors.append(data.mean(axis=0) if pooling == "per_residue" else data)
             ids.append(_read_attribute(group.attrs["id"]))
             lengths.append(int(group.attrs["length"]))
-        return Records(ids, np.asarray(vectors, dtype=np.float64), lengths, chosen, pooling, len(store.keys()))
+        found = stacked if stacked is not None else np.asarray(vectors)
+        return Records(ids, found.astype(np.float64), lengths, chosen, pooling, total)
+
+
+def record_names(store: h5py.File) -> list[str]:
+    """The record groups of an ``embed`` file in file order: the root ``ids`` (FASTA order) when the run that
+    wrote it finished, else the groups (HDF5's name order) without the root datasets."""
+    if IDS in store:
+        return [group_name(record_id) for record_id in store[IDS].asstr()[()].tolist()]
+    return [name for name in store if isinstance(store[name], h5py.Group)]
+
+
+def _stacked_rows(store: h5py.File, total: int, keep: np.ndarray, row: int) -> np.ndarray | None:
+    """The ``mean`` rows of the records kept from the stacked matrix in one read (rows follow ``ids``), or None
+    when the file has no stack of all its records."""
+    matrix = store.get(STACK)
+    if IDS not in store or not isinstance(matrix, h5py.Dataset) or matrix.shape[0] != total:
+        return None
+    rows = matrix[:, row] if len(keep) == total else matrix[keep, row]
+    return np.asarray(rows)
 
 
 def read_labels(path: str | Path, id_column: str | None, color_by: str) -> tuple[dict[str, str], dict[str, int]]:
