@@ -14,7 +14,7 @@ Each pretraining is skipped when its ``model/`` folder exists (``--overwrite`` r
 finished (task, model) results, so a killed run continues where it stopped. Runs go ``--parallel`` at a time,
 each with ``OMP_NUM_THREADS=--threads``.
 
-    PYTHONPATH=src python benchmarks/evaluate_models.py --out scratch/evaluate-models --steps 1000 --parallel 2
+    PYTHONPATH=src python benchmarks/evaluate_models.py --out scratch/evaluate-models --steps 600 --parallel 2
 """
 
 from __future__ import annotations
@@ -163,13 +163,40 @@ def evaluate(names: list[str], args: argparse.Namespace) -> list[str]:
     return command
 
 
+def results_table(folder: Path) -> str:
+    """results.md's task rows, with a single-assay task's standard error taken from its assay row (the task
+    summary's error resamples assays, so it has none for one assay), models after the reference columns."""
+    records = json.loads((folder / "results.json").read_text())["results"]
+    cells = {(r["task"], r["metric"], r["model"]): r for r in records if r["assay"] is None}
+    for r in records:
+        key = (r["task"], r["metric"], r["model"])
+        if r["assay"] and not r["assay"].startswith("type:") and key in cells and cells[key]["stderr"] is None:
+            cells[key] = {**cells[key], "stderr": r["stderr"]}
+    rows = list(dict.fromkeys((task, metric) for task, metric, _ in cells))
+    columns = list(dict.fromkeys(model for _, _, model in cells))
+    lines = ["| task | metric | " + " | ".join(columns) + " |", "|---" * (2 + len(columns)) + "|"]
+    for task, metric in rows:
+        found = [cells.get((task, metric, c)) for c in columns]
+        best = max(r["value"] for r in found if r)
+        shown = [
+            ""
+            if r is None
+            else ("**{}**" if r["value"] == best else "{}").format(
+                f"{r['value']:.3f}" + (f" ± {r['stderr']:.3f}" if r["stderr"] is not None else "")
+            )
+            for r in found
+        ]
+        lines.append(f"| {task} | {metric} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("scratch/evaluate-models"))
     parser.add_argument("--corpus", type=Path, default=SHARED / "corpus" / "structural_proteins.fasta")
     parser.add_argument("--msa-dir", type=Path, default=SHARED / "msa")
     parser.add_argument("--suite", type=Path, default=SUITE)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--tokens-per-batch", type=int, default=4096)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
@@ -180,8 +207,12 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=[RANDOM, *(run.name for run in RUNS)],
                         choices=[RANDOM, *(run.name for run in RUNS)])  # fmt: skip
     parser.add_argument("--skip-evaluate", action="store_true", help="only pretrain")
+    parser.add_argument("--table-only", action="store_true", help="only print the table of a finished run")
     parser.add_argument("--overwrite", action="store_true", help="pretrain again even where a model/ exists")
     args = parser.parse_args()
+    if args.table_only:
+        print(results_table(args.out / "evaluate"), end="")
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     seconds = pretrain_all(args)
     summary = {run.name: {"seconds": round(seconds.get(run.name, 0)), **final_validation(run, args),
@@ -191,6 +222,9 @@ def main() -> None:
     (args.out / "pretraining.json").write_text(json.dumps(summary, indent=1) + "\n")
     if not args.skip_evaluate:
         evaluate(collect_models(args), args)
+        table = results_table(args.out / "evaluate")
+        (args.out / "table.md").write_text(table)
+        print(table, end="")
 
 
 if __name__ == "__main__":
