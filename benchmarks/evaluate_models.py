@@ -148,7 +148,8 @@ def final_validation(run: Run, args: argparse.Namespace) -> dict[str, float]:
     validation = [r for r in records if r.get("split") == "validation"]
     train = [r for r in records if r.get("split") == "train"]
     return {"step": validation[-1]["step"], "perplexity": validation[-1]["perplexity"],
-            "initial_perplexity": validation[0]["perplexity"], "train_loss": train[-1]["loss"] if train else None,
+            "initial_perplexity": validation[0]["perplexity"], "profile_kl": validation[-1].get("profile_kl"),
+            "train_loss": train[-1]["loss"] if train else None,
             "train_profile_kl": train[-1].get("profile_kl") if train else None}  # fmt: skip
 
 
