@@ -16,6 +16,10 @@ against the sequence; malformed names, positions outside the sequence, synonymou
 mutated twice in one variant are errors naming the CSV line, raised before the model is loaded.
 
 Residue ``i`` is found at its own token index whatever the tokenizer's framing (with or without ``<cls>``/``<eos>``).
+
+Under ``torchrun``/``accelerate launch`` (``python -m protconv score``) every rank reads and checks the inputs, runs
+its share of the masked forwards (:mod:`protconv.inference.gather`) and gets every score; rank 0 alone holds the
+output's lock and writes the CSV, the same bytes as one process on the CPU.
 """
 
 from __future__ import annotations
@@ -189,7 +193,7 @@ def score(
             network = load_masked_lm(session, job.wildtype)
         scores, forwards = score_variants(session, network, job.wildtype, job.variants, method, max_tokens_per_batch,
                                           progress, ranks)  # fmt: skip
-        result = ScoreResult(output, method, job.column, scores, 0.0, forwards)
+        result = ScoreResult(output, method, job.column, scores, time.perf_counter() - started, forwards)
         with step(ranks, f"score: writing {output}"):
             if ranks.is_main:
                 result = _write_result(result, job, started, model, variants, score_column)
