@@ -9,12 +9,16 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 import protconv
 from protconv.data import read_fasta
 from protconv.evaluation import EvaluateOptions, evaluate, proteingym_task
-from protconv.inference.gather import contiguous_shares
+from protconv.inference import gather
+from protconv.inference.distributed import Ranks
+from protconv.inference.gather import all_gather_rows, contiguous_shares
 from protconv.inference.score import score
 from tests.helpers import DATA
 from tests.inference.conftest import save_model
@@ -105,3 +109,24 @@ def test_shares_cover_the_batches_in_order_and_balanced():
     assert contiguous_shares([5, 5, 5, 5], 2) == [range(0, 2), range(2, 4)]
     assert contiguous_shares([5], 3) == [range(0, 0), range(0, 1), range(1, 1)]
     assert contiguous_shares([], 2) == [range(0, 0), range(0, 0)]
+
+
+def test_gathered_rows_are_trimmed_and_in_rank_order(monkeypatch):
+    """Rank 1's side of the exchange, rank 0's part played by a fake all_gather: rank 0 has 2 rows of 3 floats."""
+    theirs = np.arange(6, dtype=np.float32).reshape(2, 3) + 0.1
+
+    def exchange(tensor: torch.Tensor, ranks: Ranks) -> list[torch.Tensor]:
+        if tensor.dtype == torch.int64:  # the shapes
+            return [torch.tensor([2, 3]), tensor]
+        part = torch.zeros_like(tensor)
+        part[:2] = torch.from_numpy(theirs)
+        return [part, tensor]
+
+    monkeypatch.setattr(gather, "_all_gather", exchange)
+    ranks = Ranks(1, 2)
+    assert np.array_equal(all_gather_rows(ranks, np.zeros((0, 0), np.float32)), theirs)  # this rank: no rows
+    mine = np.full((4, 3), 9.5, dtype=np.float32)
+    assert np.array_equal(all_gather_rows(ranks, mine), np.concatenate([theirs, mine]))
+    with pytest.raises(ValueError, match="width 2"):
+        all_gather_rows(ranks, np.zeros((1, 2), np.float32))
+    assert all_gather_rows(Ranks(), theirs) is theirs
