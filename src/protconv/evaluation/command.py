@@ -38,6 +38,7 @@ def add_evaluate_command(subparsers) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from ..inference.distributed import detect_ranks
     from .runner import EvaluateOptions, evaluate
     from .suite import SuiteError, proteingym_task, read_suite
 
@@ -49,6 +50,8 @@ def _run(args: argparse.Namespace) -> None:
     options = EvaluateOptions(Path(args.output_dir), args.overwrite, args.max_tokens_per_batch, args.dtype,
                               args.device, args.bootstrap, not args.no_progress)  # fmt: skip
     result = evaluate(args.models, tasks, options)
+    if not detect_ranks().is_main:  # on N processes rank 0 wrote the outputs and reports them
+        return
     print(result.table, end="")
     if args.update_card:
         from .card import update_cards

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -17,7 +18,9 @@ from transformers import AutoModelForMaskedLM, PreTrainedModel
 
 from ..file_guards import OutputDirLock, check_outputs_are_not_inputs
 from ..inference.common import DEFAULT_MAX_TOKENS, DtypeName, ModelSession, package_version
-from ..inference.score import score_variants
+from ..inference.distributed import ONE_PROCESS, Ranks, detect_ranks, process_group
+from ..inference.gather import main_decides
+from ..inference.score import score_variants, session_device
 from .blosum import blosum_scores
 from .finetuned import finetune_records
 from .perplexity import perplexity_records
@@ -95,12 +98,13 @@ def _task_records(
     return records
 
 
-def _cached(path: Path, compute: Callable[[], list[Record]]) -> tuple[list[Record], bool]:
-    found = load_cached(path)
-    if found is not None:
-        return found, False
+def _cached(path: Path, compute: Callable[[], list[Record]], ranks: Ranks = ONE_PROCESS) -> tuple[list[Record], bool]:
+    found = load_cached(path) if ranks.is_main else None  # N ranks: rank 0 alone reads and writes OUTPUT
+    if main_decides(ranks, found is not None):
+        return found or [], False
     records = compute()
-    save_cached(path, records)
+    if ranks.is_main:
+        save_cached(path, records)
     return records, True
 
 
@@ -112,33 +116,37 @@ def evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOpti
     inputs: list[str | Path | None] = [m for m in models if Path(m).is_dir()]
     inputs += [path for task in tasks for path in task.files]
     check_outputs_are_not_inputs([options.output_dir], inputs)
-    with OutputDirLock(options.output_dir):
-        return _evaluate(models, tasks, options)
+    ranks = detect_ranks()  # on N ranks each scores its share of every zero-shot assay; rank 0 writes everything
+    with process_group(ranks), OutputDirLock(options.output_dir) if ranks.is_main else nullcontext():
+        return _evaluate(models, tasks, options, ranks)
 
 
-def _evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOptions) -> EvaluateResult:
-    folder = _prepare_output(options)
+def _evaluate(
+    models: Sequence[str], tasks: Sequence[Task], options: EvaluateOptions, ranks: Ranks = ONE_PROCESS
+) -> EvaluateResult:
+    folder = _prepare_output(options) if ranks.is_main else options.output_dir
     hashes = {str(path): file_hash(path) for task in tasks for path in task.files}
     records: list[Record] = []
     counts = [0, 0]  # computed, reused
     for task in tasks:
         key = cache_key(task.spec, [hashes[str(p)] for p in task.files], BLOSUM)
-        found, fresh = _cached(folder / "cache" / f"{key}.json", partial(_reference_records, task, options))
+        reference = partial(_reference_records, task, options) if ranks.is_main else list
+        found, fresh = _cached(folder / "cache" / f"{key}.json", reference, ranks)
         records += found
         counts[not fresh] += 1
     fingerprints: dict[str, str] = {}
     for model in models:
-        session = ModelSession.open(model, options.dtype, options.device)
+        session = ModelSession.open(model, options.dtype, session_device(ranks, options.device))
         network, fingerprints[model] = session.load(AutoModelForMaskedLM, "a masked-LM head (lm_head)")
-        scorer = _Scorer(session, network, options)
+        scorer = _Scorer(session, network, options, ranks)
         for task in tasks:
             key = cache_key(task.spec, [hashes[str(p)] for p in task.files], fingerprints[model])
             compute = partial(scorer.records, task, model)
-            found, fresh = _cached(folder / "cache" / f"{key}.json", compute)
+            found, fresh = _cached(folder / "cache" / f"{key}.json", compute, ranks)
             records += found
             counts[not fresh] += 1
         del network, scorer
-    table = _write_outputs(folder, models, tasks, records, fingerprints, hashes)
+    table = _write_outputs(folder, models, tasks, records, fingerprints, hashes) if ranks.is_main else ""
     return EvaluateResult(records, fingerprints, table, counts[0], counts[1])
 
 
@@ -156,10 +164,13 @@ class _Scorer:
     session: ModelSession
     network: PreTrainedModel
     options: EvaluateOptions
+    ranks: Ranks = ONE_PROCESS
 
     def records(self, task: Task, model: str) -> list[Record]:
         if task.kind == "zero-shot":
             return _task_records(task, model, partial(self.scores, task), self.options)
+        if not self.ranks.is_main:
+            return []  # perplexity and probes run on rank 0 (zero-shot scoring alone is split)
         if task.kind == "perplexity":
             return perplexity_records(task.name, task.sequences, model, self.session, self.network,
                                       self.options.max_tokens_per_batch, self.options.bootstrap)  # fmt: skip
@@ -172,7 +183,7 @@ class _Scorer:
         assay, options = task.assays[index], self.options
         return score_variants(
             self.session, self.network, assay.wildtype, assay.variants, task.method,
-            options.max_tokens_per_batch, options.progress,
+            options.max_tokens_per_batch, options.progress and self.ranks.is_main, self.ranks,
         )[0]  # fmt: skip
 
 

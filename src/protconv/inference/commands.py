@@ -253,6 +253,8 @@ def run_score(args: argparse.Namespace) -> None:
         score_column=args.score_column,
         **_common_values(args, unknown=False),
     )
+    if not detect_ranks().is_main:  # rank 0 wrote the output and reports it
+        return
     print(f"wrote {len(result.scores)} {result.method} scores to {result.output} in {result.seconds:.1f}s")
     if result.metrics_file is not None:
         missing = f"; {result.missing_targets} rows without a target left out" if result.missing_targets else ""
@@ -315,6 +317,8 @@ def run_scan(args: argparse.Namespace) -> None:
         mutant_column=args.mutant_column,
         **_common_values(args, unknown=False),
     )
+    if not detect_ranks().is_main:  # rank 0 wrote the output and reports it
+        return
     drawn = f"; heatmap {result.plot}" if result.plot else ""
     print(f"wrote {len(result.scores)} {result.method} scores to {result.output} in {result.seconds:.1f}s{drawn}")
     if result.spearman is not None:

@@ -13,6 +13,7 @@ same grid and the Spearman correlation of the two in its title.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import time
@@ -28,6 +29,7 @@ from ..data.fasta import read_fasta
 from ..file_guards import OutputFileLock
 from ..metrics import spearman
 from .common import DEFAULT_MAX_TOKENS, DtypeName, InferenceInputError, ModelSession, check_positive
+from .distributed import detect_ranks, process_group, step
 from .inputs import atomic_text_output, check_input_file, check_not_inputs
 from .score import (
     METHODS,
@@ -40,6 +42,7 @@ from .score import (
     load_masked_lm,
     read_wildtype,
     score_variants,
+    session_device,
 )
 
 if TYPE_CHECKING:
@@ -106,15 +109,22 @@ def saturation_scan(
     column = output_column or method.replace("-", "_")
     if column == "mutant":
         raise InferenceInputError("the output column cannot be called 'mutant' (that column holds the names)")
-    with OutputFileLock(output):
-        session = ModelSession.open(model, dtype, device)
-        network = load_masked_lm(session, wt)
-        scores, forwards = score_variants(session, network, wt, variants, method, max_tokens_per_batch, progress)
-        _write_scores(output, column, variants, scores)
+    ranks = detect_ranks()
+    with process_group(ranks), contextlib.ExitStack() as stack:
+        with step(ranks, "scan: loading the model"):
+            if ranks.is_main:  # the one writer holds the output's lock for the run
+                stack.enter_context(OutputFileLock(output))
+            session = ModelSession.open(model, dtype, session_device(ranks, device))
+            network = load_masked_lm(session, wt)
+        scores, forwards = score_variants(session, network, wt, variants, method, max_tokens_per_batch, progress,
+                                          ranks)  # fmt: skip
+        with step(ranks, f"scan: writing {output}"):
+            if ranks.is_main:
+                _write_scores(output, column, variants, scores)
     result = ScanResult(output, method, column, variants, scores, time.perf_counter() - started, forwards)
     if truth is not None:
         result = _with_spearman(result, truth)
-    if plot is not None:
+    if plot is not None and ranks.is_main:
         result = draw_scan(result, wt, indices, offset, _model_name(model), truth, plot)
     return result
 

@@ -16,16 +16,22 @@ against the sequence; malformed names, positions outside the sequence, synonymou
 mutated twice in one variant are errors naming the CSV line, raised before the model is loaded.
 
 Residue ``i`` is found at its own token index whatever the tokenizer's framing (with or without ``<cls>``/``<eos>``).
+
+Under ``torchrun``/``accelerate launch`` (``python -m protconv score``) every rank reads and checks the inputs, runs
+its share of the masked forwards (:mod:`protconv.inference.gather`) and gets every score; rank 0 alone holds the
+output's lock and writes the CSV, the same bytes as one process on the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import json
 import math
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, get_args
@@ -49,6 +55,8 @@ from .common import (
     check_positive,
     chunks,
 )
+from .distributed import ONE_PROCESS, Ranks, detect_ranks, process_group, rank_device, step
+from .gather import all_gather_rows, contiguous_shares
 from .inputs import CsvTable, atomic_text_output, check_not_inputs, first_fasta_record, read_csv
 
 #: The scoring methods (see the module notes).
@@ -175,15 +183,42 @@ def score(
     output = Path(output)
     metrics = output.with_name(output.stem + ".spearman.json") if score_column else None
     check_not_inputs([output, metrics], [variants, wildtype, model])
-    with OutputFileLock(output):
-        return _score(model, variants, output, sequence, wildtype, mutant_column, offset, method, output_column,
-                      score_column, max_tokens_per_batch, dtype, device, progress, started)  # fmt: skip
+    ranks = detect_ranks()
+    with process_group(ranks), contextlib.ExitStack() as stack:
+        with step(ranks, "score: checking the inputs"):
+            if ranks.is_main:  # the one writer holds the output's lock for the run
+                stack.enter_context(OutputFileLock(output))
+            job = _read_job(variants, sequence, wildtype, mutant_column, offset, method, output_column, score_column)
+            session = ModelSession.open(model, dtype, session_device(ranks, device))
+            network = load_masked_lm(session, job.wildtype)
+        scores, forwards = score_variants(session, network, job.wildtype, job.variants, method, max_tokens_per_batch,
+                                          progress, ranks)  # fmt: skip
+        result = ScoreResult(output, method, job.column, scores, time.perf_counter() - started, forwards)
+        with step(ranks, f"score: writing {output}"):
+            if ranks.is_main:
+                result = _write_result(result, job, started, model, variants, score_column)
+    return result
 
 
-def _score(
-    model: str | Path,
+def session_device(ranks: Ranks, device: str | torch.device | None) -> str | torch.device | None:
+    """``--device`` for this process: as given on one process, else this rank's own device."""
+    return rank_device(ranks, device) if ranks.distributed else device
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The checked inputs of ``score``: read and parsed on every rank (before any model work)."""
+
+    wildtype: str
+    table: CsvTable
+    rows: list[TableRow]
+    variants: list[Variant]
+    column: str
+    targets: list[float] | None
+
+
+def _read_job(
     variants: str | Path,
-    output: Path,
     sequence: str | None,
     wildtype: str | Path | None,
     mutant_column: str,
@@ -191,31 +226,28 @@ def _score(
     method: ScoreMethod,
     output_column: str | None,
     score_column: str | None,
-    max_tokens_per_batch: int,
-    dtype: DtypeName | torch.dtype,
-    device: str | torch.device | None,
-    progress: bool,
-    started: float,
-) -> ScoreResult:
+) -> _Job:
     column = output_column or method.replace("-", "_")
     wt = read_wildtype(sequence, wildtype)
     table, rows = _read_table(variants)
     mutant_index, target_index = _input_columns(table, mutant_column, column, score_column)
     parsed = _parse_variants(table, rows, mutant_index, wt, offset)
     targets = _targets(table, rows, target_index) if target_index is not None else None
+    return _Job(wt, table, rows, parsed, column, targets)
 
-    session = ModelSession.open(model, dtype, device)
-    network = load_masked_lm(session, wt)
-    scores, forwards = score_variants(session, network, wt, parsed, method, max_tokens_per_batch, progress)
 
-    with atomic_text_output(output) as handle:
-        writer = csv.writer(handle, delimiter=table.delimiter, lineterminator="\n")
-        writer.writerow([*table.header, column])
-        for row, value in zip(rows, scores, strict=True):
+def _write_result(
+    result: ScoreResult, job: _Job, started: float, model: str | Path, variants: str | Path, score_column: str | None
+) -> ScoreResult:
+    """The table with the score column (written atomically) and, with a score column, its Spearman file."""
+    with atomic_text_output(result.output) as handle:
+        writer = csv.writer(handle, delimiter=job.table.delimiter, lineterminator="\n")
+        writer.writerow([*job.table.header, job.column])
+        for row, value in zip(job.rows, result.scores, strict=True):
             writer.writerow([*row.fields, repr(value)])
-    result = ScoreResult(output, method, column, scores, time.perf_counter() - started, forwards)
-    if targets is not None and score_column is not None:
-        result = _with_spearman(result, targets, model, variants, score_column)
+    result = replace(result, seconds=time.perf_counter() - started)
+    if job.targets is not None and score_column is not None:
+        result = _with_spearman(result, job.targets, model, variants, score_column)
     return result
 
 
@@ -235,12 +267,17 @@ def score_variants(
     method: ScoreMethod = "masked-marginal",
     max_tokens_per_batch: int = DEFAULT_MAX_TOKENS,
     progress: bool = False,
+    ranks: Ranks = ONE_PROCESS,
 ) -> tuple[list[float], int]:
     """Each variant's score under ``method`` (checked variants of ``wildtype``) with a loaded masked LM
     (:func:`load_masked_lm`), and the forward rows it took: ``score`` (a CSV), ``scan`` (every substitution) and
-    ``evaluate`` (one model, many assays) all score through this one function."""
+    ``evaluate`` (one model, many assays) all score through this one function.
+
+    With ``ranks`` of several processes (inside their process group), every rank calls it with the same
+    arguments, runs its share of the masked forwards and returns every score, equal to one process's bit for bit
+    on the CPU (``wildtype-marginal``'s one forward runs on every rank)."""
     mask_id, ids, residue_tokens = _wild_type_tokens(session, wildtype)
-    runner = _Runner(network, mask_id, max(1, max_tokens_per_batch // len(ids)), session.device)
+    runner = _Runner(network, mask_id, max(1, max_tokens_per_batch // len(ids)), session.device, ranks)
     scores = _scores(method, runner, ids, residue_tokens, list(variants), _letter_ids(session.tokenizer), progress)
     return scores, runner.forwards
 
@@ -392,10 +429,13 @@ class _StrictIds(dict):
 
 
 class _Runner:
-    """Batched forwards of equal-length token rows, each with one position masked (or none)."""
+    """Batched forwards of equal-length token rows, each with one position masked (or none). On N ranks
+    (:mod:`protconv.inference.gather`) each runs its contiguous share of the one-process batches and every rank
+    gets every result; ``forwards`` counts the rows of all ranks (the one-process count)."""
 
-    def __init__(self, network, mask_id: int, batch_size: int, device: torch.device) -> None:
+    def __init__(self, network, mask_id: int, batch_size: int, device: torch.device, ranks: Ranks = ONE_PROCESS):
         self.network, self.mask_id, self.batch_size, self.device = network, mask_id, batch_size, device
+        self.ranks = ranks
         self.forwards = 0
 
     def _log_softmax(self, rows: list[list[int]]) -> torch.Tensor:
@@ -411,21 +451,38 @@ class _Runner:
         row[token] = self.mask_id
         return row
 
+    def _share(self, rows: int) -> range:
+        """This rank's batches of ``rows`` rows cut ``batch_size`` at a time (all of them on one process)."""
+        sizes = [min(self.batch_size, rows - start) for start in range(0, rows, self.batch_size)]
+        return contiguous_shares(sizes, self.ranks.world_size)[self.ranks.rank]
+
+    def _gathered(self, mine: list[np.ndarray], width: int, rows: int, what: str) -> np.ndarray:
+        """Every rank's rows in the one-process order (after a step: no rank waits here for a failed one)."""
+        local = np.concatenate(mine) if mine else np.zeros((0, width), dtype=np.float32)
+        found = all_gather_rows(self.ranks, local)
+        if len(found) != rows:
+            raise RuntimeError(f"{what}: gathered {len(found)} rows of the ranks, expected {rows}")
+        self.forwards += rows - len(local)
+        return found
+
     def masked_log_probs(
         self, ids: list[int], residue_tokens: list[int], positions: list[int], progress: bool
     ) -> dict[int, np.ndarray]:
         """Residue index -> log-probabilities over the vocabulary with that residue (alone) masked."""
-        found: dict[int, np.ndarray] = {}
-        bar = progress_bar(len(positions), "masked-marginal", progress, unit="pos")
-        try:
-            for batch in chunks(positions, self.batch_size):
-                log_probs = self._log_softmax([self.masked(ids, residue_tokens[i]) for i in batch])
-                picked = log_probs[torch.arange(len(batch)), [residue_tokens[i] for i in batch]].cpu().numpy()
-                found.update(zip(batch, picked, strict=True))
-                bar.update(len(batch))
-        finally:
-            bar.close()
-        return found
+        share = self._share(len(positions))
+        batches = list(chunks(positions, self.batch_size))[share.start : share.stop]
+        mine: list[np.ndarray] = []
+        bar = progress_bar(sum(map(len, batches)), "masked-marginal", progress and self.ranks.is_main, unit="pos")
+        with step(self.ranks, "score: the masked positions"):
+            try:
+                for batch in batches:
+                    log_probs = self._log_softmax([self.masked(ids, residue_tokens[i]) for i in batch])
+                    mine.append(log_probs[torch.arange(len(batch)), [residue_tokens[i] for i in batch]].cpu().numpy())
+                    bar.update(len(batch))
+            finally:
+                bar.close()
+        width = mine[0].shape[1] if mine else 0
+        return dict(zip(positions, self._gathered(mine, width, len(positions), "masked-marginal"), strict=True))
 
     def unmasked_log_probs(self, ids: list[int], residue_tokens: list[int]) -> dict[int, np.ndarray]:
         log_probs = self._log_softmax([ids])[0, residue_tokens].cpu().numpy()
@@ -434,22 +491,31 @@ class _Runner:
     def pseudo_log_likelihoods(
         self, sequences: list[list[int]], residue_tokens: list[int], progress: bool
     ) -> list[float]:
-        """``sum_i log p(s_i | s with residue i masked)`` of each token row in ``sequences``."""
+        """``sum_i log p(s_i | s with residue i masked)`` of each token row in ``sequences``, summed in the
+        one-process order (sequence by sequence, residue by residue) whatever the number of ranks."""
+        count = len(sequences) * len(residue_tokens)
+        share = self._share(count)
+        first, end = share.start * self.batch_size, min(share.stop * self.batch_size, count)
+        jobs = itertools.islice(((s, t) for s in range(len(sequences)) for t in residue_tokens), first, end)
+        mine: list[np.ndarray] = []
+        bar = progress_bar(end - first, "pseudo-likelihood", progress and self.ranks.is_main, unit="fwd")
+        with step(self.ranks, "score: the pseudo-likelihoods"):
+            try:
+                for batch in chunks(jobs, self.batch_size):
+                    log_probs = self._log_softmax([self.masked(sequences[s], t) for s, t in batch])
+                    rows = torch.arange(len(batch))
+                    tokens = torch.tensor([t for _, t in batch])
+                    truth = torch.tensor([sequences[s][t] for s, t in batch])
+                    mine.append(log_probs[rows, tokens, truth].cpu().numpy()[:, None])
+                    bar.update(len(batch))
+            finally:
+                bar.close()
+        values = self._gathered(mine, 1, count, "pseudo-likelihood")[:, 0]
+        length = len(residue_tokens)
         totals = [0.0] * len(sequences)
-        jobs: Iterator[tuple[int, int]] = ((s, t) for s in range(len(sequences)) for t in residue_tokens)
-        bar = progress_bar(len(sequences) * len(residue_tokens), "pseudo-likelihood", progress, unit="fwd")
-        try:
-            for batch in chunks(jobs, self.batch_size):
-                log_probs = self._log_softmax([self.masked(sequences[s], t) for s, t in batch])
-                rows = torch.arange(len(batch))
-                tokens = torch.tensor([t for _, t in batch])
-                truth = torch.tensor([sequences[s][t] for s, t in batch])
-                values = log_probs[rows, tokens, truth].double().cpu().tolist()
-                for (s, _), value in zip(batch, values, strict=True):
-                    totals[s] += value
-                bar.update(len(batch))
-        finally:
-            bar.close()
+        for s in range(len(sequences)):
+            for value in values[s * length : (s + 1) * length].astype(np.float64).tolist():
+                totals[s] += value
         return totals
 
 

@@ -1,0 +1,101 @@
+"""score on 2 processes against 1 (torchrun, gloo, one thread per process): per-process throughput 2 / 1.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/score_ranks.py --residues 600
+
+The work: every single substitution of a wild type (the first protein of the shared corpus with at least
+``--residues`` residues, cut to that length) in one CSV, scored by ``protconv score`` with ``masked-marginal`` (one
+masked forward per position: ``residues`` rows) and ``pseudo-likelihood`` on the first ``--pll_variants`` of them
+(``residues`` rows per distinct sequence), with a small random Conv. Per-process throughput at 2 / at 1 is
+(rows / time / 2) / (rows / time) = time at 1 / (2 x time at 2), from the seconds ``score`` reports (model loading
+and CSV reading included, interpreter start-up not) and from the wall time of the whole command. The machine is
+shared: the figures carry its load. :func:`score_ratio` is what another benchmark can call.
+
+Measured (2 cores, load 0.3-3, 2026-12-06; 1000 residues): masked-marginal (1000 masked rows) reported seconds 3.1 at
+1 process, 2.9 at 2 (0.53; model load, CSV and start-up skew dominate 3 s); the forwards alone (timed inside, load
+0.1) 2.73 s at 1, 1.56/1.40 s on ranks 1/0 at 2: 0.87. pseudo-likelihood (4000 rows) 12.2 s at 1, 8.7 at 2 (0.70).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from protconv.data.fasta import read_fasta
+
+CORPUS = Path("/work/shared/data/corpus/structural_proteins.fasta")
+LAUNCHER = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+_REPORTED = re.compile(r" in (\d+\.\d+)s")
+
+
+def small_model(folder: Path) -> Path:
+    import protconv
+    from protconv.hub import save_hub_folder
+
+    model = protconv.ConvForMaskedLM(protconv.ConvConfig(hidden_size=64, intermediate_size=32, num_hidden_layers=4))
+    return save_hub_folder(model.eval(), protconv.build_tokenizer(), folder / "model")
+
+
+def scan_csv(path: Path, wildtype: str, limit: int | None = None) -> Path:
+    """Every single substitution of ``wildtype`` (the first ``limit``), ProteinGym syntax, numbered from 1."""
+    mutants = [f"{wt}{i + 1}{aa}" for i, wt in enumerate(wildtype) for aa in "ACDEFGHIKLMNPQRSTVWY" if aa != wt]
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([["mutant"], *([m] for m in mutants[:limit])])
+    return path
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """(wall seconds, the seconds ``score`` reports) of one command, one thread per process."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    wall = time.perf_counter() - started
+    found = _REPORTED.search(done.stdout)
+    return wall, float(found.group(1)) if found else wall
+
+
+def score_ratio(model: Path, variants: Path, wildtype: str, method: str, folder: Path, processes: int = 2) -> str:
+    """One line: the times of 1 and ``processes`` processes and the per-process throughput ratio (reported
+    seconds, and wall); also checks that both wrote the same bytes."""
+    score = ["-m", "protconv", "score", str(model), str(variants)]
+    options = ["--sequence", wildtype, "--method", method, "--no_progress"]
+    one = timed([sys.executable, *score, str(folder / f"one-{method}.csv"), *options])
+    two = timed([*LAUNCHER, f"--nproc-per-node={processes}", *score, str(folder / f"two-{method}.csv"), *options])
+    same = (folder / f"one-{method}.csv").read_bytes() == (folder / f"two-{method}.csv").read_bytes()
+    return (
+        f"{method}: 1 process {one[1]:.1f}s (wall {one[0]:.1f}s), {processes} processes {two[1]:.1f}s (wall "
+        f"{two[0]:.1f}s); per-process throughput {processes}/1 = {one[1] / two[1] / processes:.2f} (wall "
+        f"{one[0] / two[0] / processes:.2f}); same CSV: {same}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--residues", type=int, default=600)
+    parser.add_argument("--pll_variants", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+    record = next(
+        r for r in read_fasta(CORPUS, unknown="X") if len(r.sequence) >= args.residues and "X" not in r.sequence
+    )
+    wildtype = record.sequence[: args.residues]
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        model = small_model(folder)
+        every = scan_csv(folder / "scan.csv", wildtype)
+        few = scan_csv(folder / "few.csv", wildtype, args.pll_variants)
+        print(f"wild type {record.id}[:{args.residues}]; {os.cpu_count()} cores")
+        for _ in range(args.repeats):
+            for method, variants in (("masked-marginal", every), ("pseudo-likelihood", few)):
+                print(score_ratio(model, variants, wildtype, method, folder), f"(load {os.getloadavg()[0]:.1f})")
+
+
+if __name__ == "__main__":
+    main()
