@@ -46,7 +46,7 @@ def main() -> None:
         if args.assays > 1:
             data = _copies(data, row, args.assays, Path(tmp) / "suite")
         task = proteingym_task(data, None, "masked-marginal")
-        variants = sum(len(assay.variants) for assay in task.assays)
+        variants = sum(assay.size for assay in task.assays)
         for repeat in range(args.repeats):
             started = time.perf_counter()
             for assay in task.assays:
