@@ -198,10 +198,18 @@ def _write_outputs(folder: Path, models: Sequence[str], tasks: Sequence[Task], r
         "assays_longer_than_1022": long_assays,
     })  # fmt: skip
     write_csv(folder / "results.csv", records)
-    table = markdown_table(records)
+    table = markdown_table(records) + _long_assays_note(long_assays)
     (folder / "results.md").write_text(table, encoding="utf-8")
     (folder / "assays").mkdir(exist_ok=True)
     for task in tasks:
         write_csv(folder / "assays" / f"{task.name}.csv", [r for r in records if r.task == task.name], assays=True)
     write_plots(folder / "plots", records, models)
     return table
+
+
+def _long_assays_note(names: Sequence[str]) -> str:
+    """Said under the table: ESM-1v/ESM-2 scripts would crop these, protconv's own models ran them whole."""
+    if not names:
+        return ""
+    return (f"\nAssays whose wild type is longer than {ESM_LIMIT} residues (ESM's limit; run whole here, a model "
+            f"with a position limit refuses them naming it): {', '.join(names)}.\n")  # fmt: skip
