@@ -1,12 +1,18 @@
 """Zero-shot fitness assays, read and checked completely before any model work: the ProteinGym v1 layout (a
 reference file ``DMS_substitutions.csv`` naming each assay's file, wild type and selection type; per-assay CSVs
 with ``mutant``, ``mutated_sequence``, ``DMS_score``, ``DMS_score_bin``) and the ESM layout (one CSV with a mutant
-and a score column, the wild type in a FASTA, an offset). Every error names the file and line."""
+and a score column, the wild type in a FASTA, an offset). Every error names the file and line.
+
+An :class:`Assay` is a handle, not its rows: the check reads each assay and drops its rows (only the last one read
+is held, so a one-assay task is read once), and ``evaluate`` reads them again, one assay at a time, as it scores
+(:meth:`Assay.rows`): memory stays that of one assay, whatever their number."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ..data.tables import TableRow
@@ -20,14 +26,29 @@ class AssayError(InferenceInputError):
 
 
 @dataclass(frozen=True)
+class AssayRows:
+    """One assay's checked variants and their measured scores (and 0/1 labels, when the layout has them)."""
+
+    variants: list[Variant]
+    scores: list[float]
+    bins: list[int] | None  # DMS_score_bin
+
+
+@dataclass
 class Assay:
     name: str
     path: Path
     wildtype: str
     selection_type: str
-    variants: list[Variant]
-    scores: list[float]
-    bins: list[int] | None  # DMS_score_bin, when the layout has it
+    size: int  # variants
+    labelled: bool  # has DMS_score_bin
+    read: Callable[[], AssayRows] = field(repr=False, compare=False)
+    held: AssayRows | None = field(default=None, repr=False, compare=False)
+
+    def rows(self) -> AssayRows:
+        """The rows: the ones still held from the check (handed over once, then dropped), else read again."""
+        held, self.held = self.held, None
+        return held if held is not None else self.read()
 
 
 def _read(path: Path) -> tuple[CsvTable, list[TableRow]]:
@@ -46,10 +67,13 @@ def _number(text: str, where: str, column: str) -> float:
 
 
 def _mutated(wildtype: str, variant: Variant) -> str:
-    residues = list(wildtype)
-    for mutation in variant.mutations:
-        residues[mutation.index] = mutation.mutant
-    return "".join(residues)
+    """The wild type with the variant's substitutions applied (joined slices: one C-level copy per row)."""
+    pieces, start = [], 0
+    for mutation in sorted(variant.mutations, key=lambda m: m.index):
+        pieces += [wildtype[start : mutation.index], mutation.mutant]
+        start = mutation.index + 1
+    pieces.append(wildtype[start:])
+    return "".join(pieces)
 
 
 def read_reference(reference: Path, folder: Path) -> list[tuple[str, Path, str, str]]:
@@ -68,7 +92,8 @@ def read_reference(reference: Path, folder: Path) -> list[tuple[str, Path, str, 
     return found
 
 
-def read_proteingym_assay(name: str, path: Path, wildtype: str, selection_type: str) -> Assay:
+def proteingym_rows(path: Path, wildtype: str) -> AssayRows:
+    """A ProteinGym assay CSV's rows, every one checked against ``wildtype`` (errors name the file and line)."""
     table, rows = _read(path)
     mutant, sequence = table.column("mutant", "the mutant column"), table.column("mutated_sequence", "")
     score, binary = table.column("DMS_score", "the assay score"), table.column("DMS_score_bin", "the 0/1 label")
@@ -89,18 +114,26 @@ def read_proteingym_assay(name: str, path: Path, wildtype: str, selection_type: 
         variants.append(variant)
     if not variants:
         raise AssayError(f"{path}: no variants")
-    return Assay(name, path, wildtype, selection_type, variants, scores, bins)
+    return AssayRows(variants, scores, bins)
+
+
+def _handle(name: str, path: Path, wildtype: str, kind: str, read: Callable[[], AssayRows], hold: bool) -> Assay:
+    """The assay checked now (its rows read once), its rows held only with ``hold``."""
+    rows = read()
+    return Assay(name, path, wildtype, kind, len(rows.variants), rows.bins is not None, read, rows if hold else None)
+
+
+def read_proteingym_assay(name: str, path: Path, wildtype: str, selection_type: str, hold: bool = True) -> Assay:
+    return _handle(name, path, wildtype, selection_type, partial(proteingym_rows, path, wildtype), hold)
 
 
 def read_proteingym(folder: Path, reference: Path | None = None) -> list[Assay]:
-    reference = reference or folder / "DMS_substitutions.csv"
-    return [read_proteingym_assay(*row) for row in read_reference(reference, folder)]
+    """Every assay of the reference file, checked in turn; only the last one's rows stay held."""
+    found = read_reference(reference or folder / "DMS_substitutions.csv", folder)
+    return [read_proteingym_assay(*row, hold=number == len(found)) for number, row in enumerate(found, 1)]
 
 
-def read_esm_assay(
-    path: Path, wildtype_fasta: Path, score_column: str, mutant_column: str = "mutant", offset: int = 1
-) -> Assay:
-    wildtype = first_fasta_record(wildtype_fasta).sequence
+def esm_rows(path: Path, wildtype: str, score_column: str, mutant_column: str, offset: int) -> AssayRows:
     table, rows = _read(path)
     mutant, score = table.column(mutant_column, "the mutant column"), table.column(score_column, "the score column")
     variants, scores = [], []
@@ -112,4 +145,12 @@ def read_esm_assay(
         scores.append(_number(row.fields[score].strip(), where, score_column))
     if not variants:
         raise AssayError(f"{path}: no variants")
-    return Assay(path.stem, path, wildtype, "all", variants, scores, None)
+    return AssayRows(variants, scores, None)
+
+
+def read_esm_assay(
+    path: Path, wildtype_fasta: Path, score_column: str, mutant_column: str = "mutant", offset: int = 1
+) -> Assay:
+    wildtype = first_fasta_record(wildtype_fasta).sequence
+    read = partial(esm_rows, path, wildtype, score_column, mutant_column, offset)
+    return _handle(path.stem, path, wildtype, "all", read, hold=True)

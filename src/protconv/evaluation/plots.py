@@ -6,15 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..plots.figures import pyplot
 from .results import Record
 
 
 def write_plots(folder: Path, records: Sequence[Record], models: Sequence[str]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for task in dict.fromkeys(r.task for r in records):

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..inference.distributed import ONE_PROCESS, Ranks
+from ..inference.gather import main_decides
 from ..inference.inputs import atomic_text_output
 
 
@@ -43,13 +45,18 @@ def write_json(path: Path, payload: Any) -> None:
         handle.write("\n")
 
 
-def load_cached(path: Path) -> list[Record] | None:
-    if not path.is_file():
-        return None
-    return [Record(**row) for row in json.loads(path.read_text(encoding="utf-8"))]
+def load_cached(path: Path, ranks: Ranks = ONE_PROCESS) -> list[Record] | None:
+    """The cached records at ``path``, or None. On N ranks rank 0 alone reads OUTPUT (it may be on no shared file
+    system) and every rank follows its hit or miss, so that all run the same scoring steps; the others get ``[]``
+    for a hit (they write nothing)."""
+    found = [Record(**row) for row in json.loads(path.read_text(encoding="utf-8"))] if (
+        ranks.is_main and path.is_file()) else None  # fmt: skip
+    return (found or []) if main_decides(ranks, found is not None) else None
 
 
-def save_cached(path: Path, records: Sequence[Record]) -> None:
+def save_cached(path: Path, records: Sequence[Record], ranks: Ranks = ONE_PROCESS) -> None:
+    if not ranks.is_main:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, [asdict(record) for record in records])
 

@@ -17,10 +17,11 @@ import torch
 from transformers import AutoModelForMaskedLM, PreTrainedModel
 
 from ..file_guards import OutputDirLock, check_outputs_are_not_inputs
-from ..inference.common import DEFAULT_MAX_TOKENS, DtypeName, ModelSession, package_version
+from ..inference.common import DEFAULT_MAX_TOKENS, DtypeName, ModelSession, check_length_limit, package_version
 from ..inference.distributed import ONE_PROCESS, Ranks, detect_ranks, process_group
-from ..inference.gather import main_decides
-from ..inference.score import score_variants, session_device
+from ..inference.score import ScoreMethod, score_variants, session_device
+from .assay_stream import CachePlace, Column, run_zero_shot
+from .assays import Assay, AssayRows
 from .blosum import blosum_scores
 from .finetuned import finetune_records
 from .perplexity import perplexity_records
@@ -37,7 +38,6 @@ from .results import (
 )
 from .suite import Task
 from .supervised import baseline_records, probe_records
-from .zero_shot import ZERO_SHOT_METRICS, Figure, assay_metrics, proteingym_summary, type_means
 
 #: The no-training reference column of zero-shot tasks.
 BLOSUM = "blosum62"
@@ -76,35 +76,12 @@ def _prepare_output(options: EvaluateOptions) -> Path:
     return folder
 
 
-def _task_records(
-    task: Task, model: str, scores_of: Callable[[int], list[float]], options: EvaluateOptions
-) -> list[Record]:
-    """Per-assay figures, the per-type means and ProteinGym's summary of one model (or reference) on one task."""
-    records: list[Record] = []
-    per_assay: dict[str, list[float]] = {name: [] for name in ZERO_SHOT_METRICS}
-    for index, assay in enumerate(task.assays):
-        figures = assay_metrics(assay.scores, assay.bins, scores_of(index), options.bootstrap)
-        for metric, figure in figures.items():
-            records.append(Record(task.name, model, assay.name, metric, figure.value, figure.stderr))
-            per_assay[metric].append(figure.value)
-    types = [assay.selection_type for assay in task.assays]
-    for metric, values in per_assay.items():
-        if len(values) != len(task.assays):
-            continue  # a label metric of an assay without labels: not computed, not reported
-        for kind, mean in type_means(values, types).items():
-            records.append(Record(task.name, model, f"type:{kind}", metric, mean, None))
-        summary: Figure = proteingym_summary(values, types, max(options.bootstrap, 2) * 10)
-        records.append(Record(task.name, model, None, metric, summary.value, summary.stderr))
-    return records
-
-
-def _cached(path: Path, compute: Callable[[], list[Record]], ranks: Ranks = ONE_PROCESS) -> tuple[list[Record], bool]:
-    found = load_cached(path) if ranks.is_main else None  # N ranks: rank 0 alone reads and writes OUTPUT
-    if main_decides(ranks, found is not None):
-        return found or [], False
+def _cached(path: Path, compute: Callable[[], list[Record]], ranks: Ranks) -> tuple[list[Record], bool]:
+    found = load_cached(path, ranks)
+    if found is not None:
+        return found, False
     records = compute()
-    if ranks.is_main:
-        save_cached(path, records)
+    save_cached(path, records, ranks)
     return records, True
 
 
@@ -121,42 +98,51 @@ def evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOpti
         return _evaluate(models, tasks, options, ranks)
 
 
-def _evaluate(
-    models: Sequence[str], tasks: Sequence[Task], options: EvaluateOptions, ranks: Ranks = ONE_PROCESS
-) -> EvaluateResult:
+def _evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOptions, ranks: Ranks) -> EvaluateResult:
+    """Every model loaded once for the run; zero-shot tasks streamed assay by assay through all of them
+    (``assay_stream``), the other tasks model by model. The records come out in one order whatever ran: the
+    reference columns of every task, then each model's tasks. On N ranks only zero-shot scoring is split; rank 0
+    alone runs probes, baselines and perplexity and writes the outputs."""
     folder = _prepare_output(options) if ranks.is_main else options.output_dir
     hashes = {str(path): file_hash(path) for task in tasks for path in task.files}
-    records: list[Record] = []
+    scorers = {model: _Scorer.load(model, tasks, options, ranks) for model in models}
+    fingerprints = {model: scorer.fingerprint for model, scorer in scorers.items()}
+    found: dict[tuple[str, str], list[Record]] = {}  # (column or BLOSUM for the references, task) -> records
     counts = [0, 0]  # computed, reused
     for task in tasks:
+        if task.kind == "zero-shot":
+            columns = [Column(BLOSUM, BLOSUM, _blosum_column), *(s.column(m, task.method) for m, s in scorers.items())]
+            place = CachePlace(folder / "cache", task, hashes, ranks)
+            ran = run_zero_shot(task, columns, place, options.bootstrap, folder / "assays" / f"{task.name}.csv")
+            for name, (records, fresh) in ran.items():
+                found[name, task.name] = records
+                counts[not fresh] += 1
+            continue
         key = cache_key(task.spec, [hashes[str(p)] for p in task.files], BLOSUM)
         reference = partial(_reference_records, task, options) if ranks.is_main else list
-        found, fresh = _cached(folder / "cache" / f"{key}.json", reference, ranks)
-        records += found
+        found[BLOSUM, task.name], fresh = _cached(folder / "cache" / f"{key}.json", reference, ranks)
         counts[not fresh] += 1
-    fingerprints: dict[str, str] = {}
-    for model in models:
-        session = ModelSession.open(model, options.dtype, session_device(ranks, options.device))
-        network, fingerprints[model] = session.load(AutoModelForMaskedLM, "a masked-LM head (lm_head)")
-        scorer = _Scorer(session, network, options, ranks)
-        for task in tasks:
+        for model, scorer in scorers.items():
             key = cache_key(task.spec, [hashes[str(p)] for p in task.files], fingerprints[model])
-            compute = partial(scorer.records, task, model)
-            found, fresh = _cached(folder / "cache" / f"{key}.json", compute, ranks)
-            records += found
+            found[model, task.name], fresh = _cached(
+                folder / "cache" / f"{key}.json", partial(scorer.records, task, model), ranks
+            )
             counts[not fresh] += 1
-        del network, scorer
+    records = [r for column in (BLOSUM, *models) for task in tasks for r in found[column, task.name]]
     table = _write_outputs(folder, models, tasks, records, fingerprints, hashes) if ranks.is_main else ""
     return EvaluateResult(records, fingerprints, table, counts[0], counts[1])
 
 
+def _blosum_column(assay: Assay, rows: AssayRows) -> list[float]:
+    return blosum_scores(rows.variants)
+
+
 def _reference_records(task: Task, options: EvaluateOptions) -> list[Record]:
-    """BLOSUM62 beside zero-shot tasks; the one-hot linear model and the CNN from scratch beside supervised ones."""
+    """The one-hot linear model and the CNN from scratch beside supervised tasks (BLOSUM62 beside zero-shot ones is
+    a column of ``assay_stream``)."""
     if task.kind == "perplexity":
         return []  # no reference column
-    if task.kind != "zero-shot":
-        return baseline_records(task.name, task.spec, task.splits, task.classes, options.bootstrap)
-    return _task_records(task, BLOSUM, lambda index: blosum_scores(task.assays[index].variants), options)
+    return baseline_records(task.name, task.spec, task.splits, task.classes, options.bootstrap)
 
 
 @dataclass(frozen=True)
@@ -164,13 +150,27 @@ class _Scorer:
     session: ModelSession
     network: PreTrainedModel
     options: EvaluateOptions
+    fingerprint: str
     ranks: Ranks = ONE_PROCESS
 
+    @classmethod
+    def load(cls, model: str, tasks: Sequence[Task], options: EvaluateOptions, ranks: Ranks) -> _Scorer:
+        """The model opened, every zero-shot wild type checked against its position limit (the error names the
+        task and assay), then its weights loaded: once for the whole run."""
+        session = ModelSession.open(model, options.dtype, session_device(ranks, options.device))
+        for task in tasks:
+            for assay in task.assays:
+                tokens = len(session.tokenizer(assay.wildtype)["input_ids"])
+                check_length_limit(session.config, tokens, f"task {task.name!r}, assay {assay.name} ({assay.path})")
+        network, fingerprint = session.load(AutoModelForMaskedLM, "a masked-LM head (lm_head)")
+        return cls(session, network, options, fingerprint, ranks)
+
+    def column(self, model: str, method: ScoreMethod) -> Column:
+        return Column(model, self.fingerprint, partial(self.scores, method))
+
     def records(self, task: Task, model: str) -> list[Record]:
-        if task.kind == "zero-shot":
-            return _task_records(task, model, partial(self.scores, task), self.options)
         if not self.ranks.is_main:
-            return []  # perplexity and probes run on rank 0 (zero-shot scoring alone is split)
+            return []  # perplexity, probes and fine-tuning run on rank 0 (zero-shot scoring alone is split)
         if task.kind == "perplexity":
             return perplexity_records(task.name, task.sequences, model, self.session, self.network,
                                       self.options.max_tokens_per_batch, self.options.bootstrap)  # fmt: skip
@@ -179,10 +179,10 @@ class _Scorer:
         return probe_records(task.name, task.spec, task.splits, task.classes, model, self.session,
                              self.network, self.options.max_tokens_per_batch, self.options.bootstrap)  # fmt: skip
 
-    def scores(self, task: Task, index: int) -> list[float]:
-        assay, options = task.assays[index], self.options
+    def scores(self, method: ScoreMethod, assay: Assay, rows: AssayRows) -> list[float]:
+        options = self.options
         return score_variants(
-            self.session, self.network, assay.wildtype, assay.variants, task.method,
+            self.session, self.network, assay.wildtype, rows.variants, method,
             options.max_tokens_per_batch, options.progress and self.ranks.is_main, self.ranks,
         )[0]  # fmt: skip
 
@@ -207,10 +207,18 @@ def _write_outputs(folder: Path, models: Sequence[str], tasks: Sequence[Task], r
         "assays_longer_than_1022": long_assays,
     })  # fmt: skip
     write_csv(folder / "results.csv", records)
-    table = markdown_table(records)
+    table = markdown_table(records) + _long_assays_note(long_assays)
     (folder / "results.md").write_text(table, encoding="utf-8")
     (folder / "assays").mkdir(exist_ok=True)
     for task in tasks:
         write_csv(folder / "assays" / f"{task.name}.csv", [r for r in records if r.task == task.name], assays=True)
     write_plots(folder / "plots", records, models)
     return table
+
+
+def _long_assays_note(names: Sequence[str]) -> str:
+    """Said under the table: ESM-1v/ESM-2 scripts would crop these, protconv's own models ran them whole."""
+    if not names:
+        return ""
+    return (f"\nAssays whose wild type is longer than {ESM_LIMIT} residues (ESM's limit; run whole here, a model "
+            f"with a position limit refuses them naming it): {', '.join(names)}.\n")  # fmt: skip
