@@ -17,10 +17,12 @@ import torch
 
 import protconv
 from protconv.data import read_fasta
+from protconv.data.fasta_index import FastaIndex, open_index
 from protconv.inference.common import plan_batches
 from protconv.inference.distributed import (
     EXIT_AFTER_ENV,
     Ranks,
+    broadcast_bytes,
     detect_ranks,
     find_shards,
     imbalance,
@@ -29,6 +31,7 @@ from protconv.inference.distributed import (
     shard_path,
 )
 from protconv.inference.embed import embed
+from protconv.inference.inputs import PendingRecords, pending_records, rank_records, read_records
 from protconv.inference.predict import predict
 from tests.inference.conftest import FASTA, save_model, write_fasta
 
@@ -82,7 +85,9 @@ def test_two_processes_embed_the_file_of_one(tmp_path, conv_model):
               max_tokens_per_batch=2000, progress=False)  # fmt: skip
     assert_same_h5(tmp_path / "one.h5", tmp_path / "two.h5")
     assert not find_shards(tmp_path / "two.h5", ".h5")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv", "one.h5", "two.h5"]  # no shard, lock or temporary
+    # No shard, lock or temporary; the FASTA's index, which every rank read its records through, in data_cache.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv", "data_cache", "one.h5", "two.h5"]
+    assert [p.name.split("-")[0] for p in (tmp_path / "data_cache" / "fasta").iterdir()] == [FASTA.name]
 
 
 def test_a_killed_rank_continues_at_one_process_and_a_changed_record_is_recomputed(tmp_path, conv_model):
@@ -128,7 +133,7 @@ def test_two_processes_predict_the_csv_of_one(tmp_path, tiny_conv_config):
     one = (tmp_path / "one.csv").read_text()
     assert "9.9" not in one
     assert (tmp_path / "two.csv").read_text() == one and one.count("\n") == 16
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.csv", "regression", "two.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data_cache", "one.csv", "regression", "two.csv"]
 
 
 def test_the_plan_runs_the_batches_of_one_process_balanced():
@@ -164,3 +169,61 @@ def test_ranks_come_from_the_launchers_environment(monkeypatch, tmp_path):
         "out.h5.rank-1-of-2.partial.h5",
         "out.h5.rank-2-of-3.partial.h5",
     ]
+
+
+class CountingIndex(FastaIndex):
+    """A FASTA index that records which records were read."""
+
+    read: list[int]
+
+    def sequences(self, records, unknown="error"):
+        self.read.extend(np.asarray(records).tolist())
+        return super().sequences(records, unknown)
+
+    def sequence(self, record, unknown="error"):
+        self.read.append(int(record))
+        return super().sequence(record, unknown)
+
+
+def counting_index(path: Path, cache: Path) -> CountingIndex:
+    index = open_index(path, cache)
+    counting = CountingIndex(**{name: getattr(index, name) for name in index.__dataclass_fields__})
+    counting.read = []
+    return counting
+
+
+def test_each_rank_reads_only_its_records_and_they_are_the_records_of_one_process(tmp_path):
+    # Repeated ids (renamed or skipped as read_records does) and a wrapped, lower-case record.
+    records = [(r.id, r.sequence) for r in read_fasta(FASTA)]
+    records[4] = (records[1][0], records[4][1].lower())
+    records[9] = (records[1][0], records[9][1])
+    fasta = tmp_path / "input.fasta"
+    fasta.write_text("".join(f">{name} some words\n{s[:50]}\n{s[50:]}\n" for name, s in records), encoding="utf-8")
+    for duplicate_ids in ("rename", "skip"):
+        expected = [(r.id, r.sequence) for r in read_records(fasta, "error", duplicate_ids)]
+        done = {expected[2][0]}  # already in the output: never planned, never read
+        found = pending_records(counting_index(fasta, tmp_path / "cache"), duplicate_ids, lambda i: i in done)
+        found = PendingRecords.decode(found.encode())  # what the other ranks receive
+        assert found.records == len(expected) and int(found.todo.sum()) == len(expected) - 1
+        pending = [record for record in expected if record[0] not in done]
+        lengths = [len(sequence) for _, sequence in pending]
+        plan = plan_chunks(lengths, 4, 800, 2, 2)
+        seen: dict[int, tuple[str, str]] = {}
+        for rank in range(2):
+            index = counting_index(fasta, tmp_path / "cache")
+            mine = [[i for b in batches if b.rank == rank for i in b.members] for batches in plan]
+            stream = list(rank_records(index, found, mine, 4, "error"))
+            assert len(stream) == len(pending)
+            positions = [c * 4 + i for c, members in enumerate(mine) for i in members]
+            assert sorted(index.read) == sorted(found.numbers[positions].tolist())  # its records, each once
+            assert 0 < len(positions) < len(pending)
+            for position, record in enumerate(stream):
+                if position in positions:
+                    seen[position] = (record.id, record.sequence)
+                else:
+                    assert record.sequence == ""  # a placeholder: nothing read
+        assert [seen[i] for i in range(len(pending))] == pending
+
+
+def test_broadcast_bytes_of_one_process_is_the_data():
+    assert broadcast_bytes(Ranks(), b"abc") == b"abc"

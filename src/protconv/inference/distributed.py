@@ -4,8 +4,9 @@ is, the token plan that splits the work, the steps every rank passes together, a
 The launchers describe the run in environment variables (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, and
 ``MASTER_ADDR``/``MASTER_PORT`` for the rendezvous); without them, or with ``WORLD_SIZE=1``, a command runs as it
 always has and no process group is made. With them, ranks talk through a ``gloo`` process group of
-``torch.distributed`` (used directly, not accelerate's ``PartialState``): inference exchanges nothing but one
-flag per step (did every rank succeed?), never tensors of the model, so gloo serves GPU runs as well as CPU ones,
+``torch.distributed`` (used directly, not accelerate's ``PartialState``): inference exchanges one flag per step
+(did every rank succeed?) and, once, rank 0's list of the records to compute (:func:`broadcast_bytes`, a byte per
+record), never tensors of the model, so gloo serves GPU runs as well as CPU ones,
 and a library call (``protconv.embed(...)``) makes and destroys its own group without touching accelerate's
 process-wide state. Each rank computes on its own device: ``cuda:LOCAL_RANK`` when there are GPUs.
 
@@ -103,6 +104,23 @@ def agree(ranks: Ranks, ok: bool) -> bool:
     flag = torch.tensor([1 if ok else 0], dtype=torch.int32)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
+
+
+def broadcast_bytes(ranks: Ranks, data: bytes | None) -> bytes:
+    """Rank 0's ``data`` on every rank (the others pass ``None``). Call it between steps, never inside one: a rank
+    that failed in a step has already left it, and every rank must reach the same collective."""
+    if not ranks.distributed:
+        return data if data is not None else b""
+    size = torch.tensor([len(data) if ranks.is_main and data is not None else 0], dtype=torch.int64)
+    dist.broadcast(size, 0)
+    if not int(size.item()):
+        return b""
+    if ranks.is_main and data is not None:
+        buffer = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    else:
+        buffer = torch.empty(int(size.item()), dtype=torch.uint8)
+    dist.broadcast(buffer, 0)
+    return buffer.numpy().tobytes()
 
 
 @contextmanager
