@@ -26,6 +26,7 @@ from protconv.inference.distributed import (
     detect_ranks,
     find_shards,
     imbalance,
+    pad_to_width,
     plan_chunks,
     rank_tokens,
     shard_path,
@@ -33,6 +34,7 @@ from protconv.inference.distributed import (
 from protconv.inference.embed import embed
 from protconv.inference.inputs import PendingRecords, pending_records, rank_records, read_records
 from protconv.inference.predict import predict
+from protconv.tokenization.encoding import SequenceEncoder
 from tests.inference.conftest import FASTA, save_model, write_fasta
 
 SRC = Path(protconv.__file__).resolve().parent.parent
@@ -202,7 +204,7 @@ def test_each_rank_reads_only_its_records_and_they_are_the_records_of_one_proces
     for duplicate_ids in ("rename", "skip"):
         expected = [(r.id, r.sequence) for r in read_records(fasta, "error", duplicate_ids)]
         done = {expected[2][0]}  # already in the output: never planned, never read
-        found = pending_records(counting_index(fasta, tmp_path / "cache"), duplicate_ids, lambda i: i in done)
+        found = pending_records(counting_index(fasta, tmp_path / "cache"), duplicate_ids, done.__contains__)
         found = PendingRecords.decode(found.encode())  # what the other ranks receive
         assert found.records == len(expected) and int(found.todo.sum()) == len(expected) - 1
         pending = [record for record in expected if record[0] not in done]
@@ -227,3 +229,59 @@ def test_each_rank_reads_only_its_records_and_they_are_the_records_of_one_proces
 
 def test_broadcast_bytes_of_one_process_is_the_data():
     assert broadcast_bytes(Ranks(), b"abc") == b"abc"
+
+
+def test_at_many_ranks_batches_are_cut_into_slices_of_their_width_and_balanced():
+    rng = np.random.default_rng(1)
+    lengths = np.clip(rng.lognormal(5.6, 0.6, 30_000), 20, 3000).astype(int)[:10_000].tolist()
+    whole = plan_chunks(lengths, 10_000, 16_384, 2, 64)
+    assert imbalance(rank_tokens(whole, 64)) > 1.1  # too few whole batches for 64 ranks
+    plan = plan_chunks(lengths, 10_000, 16_384, 2, 64, split=True)
+    assert imbalance(rank_tokens(plan, 64)) <= 1.1
+    assert sum(rank_tokens(plan, 64)) == sum(rank_tokens(whole, 64))  # the same padded tokens in all
+    for start, batches in zip(range(0, len(lengths), 10_000), plan, strict=True):
+        chunk = lengths[start : start + 10_000]
+        expected = [(b, chunk[b[0]] + 2) for b in plan_batches(chunk, 16_384, 2)]
+        pieces = iter(batches)
+        for members, width in expected:  # each batch's slices, in order, at the batch's width
+            found: list[int] = []
+            while len(found) < len(members):
+                piece = next(pieces)
+                assert piece.width == width and piece.tokens == len(piece.members) * width
+                found += piece.members
+            assert found == members
+    assert plan_chunks(lengths, 10_000, 16_384, 2, 2, split=True) == plan_chunks(lengths, 10_000, 16_384, 2, 2)
+
+
+class PaddingEncoder:
+    """An encoder whose batches are padded to ``width`` tokens (what a row slice of a wider batch needs)."""
+
+    def __init__(self, encoder, width: int) -> None:
+        self.encoder, self.width, self.framing, self.tokenizer = encoder, width, encoder.framing, encoder.tokenizer
+
+    def __call__(self, sequences, device="cpu"):
+        return pad_to_width(self.encoder(sequences, device), self.width, self.encoder.tokenizer.pad_token_id)
+
+
+@pytest.mark.parametrize("family", ["conv", "performer"])
+def test_a_slice_padded_to_its_batch_width_embeds_the_bits_of_the_whole_batch(family, request):
+    from protconv.inference.embed import _embed_batch
+
+    config = request.getfixturevalue(f"tiny_{family}_config")
+    torch.manual_seed(0)
+    network = (protconv.ConvModel if family == "conv" else protconv.PerformerModel)(config).eval()
+    encoder = SequenceEncoder(protconv.build_tokenizer())
+    records = list(read_fasta(FASTA))
+    lengths = [len(record.sequence) for record in records]
+    cpu, layers, include = torch.device("cpu"), ("last", "1"), ("mean", "per_residue", "cls")
+    with one_thread():
+        (batch,) = plan_batches(lengths, 100_000, 2)
+        whole = _embed_batch(network, encoder, [records[i] for i in batch], layers, include, cpu)
+        plan = plan_chunks(lengths, 100, 100_000, 2, 4, split=True)[0]
+        assert len(plan) == 7 and all(len(piece.members) >= 2 for piece in plan)  # 15 rows: slices of 2 or 3
+        padded = PaddingEncoder(encoder, plan[0].width)
+        for piece in plan:
+            found = _embed_batch(network, padded, [records[i] for i in piece.members], layers, include, cpu)
+            for item in include:
+                for row, member in enumerate(piece.members):
+                    assert np.array_equal(found[item][row], whole[item][batch.index(member)]), (item, member)

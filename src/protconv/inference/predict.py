@@ -347,21 +347,21 @@ def _predict_ranks(ranks: Ranks, run: _Run) -> PredictResult:
             network, _ = session.load(_head_class(task), "the fine-tuned head (classifier)")
             lengths = source.lengths(run)
             special = encoder.framing.special_tokens
+            # Whole batches: a row slice of a batch (plan_chunks' split) gives a sequence head other bits.
             plan = plan_chunks(lengths, run.chunk_size, run.max_tokens_per_batch, special, ranks.world_size)
             mine = [[batch.members for batch in batches if batch.rank == ranks.rank] for batches in plan]
-            items = source.items(run, [[i for batch in batches for i in batch] for batches in mine])
+            members = [[i for batch in batches for i in batch] for batches in mine]
+            items = source.items(run, members)
             with (
                 open(shard_path(output, ranks, _SHARD_SUFFIX), "w", encoding="utf-8") as shard,
                 token_rate_bar(
-                    sum(len(b) for batches in mine for b in batches),
-                    f"predict {Path(run.input_path).name}",
-                    run.progress and ranks.is_main,
-                ) as bar,  # fmt: skip
+                    sum(map(len, members)), f"predict {Path(run.input_path).name}", run.progress and ranks.is_main
+                ) as bar,
             ):
                 for index, chunk in enumerate(chunks(items, run.chunk_size)):
                     predicted = _predict_chunk(network, encoder, chunk, task, _label_names(session.config),
                                                run.max_tokens_per_batch, session.device, bar, mine[index])  # fmt: skip
-                    for member in (i for batch in mine[index] for i in batch):
+                    for member in members[index]:
                         shard.write(json.dumps([index * run.chunk_size + member, predicted[member]]) + "\n")
         with step(ranks, f"predict: writing {output}"):
             if ranks.is_main and source.layout is not None:
