@@ -689,7 +689,7 @@ def embed_ranks(ranks: Ranks, run: _Run, started: float) -> EmbedResult:
     removes them. Every state of OUTPUT and the shards is one a rerun continues, at any number of processes.
     """
     output = run.output
-    cache = index_cache(output) if ranks.distributed else None  # one process: the index kept in memory
+    cache = index_cache(output)  # one process continuing shards too: the killed run made it (and a .gz is on disk)
     with process_group(ranks), contextlib.ExitStack() as stack:
         with step(ranks, "embed: checking the inputs and the output"):
             session = ModelSession.open(run.model, run.dtype, rank_device(ranks, run.device))
