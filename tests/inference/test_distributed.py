@@ -3,6 +3,7 @@ with a killed rank continues at 1 process; the token plan is balanced and determ
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -225,6 +226,16 @@ def test_each_rank_reads_only_its_records_and_they_are_the_records_of_one_proces
                 else:
                     assert record.sequence == ""  # a placeholder: nothing read
         assert [seen[i] for i in range(len(pending))] == pending
+    # A gzip FASTA: indexed once into the cache (decompressed there), then read the same way.
+    packed = tmp_path / "input.fasta.gz"
+    packed.write_bytes(gzip.compress(fasta.read_bytes()))
+    index = open_index(packed, tmp_path / "cache")
+    found = pending_records(index, "rename", lambda record_id: False)
+    count = len(found.numbers)
+    everything = [list(range(min(4, count - start))) for start in range(0, count, 4)]  # one rank: every record
+    stream = [(r.id, r.sequence) for r in rank_records(index, found, everything, 4, "error")]
+    assert stream == [(r.id, r.sequence) for r in read_records(packed, "error", "rename")]
+    assert (index.folder / "data.fasta").is_file()
 
 
 def test_broadcast_bytes_of_one_process_is_the_data():
