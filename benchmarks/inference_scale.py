@@ -124,7 +124,7 @@ def tiny_model(folder: Path) -> Path:
 
 
 def worker(model: str, fasta: str, output: str) -> None:
-    """One process of a run: embed, then one JSON line (rank, embed seconds, merge seconds, peak RSS)."""
+    """One process of a run: embed, then a JSON file beside OUTPUT (rank, embed seconds, merge seconds, peak RSS)."""
     embed_module = importlib.import_module("protconv.inference.embed")  # the module (the package exports embed())
     merging = [0.0]
     merge = embed_module._merge_shards
@@ -140,7 +140,8 @@ def worker(model: str, fasta: str, output: str) -> None:
     result = embed_module.embed(model, fasta, output, unknown="X", duplicate_ids="rename", progress=False)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = {"rank": int(os.environ.get("RANK", "0")), "seconds": result.seconds, "merge": merging[0]}
-    print("RESULT " + json.dumps({**report, "peak_rss_mib": round(peak, 1)}), flush=True)
+    result_file = Path(f"{output}.result-{report['rank']}.json")  # a file per process: their stdout lines can mix
+    result_file.write_text(json.dumps({**report, "peak_rss_mib": round(peak, 1)}))
 
 
 def launch(processes: int, model: Path, fasta: Path, output: Path) -> tuple[float, list[dict]]:
@@ -155,7 +156,7 @@ def launch(processes: int, model: Path, fasta: Path, output: Path) -> tuple[floa
     wall = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    reports = [json.loads(line[7:]) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    reports = [json.loads(path.read_text()) for path in output.parent.glob(f"{output.name}.result-*.json")]
     return wall, sorted(reports, key=lambda r: r["rank"])
 
 
