@@ -3,6 +3,7 @@ with a killed rank continues at 1 process; the token plan is balanced and determ
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -17,19 +18,24 @@ import torch
 
 import protconv
 from protconv.data import read_fasta
+from protconv.data.fasta_index import FastaIndex, open_index
 from protconv.inference.common import plan_batches
 from protconv.inference.distributed import (
     EXIT_AFTER_ENV,
     Ranks,
+    broadcast_bytes,
     detect_ranks,
     find_shards,
     imbalance,
+    pad_to_width,
     plan_chunks,
     rank_tokens,
     shard_path,
 )
 from protconv.inference.embed import embed
+from protconv.inference.inputs import PendingRecords, pending_records, rank_records, read_records
 from protconv.inference.predict import predict
+from protconv.tokenization.encoding import SequenceEncoder
 from tests.inference.conftest import FASTA, save_model, write_fasta
 
 SRC = Path(protconv.__file__).resolve().parent.parent
@@ -85,7 +91,9 @@ def test_two_processes_embed_the_file_of_one(tmp_path, conv_model):
               max_tokens_per_batch=2000, progress=False)  # fmt: skip
     assert_same_h5(tmp_path / "one.h5", tmp_path / "two.h5")
     assert not find_shards(tmp_path / "two.h5", ".h5")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv", "one.h5", "two.h5"]  # no shard, lock or temporary
+    # No shard, lock or temporary; the FASTA's index, which every rank read its records through, in data_cache.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv", "data_cache", "one.h5", "two.h5"]
+    assert [p.name.split("-")[0] for p in (tmp_path / "data_cache" / "fasta").iterdir()] == [FASTA.name]
 
 
 def test_a_killed_rank_continues_at_one_process_and_a_changed_record_is_recomputed(tmp_path, conv_model):
@@ -131,7 +139,7 @@ def test_two_processes_predict_the_csv_of_one(tmp_path, tiny_conv_config):
     one = (tmp_path / "one.csv").read_text()
     assert "9.9" not in one
     assert (tmp_path / "two.csv").read_text() == one and one.count("\n") == 16
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.csv", "regression", "two.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data_cache", "one.csv", "regression", "two.csv"]
 
 
 def test_the_plan_runs_the_batches_of_one_process_balanced():
@@ -167,3 +175,127 @@ def test_ranks_come_from_the_launchers_environment(monkeypatch, tmp_path):
         "out.h5.rank-1-of-2.partial.h5",
         "out.h5.rank-2-of-3.partial.h5",
     ]
+
+
+class CountingIndex(FastaIndex):
+    """A FASTA index that records which records were read."""
+
+    read: list[int]
+
+    def sequences(self, records, unknown="error"):
+        self.read.extend(np.asarray(records).tolist())
+        return super().sequences(records, unknown)
+
+    def sequence(self, record, unknown="error"):
+        self.read.append(int(record))
+        return super().sequence(record, unknown)
+
+
+def counting_index(path: Path, cache: Path) -> CountingIndex:
+    index = open_index(path, cache)
+    counting = CountingIndex(**{name: getattr(index, name) for name in index.__dataclass_fields__})
+    counting.read = []
+    return counting
+
+
+def test_each_rank_reads_only_its_records_and_they_are_the_records_of_one_process(tmp_path):
+    # Repeated ids (renamed or skipped as read_records does) and a wrapped, lower-case record.
+    records = [(r.id, r.sequence) for r in read_fasta(FASTA)]
+    records[4] = (records[1][0], records[4][1].lower())
+    records[9] = (records[1][0], records[9][1])
+    fasta = tmp_path / "input.fasta"
+    fasta.write_text("".join(f">{name} some words\n{s[:50]}\n{s[50:]}\n" for name, s in records), encoding="utf-8")
+    for duplicate_ids in ("rename", "skip"):
+        expected = [(r.id, r.sequence) for r in read_records(fasta, "error", duplicate_ids)]
+        done = {expected[2][0]}  # already in the output: never planned, never read
+        found = pending_records(counting_index(fasta, tmp_path / "cache"), duplicate_ids, done.__contains__)
+        found = PendingRecords.decode(found.encode())  # what the other ranks receive
+        assert found.records == len(expected) and int(found.todo.sum()) == len(expected) - 1
+        pending = [record for record in expected if record[0] not in done]
+        lengths = [len(sequence) for _, sequence in pending]
+        plan = plan_chunks(lengths, 4, 800, 2, 2)
+        seen: dict[int, tuple[str, str]] = {}
+        for rank in range(2):
+            index = counting_index(fasta, tmp_path / "cache")
+            mine = [[i for b in batches if b.rank == rank for i in b.members] for batches in plan]
+            stream = list(rank_records(index, found, mine, 4, "error"))
+            assert len(stream) == len(pending)
+            positions = [c * 4 + i for c, members in enumerate(mine) for i in members]
+            assert sorted(index.read) == sorted(found.numbers[positions].tolist())  # its records, each once
+            assert 0 < len(positions) < len(pending)
+            for position, record in enumerate(stream):
+                if position in positions:
+                    seen[position] = (record.id, record.sequence)
+                else:
+                    assert record.sequence == ""  # a placeholder: nothing read
+        assert [seen[i] for i in range(len(pending))] == pending
+    # A gzip FASTA: indexed once into the cache (decompressed there), then read the same way.
+    packed = tmp_path / "input.fasta.gz"
+    packed.write_bytes(gzip.compress(fasta.read_bytes()))
+    index = open_index(packed, tmp_path / "cache")
+    found = pending_records(index, "rename", lambda record_id: False)
+    count = len(found.numbers)
+    everything = [list(range(min(4, count - start))) for start in range(0, count, 4)]  # one rank: every record
+    stream = [(r.id, r.sequence) for r in rank_records(index, found, everything, 4, "error")]
+    assert stream == [(r.id, r.sequence) for r in read_records(packed, "error", "rename")]
+    assert (index.folder / "data.fasta").is_file()
+
+
+def test_broadcast_bytes_of_one_process_is_the_data():
+    assert broadcast_bytes(Ranks(), b"abc") == b"abc"
+
+
+def test_at_many_ranks_batches_are_cut_into_slices_of_their_width_and_balanced():
+    rng = np.random.default_rng(1)
+    lengths = np.clip(rng.lognormal(5.6, 0.6, 30_000), 20, 3000).astype(int)[:10_000].tolist()
+    whole = plan_chunks(lengths, 10_000, 16_384, 2, 64)
+    assert imbalance(rank_tokens(whole, 64)) > 1.1  # too few whole batches for 64 ranks
+    plan = plan_chunks(lengths, 10_000, 16_384, 2, 64, split=True)
+    assert imbalance(rank_tokens(plan, 64)) <= 1.1
+    assert sum(rank_tokens(plan, 64)) == sum(rank_tokens(whole, 64))  # the same padded tokens in all
+    for start, batches in zip(range(0, len(lengths), 10_000), plan, strict=True):
+        chunk = lengths[start : start + 10_000]
+        expected = [(b, chunk[b[0]] + 2) for b in plan_batches(chunk, 16_384, 2)]
+        pieces = iter(batches)
+        for members, width in expected:  # each batch's slices, in order, at the batch's width
+            found: list[int] = []
+            while len(found) < len(members):
+                piece = next(pieces)
+                assert piece.width == width and piece.tokens == len(piece.members) * width
+                found += piece.members
+            assert found == members
+    assert plan_chunks(lengths, 10_000, 16_384, 2, 2, split=True) == plan_chunks(lengths, 10_000, 16_384, 2, 2)
+
+
+class PaddingEncoder:
+    """An encoder whose batches are padded to ``width`` tokens (what a row slice of a wider batch needs)."""
+
+    def __init__(self, encoder, width: int) -> None:
+        self.encoder, self.width, self.framing, self.tokenizer = encoder, width, encoder.framing, encoder.tokenizer
+
+    def __call__(self, sequences, device="cpu"):
+        return pad_to_width(self.encoder(sequences, device), self.width, self.encoder.tokenizer.pad_token_id)
+
+
+@pytest.mark.parametrize("family", ["conv", "performer"])
+def test_a_slice_padded_to_its_batch_width_embeds_the_bits_of_the_whole_batch(family, request):
+    from protconv.inference.embed import _embed_batch
+
+    config = request.getfixturevalue(f"tiny_{family}_config")
+    torch.manual_seed(0)
+    network = (protconv.ConvModel if family == "conv" else protconv.PerformerModel)(config).eval()
+    encoder = SequenceEncoder(protconv.build_tokenizer())
+    records = list(read_fasta(FASTA))
+    lengths = [len(record.sequence) for record in records]
+    cpu, layers, include = torch.device("cpu"), ("last", "1"), ("mean", "per_residue", "cls")
+    with one_thread():
+        (batch,) = plan_batches(lengths, 100_000, 2)
+        whole = _embed_batch(network, encoder, [records[i] for i in batch], layers, include, cpu)
+        plan = plan_chunks(lengths, 100, 100_000, 2, 4, split=True)[0]
+        assert len(plan) == 7 and all(len(piece.members) >= 2 for piece in plan)  # 15 rows: slices of 2 or 3
+        padded = PaddingEncoder(encoder, plan[0].width)
+        for piece in plan:
+            found = _embed_batch(network, padded, [records[i] for i in piece.members], layers, include, cpu)
+            for item in include:
+                for row, member in enumerate(piece.members):
+                    assert np.array_equal(found[item][row], whole[item][batch.index(member)]), (item, member)

@@ -75,6 +75,7 @@ from transformers import AutoModel, PreTrainedModel
 
 from ..data.choices import check_choice
 from ..data.fasta import DuplicateIds, FastaRecord
+from ..data.fasta_index import FastaIndex, open_index
 from ..file_guards import OutputFileLock
 from ..progress import TokenRate, token_rate_bar
 from ..tokenization.encoding import SequenceEncoder
@@ -97,6 +98,7 @@ from .distributed import (
     ONE_PROCESS,
     PlannedBatch,
     Ranks,
+    broadcast_bytes,
     detect_ranks,
     exit_hook,
     find_shards,
@@ -106,7 +108,18 @@ from .distributed import (
     shard_path,
     step,
 )
-from .inputs import check_duplicate_ids, check_input_file, check_not_inputs, first_ids, read_records, scan_fasta
+from .inputs import (
+    PendingRecords,
+    check_duplicate_ids,
+    check_input_file,
+    check_not_inputs,
+    first_ids,
+    index_cache,
+    pending_records,
+    rank_records,
+    read_records,
+    scan_fasta,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -852,50 +865,56 @@ class _Run:
 def embed_ranks(ranks: Ranks, run: _Run, started: float) -> EmbedResult:
     """``embed`` on ``ranks.world_size`` processes (or on one, continuing a killed multi-process run's shards).
 
-    Rank 0 holds the output's lock for the run, checks or creates OUTPUT as one process does, takes in the
-    records of any shards left by a killed run (those whose length and sequence hash match the FASTA), and
-    reconciles OUTPUT with the FASTA; then every rank computes its share of the pending records under the token
-    plan, rank 0 into OUTPUT, rank K into its shard; at the end rank 0 copies the shards' groups into OUTPUT
-    and removes them. Every state of OUTPUT and the shards is one a rerun continues, at any number of processes.
+    Rank 0 holds the output's lock for the run, validates the FASTA file as one process does and indexes it
+    (:func:`protconv.data.fasta_index.open_index`, in ``data_cache`` beside OUTPUT) while the others wait, checks
+    or creates OUTPUT as one process does, takes in the records of any shards left by a killed run (those whose
+    length and sequence hash match the FASTA), reconciles OUTPUT with the FASTA and sends every rank the list of
+    pending records; every rank plans them from the index's lengths and reads only its own share's records, rank 0
+    computing into OUTPUT, rank K into its shard; at the end rank 0 copies the shards' groups into OUTPUT and
+    removes them. Every state of OUTPUT and the shards is one a rerun continues, at any number of processes.
     """
     output = run.output
+    cache = index_cache(output)  # one process continuing shards too: the killed run made it (and a .gz is on disk)
     with process_group(ranks), contextlib.ExitStack() as stack:
         with step(ranks, "embed: checking the inputs and the output"):
             session = ModelSession.open(run.model, run.dtype, rank_device(ranks, run.device))
             encoder = session.encoder()
             job = _job(session, encoder, run.include, run.layers, run.unknown, run.max_tokens_per_batch,
                        run.chunk_size, run.storage)  # fmt: skip
-            scan = scan_fasta(run.fasta, run.unknown, session.config, encoder.framing,
-                              duplicate_ids=run.resume.duplicate_ids)  # fmt: skip
             network = None
             if ranks.is_main:
+                scan = scan_fasta(run.fasta, run.unknown, session.config, encoder.framing,
+                                  duplicate_ids=run.resume.duplicate_ids)  # fmt: skip
+                index = stack.enter_context(contextlib.closing(open_index(run.fasta, cache)))
                 stack.enter_context(OutputFileLock(output))
                 network = _open_output(output, session, job, str(run.model), run.overwrite)
                 _prepare_output(run, job, session.config.hidden_size)
         with step(ranks, f"embed: reading {output}"):
-            with h5py.File(output, "r") as store:
-                present = set(store.keys())
             attributes = _open_existing(output)
+            found = _pending(run, index) if ranks.is_main else None
+            if not ranks.is_main:
+                index = stack.enter_context(contextlib.closing(open_index(run.fasta, cache)))  # rank 0's, cached
+        pending = PendingRecords.decode(broadcast_bytes(ranks, found.encode() if found is not None else None))
         with step(ranks, "embed: computing the embeddings"):
             if network is None:
                 network, _ = session.load(AutoModel, "the encoder's weights")
-            pending = _pending(run, present)
             special = encoder.framing.special_tokens
-            plan = plan_chunks(pending, job.chunk_size, job.max_tokens_per_batch, special, ranks.world_size)
-            mine = sum(len(batch.members) for batches in plan for batch in batches if batch.rank == ranks.rank)
+            lengths = index.lengths[pending.numbers].tolist()
+            plan = plan_chunks(lengths, job.chunk_size, job.max_tokens_per_batch, special, ranks.world_size)
+            mine = [[i for batch in batches if batch.rank == ranks.rank for i in batch.members] for batches in plan]
             target = output if ranks.is_main else _new_shard(output, ranks, attributes)
-            records = (r for r in read_records(run.fasta, run.unknown, run.resume.duplicate_ids)
-                       if group_name(r.id) not in present)  # fmt: skip
+            records = rank_records(index, pending, mine, job.chunk_size, run.unknown)
             show = run.progress and ranks.is_main
-            with open_store(target) as store, token_rate_bar(mine, f"embed {run.fasta.name}", show) as bar:
+            bar_total = sum(len(members) for members in mine)
+            with open_store(target) as store, token_rate_bar(bar_total, f"embed {run.fasta.name}", show) as bar:
                 _embed_pending(store, records, job, network, encoder, session.device, bar, plan, ranks)
         with step(ranks, f"embed: merging the shards into {output}"):
             if ranks.is_main:
                 with h5py.File(output, "a") as store:
                     _merge_shards(store, run, job, session.config.hidden_size, attributes)
                     write_index(store, list(scan.id_lines), job)
-    todo = len(pending)
-    return EmbedResult(output, scan.records, todo, scan.records - todo, time.perf_counter() - started)
+    todo = len(lengths)
+    return EmbedResult(output, pending.records, todo, pending.records - todo, time.perf_counter() - started)
 
 
 def _prepare_output(run: _Run, job: _Job, hidden: int) -> None:
@@ -911,10 +930,12 @@ def _prepare_output(run: _Run, job: _Job, hidden: int) -> None:
             _reconcile(store, run.output, run.fasta, stored, done, run.resume)
 
 
-def _pending(run: _Run, present: set[str]) -> list[int]:
-    """The residue counts of the records still to compute, in file order (what the plan needs, and only that)."""
-    records = read_records(run.fasta, run.unknown, run.resume.duplicate_ids)
-    return [len(record.sequence) for record in records if group_name(record.id) not in present]
+def _pending(run: _Run, index: FastaIndex) -> PendingRecords:
+    """Rank 0: the records still to compute (those OUTPUT lacks), from the index's headers; what every rank
+    plans and reads its share of."""
+    with h5py.File(run.output, "r") as store:
+        present = set(store.keys())
+    return pending_records(index, run.resume.duplicate_ids, lambda record_id: group_name(record_id) in present)
 
 
 def _new_shard(output: Path, ranks: Ranks, attributes: dict) -> Path:

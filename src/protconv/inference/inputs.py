@@ -1,20 +1,23 @@
 """Reading the inputs of embed/score/predict (a validation pass over a FASTA file, CSV tables with their line
-numbers) and writing outputs atomically."""
+numbers, a multi-process run's rank-local reads through a FASTA index) and writing outputs atomically."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 from transformers import PretrainedConfig
 
 from ..data.choices import check_choice
 from ..data.fasta import DataFileError, DuplicateIds, FastaRecord, open_text, read_fasta, unique_records
+from ..data.fasta_index import FastaIndex
 from ..data.nucleotides import NucleotideCheck
 from ..data.tables import Table, TableRow, read_table
 from ..file_guards import OutputIsInputError, check_outputs_are_not_inputs
@@ -189,6 +192,98 @@ def _checked_rows(path: Path, table: Table, rows: Iterator[TableRow]) -> Iterato
         raise InferenceInputError(f"{path}: no data rows (the file holds only its header)")
 
 
+#: The folder, beside OUTPUT, where a multi-process run keeps its FASTA input's index (and a ``.gz`` input's
+#: decompressed copy): pretraining's ``OUTPUT_DIR/data_cache``, for an output that is one file. Keyed by the file's
+#: contents (:mod:`protconv.data.fasta_index`), so runs on other files, or a rerun, share it.
+DATA_CACHE = "data_cache"
+
+
+def index_cache(output: Path) -> Path:
+    """Where the FASTA index of a multi-process run writing ``output`` is kept (see ``DATA_CACHE``)."""
+    return output.parent / DATA_CACHE
+
+
+@dataclass(frozen=True)
+class PendingRecords:
+    """The records a multi-process run computes, decided once by rank 0 (which validated the whole file) and sent
+    to every rank: ``todo`` flags them among the index's records (file order), ``renamed`` holds the ids that
+    ``--duplicate_ids rename`` gave (the others are the first word of the header), ``records`` counts the file's
+    records once duplicates are handled (``scan_fasta``'s count)."""
+
+    todo: np.ndarray
+    renamed: dict[int, str]
+    records: int
+
+    @property
+    def numbers(self) -> np.ndarray:
+        """The index numbers of the pending records, in file order."""
+        return np.flatnonzero(self.todo)
+
+    def encode(self) -> bytes:
+        """The bytes :meth:`decode` reads back: a JSON line (count, renamed ids), then one byte per record."""
+        head = json.dumps({"records": self.records, "renamed": {str(k): v for k, v in self.renamed.items()}})
+        return head.encode() + b"\n" + np.ascontiguousarray(self.todo, dtype=np.uint8).tobytes()
+
+    @classmethod
+    def decode(cls, data: bytes) -> PendingRecords:
+        head, _, flags = data.partition(b"\n")
+        meta = json.loads(head)
+        todo = np.frombuffer(flags, dtype=np.uint8).astype(bool)
+        return cls(todo, {int(k): v for k, v in meta["renamed"].items()}, int(meta["records"]))
+
+
+def pending_records(index: FastaIndex, duplicate_ids: DuplicateIds, done: Callable[[str], bool]) -> PendingRecords:
+    """The records of ``index`` that :func:`read_records` yields (repeated ids handled under ``duplicate_ids``)
+    and ``done`` does not accept, named as it names them; from the headers alone (no residue is read)."""
+    todo = np.zeros(len(index), dtype=bool)
+    renamed: dict[int, str] = {}
+    headers = (FastaRecord(header, "", number) for number, header in enumerate(index.headers()))
+    records = 0
+
+    def repeated(record: FastaRecord, new_id: str | None) -> None:
+        if new_id is not None:
+            renamed[record.line] = new_id
+
+    for record in unique_records(headers, duplicate_ids, repeated):  # ``line`` carries the index number through
+        records += 1
+        todo[record.line] = not done(record.id)
+    return PendingRecords(todo, renamed, records)
+
+
+def rank_records(
+    index: FastaIndex,
+    pending: PendingRecords,
+    mine: Sequence[Sequence[int]],
+    chunk_size: int,
+    unknown: UnknownPolicy,
+) -> Iterator[FastaRecord]:
+    """Every pending record in file order, but read from the file only where this rank computes it: ``mine[c]``
+    lists this rank's members of chunk ``c`` (of ``chunk_size`` pending records); any other record is a
+    placeholder without id or residues, which the rank never runs. So a rank reads only its share's bytes. Read
+    records carry ``line`` 0 (the index knows byte offsets, not lines)."""
+    numbers = pending.numbers
+    placeholder = FastaRecord("", "", 0)
+    for chunk, start in enumerate(range(0, len(numbers), chunk_size)):
+        size = min(chunk_size, len(numbers) - start)
+        members = sorted(mine[chunk]) if chunk < len(mine) else []
+        wanted = numbers[[start + member for member in members]] if members else np.zeros(0, dtype=np.int64)
+        read = dict(zip(members, _indexed_records(index, wanted, pending.renamed, unknown), strict=True))
+        for member in range(size):
+            yield read.get(member, placeholder)
+
+
+def _indexed_records(
+    index: FastaIndex, numbers: np.ndarray, renamed: dict[int, str], unknown: UnknownPolicy
+) -> list[FastaRecord]:
+    """Records ``numbers`` of ``index``, read alone, with their ids (``renamed`` where a duplicate was renamed)."""
+    sequences = index.sequences(numbers, unknown) if len(numbers) else []
+    found = []
+    for number, sequence in zip(numbers.tolist(), sequences, strict=True):
+        header = renamed.get(number) or index.header(number)
+        found.append(FastaRecord(header, sequence, 0))
+    return found
+
+
 @contextmanager
 def atomic_text_output(path: str | Path) -> Iterator[IO[str]]:
     """A text handle whose content replaces ``path`` only when the block ends without error (temp + rename):
@@ -221,13 +316,17 @@ __all__ = [
     "CsvTable",
     "DataFileError",
     "FastaScan",
+    "PendingRecords",
     "atomic_text_output",
     "check_duplicate_ids",
     "check_input_file",
     "check_not_inputs",
     "first_fasta_record",
     "first_ids",
+    "index_cache",
     "looks_like_fasta",
+    "pending_records",
+    "rank_records",
     "read_csv",
     "read_records",
     "record_name",

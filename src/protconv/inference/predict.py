@@ -44,6 +44,7 @@ from transformers import (
 )
 
 from ..data.fasta import DuplicateIds
+from ..data.fasta_index import FastaIndex, open_index
 from ..data.tasks.vocabulary import PredictionTask, prediction_columns
 from ..file_guards import OutputFileLock
 from ..modeling.configuration_base import label_count
@@ -61,13 +62,27 @@ from .common import (
     plan_batches,
     residue_positions,
 )
-from .distributed import Ranks, detect_ranks, find_shards, plan_chunks, process_group, rank_device, shard_path, step
+from .distributed import (
+    Ranks,
+    broadcast_bytes,
+    detect_ranks,
+    find_shards,
+    plan_chunks,
+    process_group,
+    rank_device,
+    shard_path,
+    step,
+)
 from .embed import DEFAULT_CHUNK_SIZE
 from .inputs import (
+    PendingRecords,
     atomic_text_output,
     check_duplicate_ids,
     check_not_inputs,
+    index_cache,
     looks_like_fasta,
+    pending_records,
+    rank_records,
     read_csv,
     read_records,
     scan_fasta,
@@ -129,49 +144,54 @@ def predict(
     output = Path(output)
     check_not_inputs([output], [input_path, model])
     check_positive(max_tokens_per_batch=max_tokens_per_batch, chunk_size=chunk_size)
-    duplicate_ids = check_duplicate_ids(duplicate_ids)
+    run = _Run(model, input_path, output, sequence_column, max_tokens_per_batch, dtype, device, unknown, chunk_size,
+               progress, check_duplicate_ids(duplicate_ids))  # fmt: skip
     ranks = detect_ranks()
     if ranks.distributed:
-        return _predict_ranks(ranks, model, input_path, output, sequence_column, max_tokens_per_batch, dtype, device,
-                              unknown, chunk_size, progress, duplicate_ids)  # fmt: skip
+        return _predict_ranks(ranks, run)
     with OutputFileLock(output):
         _remove_stale_shards(output)
-        return _predict(model, input_path, output, sequence_column, max_tokens_per_batch, dtype, device, unknown,
-                        chunk_size, progress, duplicate_ids)  # fmt: skip
+        return _predict(run)
 
 
-def _predict(
-    model: str | Path,
-    input_path: str | Path,
-    output: Path,
-    sequence_column: str | None,
-    max_tokens_per_batch: int,
-    dtype: DtypeName | torch.dtype,
-    device: str | torch.device | None,
-    unknown: UnknownPolicy,
-    chunk_size: int,
-    progress: bool,
-    duplicate_ids: DuplicateIds,
-) -> PredictResult:
+@dataclass(frozen=True)
+class _Run:
+    """The arguments of one ``predict`` call, for the one- and the multi-process paths."""
+
+    model: str | Path
+    input_path: str | Path
+    output: Path
+    sequence_column: str | None
+    max_tokens_per_batch: int
+    dtype: DtypeName | torch.dtype
+    device: str | torch.device | None
+    unknown: UnknownPolicy
+    chunk_size: int
+    progress: bool
+    duplicate_ids: DuplicateIds
+
+
+def _predict(run: _Run) -> PredictResult:
     started = time.perf_counter()
-    session = ModelSession.open(model, dtype, device)
+    session = ModelSession.open(run.model, run.dtype, run.device)
     task = task_of(session.config, session.source)
     columns = prediction_columns(task, session.config)
     encoder = session.encoder()
-    layout = _scan_input(input_path, sequence_column, unknown, session.config, encoder.framing, columns, duplicate_ids)
+    layout = _scan_input(run.input_path, run.sequence_column, run.unknown, session.config, encoder.framing, columns,
+                         run.duplicate_ids)  # fmt: skip
     network, _ = session.load(_head_class(task), "the fine-tuned head (classifier)")
     names = _label_names(session.config)
-    items = _items(input_path, layout, unknown, duplicate_ids)
-    with atomic_text_output(output) as handle:
+    items = _items(run.input_path, layout, run.unknown, run.duplicate_ids)
+    with atomic_text_output(run.output) as handle:
         writer = csv.writer(handle, delimiter=layout.delimiter, lineterminator="\n")
         writer.writerow(layout.header)
-        with token_rate_bar(layout.count, f"predict {Path(input_path).name}", progress) as bar:
-            for chunk in chunks(items, chunk_size):
+        with token_rate_bar(layout.count, f"predict {Path(run.input_path).name}", run.progress) as bar:
+            for chunk in chunks(items, run.chunk_size):
                 predicted = _predict_chunk(
-                    network, encoder, chunk, task, names, max_tokens_per_batch, session.device, bar
+                    network, encoder, chunk, task, names, run.max_tokens_per_batch, session.device, bar
                 )
                 writer.writerows([*item.key, *values] for item, values in zip(chunk, predicted, strict=True))
-    return PredictResult(output, task, columns, layout.count, time.perf_counter() - started)
+    return PredictResult(run.output, task, columns, layout.count, time.perf_counter() - started)
 
 
 @dataclass(frozen=True)
@@ -301,56 +321,120 @@ def _join(labels: list[str], names: list[str]) -> str:
     return "".join(labels) if all(len(name) == 1 for name in names) else " ".join(labels)
 
 
-def _predict_ranks(
-    ranks: Ranks,
-    model: str | Path,
-    input_path: str | Path,
-    output: Path,
-    sequence_column: str | None,
-    max_tokens_per_batch: int,
-    dtype: DtypeName | torch.dtype,
-    device: str | torch.device | None,
-    unknown: UnknownPolicy,
-    chunk_size: int,
-    progress: bool,
-    duplicate_ids: DuplicateIds,
-) -> PredictResult:
+def _predict_ranks(ranks: Ranks, run: _Run) -> PredictResult:
     """``predict`` on several processes: each rank predicts its share of the one-process batches (the token plan
     of :mod:`protconv.inference.distributed`) into its shard, ``<output>.rank-K-of-N.partial.jsonl``; rank 0,
-    which holds the output's lock for the run, then writes the one CSV in input order and removes the shards."""
+    which holds the output's lock for the run, then writes the one CSV in input order and removes the shards.
+
+    A FASTA input is validated by rank 0 alone and indexed by it (``data_cache`` beside OUTPUT) while the others
+    wait; every rank then plans from the index's lengths and reads only its share's records. A CSV table has no
+    index: every rank validates and reads it whole, as one process does."""
     started = time.perf_counter()
+    output = run.output
     with process_group(ranks), contextlib.ExitStack() as stack:
         with step(ranks, "predict: checking the inputs"):
             if ranks.is_main:
                 stack.enter_context(OutputFileLock(output))
                 _remove_stale_shards(output)  # before the barrier: no rank has opened its new shard yet
-            session = ModelSession.open(model, dtype, rank_device(ranks, device))
+            session = ModelSession.open(run.model, run.dtype, rank_device(ranks, run.device))
             task = task_of(session.config, session.source)
             columns = prediction_columns(task, session.config)
             encoder = session.encoder()
-            layout = _scan_input(input_path, sequence_column, unknown, session.config, encoder.framing, columns,
-                                 duplicate_ids)  # fmt: skip
+            source = _RankInput.check(ranks, run, session.config, encoder.framing, columns, stack)
+        source = source.shared(ranks)
         with step(ranks, "predict: computing"):
+            source.open_index(run, stack)
             network, _ = session.load(_head_class(task), "the fine-tuned head (classifier)")
-            lengths = [len(item.sequence) for item in _items(input_path, layout, unknown, duplicate_ids)]
+            lengths = source.lengths(run)
             special = encoder.framing.special_tokens
-            plan = plan_chunks(lengths, chunk_size, max_tokens_per_batch, special, ranks.world_size)
-            mine = sum(len(batch.members) for batches in plan for batch in batches if batch.rank == ranks.rank)
-            items = _items(input_path, layout, unknown, duplicate_ids)
+            # Whole batches: a row slice of a batch (plan_chunks' split) gives a sequence head other bits.
+            plan = plan_chunks(lengths, run.chunk_size, run.max_tokens_per_batch, special, ranks.world_size)
+            mine = [[batch.members for batch in batches if batch.rank == ranks.rank] for batches in plan]
+            members = [[i for batch in batches for i in batch] for batches in mine]
+            items = source.items(run, members)
             with (
                 open(shard_path(output, ranks, _SHARD_SUFFIX), "w", encoding="utf-8") as shard,
-                token_rate_bar(mine, f"predict {Path(input_path).name}", progress and ranks.is_main) as bar,
+                token_rate_bar(
+                    sum(map(len, members)), f"predict {Path(run.input_path).name}", run.progress and ranks.is_main
+                ) as bar,
             ):
-                for index, chunk in enumerate(chunks(items, chunk_size)):
-                    batches = [batch.members for batch in plan[index] if batch.rank == ranks.rank]
+                for index, chunk in enumerate(chunks(items, run.chunk_size)):
                     predicted = _predict_chunk(network, encoder, chunk, task, _label_names(session.config),
-                                               max_tokens_per_batch, session.device, bar, batches)  # fmt: skip
-                    for member in (i for batch in batches for i in batch):
-                        shard.write(json.dumps([index * chunk_size + member, predicted[member]]) + "\n")
+                                               run.max_tokens_per_batch, session.device, bar, mine[index])  # fmt: skip
+                    for member in members[index]:
+                        shard.write(json.dumps([index * run.chunk_size + member, predicted[member]]) + "\n")
         with step(ranks, f"predict: writing {output}"):
-            if ranks.is_main:
-                _write_merged(output, layout, _items(input_path, layout, unknown, duplicate_ids), ranks)
-    return PredictResult(output, task, columns, layout.count, time.perf_counter() - started)
+            if ranks.is_main and source.layout is not None:
+                _write_merged(output, source.layout, _items(run.input_path, source.layout, run.unknown,
+                                                            run.duplicate_ids), ranks)  # fmt: skip
+    return PredictResult(output, task, columns, source.count, time.perf_counter() - started)
+
+
+@dataclass
+class _RankInput:
+    """What one rank of a multi-process run knows of its input: the validation pass's ``layout`` (rank 0; every
+    rank for a table) and, for a FASTA input, its index and the records to predict (sent by rank 0)."""
+
+    fasta: bool
+    layout: _Layout | None
+    index: FastaIndex | None = None
+    pending: PendingRecords | None = None
+
+    @classmethod
+    def check(
+        cls,
+        ranks: Ranks,
+        run: _Run,
+        config: PretrainedConfig,
+        framing: Framing,
+        columns: tuple[str, ...],
+        stack: contextlib.ExitStack,
+    ) -> _RankInput:
+        """Validate the input (a FASTA file: rank 0 only, which indexes it too)."""
+        fasta = looks_like_fasta(run.input_path)
+        if fasta and not ranks.is_main:
+            return cls(True, None)
+        layout = _scan_input(run.input_path, run.sequence_column, run.unknown, config, framing, columns,
+                             run.duplicate_ids)  # fmt: skip
+        if not fasta:
+            return cls(False, layout)
+        index = stack.enter_context(contextlib.closing(open_index(run.input_path, index_cache(run.output))))
+        return cls(True, layout, index, pending_records(index, run.duplicate_ids, lambda record_id: False))
+
+    def shared(self, ranks: Ranks) -> _RankInput:
+        """Rank 0's pending records on every rank (a FASTA input; between steps, as every rank must call it)."""
+        if not self.fasta:
+            return self
+        found = broadcast_bytes(ranks, self.pending.encode() if self.pending is not None else None)
+        return _RankInput(True, self.layout, self.index, PendingRecords.decode(found))
+
+    def open_index(self, run: _Run, stack: contextlib.ExitStack) -> None:
+        """Open the index rank 0 built (ranks 1..N-1 of a FASTA input)."""
+        if self.fasta and self.index is None:
+            self.index = stack.enter_context(contextlib.closing(open_index(run.input_path, index_cache(run.output))))
+
+    @property
+    def count(self) -> int:
+        """The input's record count (after duplicates) or row count."""
+        if self.pending is not None:
+            return self.pending.records
+        return self.layout.count if self.layout is not None else 0
+
+    def lengths(self, run: _Run) -> list[int]:
+        """The residue counts of the records, in input order: what the plan needs."""
+        if self.index is not None and self.pending is not None:
+            return self.index.lengths[self.pending.numbers].tolist()
+        assert self.layout is not None
+        return [len(item.sequence) for item in _items(run.input_path, self.layout, run.unknown, run.duplicate_ids)]
+
+    def items(self, run: _Run, mine: list[list[int]]) -> Iterator[_Item]:
+        """The items in input order; of a FASTA input only this rank's (``mine``: its members of each chunk)
+        are read, the others are placeholders it never runs."""
+        if self.index is not None and self.pending is not None:
+            records = rank_records(self.index, self.pending, mine, run.chunk_size, run.unknown)
+            return (_Item([], record.sequence) for record in records)
+        assert self.layout is not None
+        return _items(run.input_path, self.layout, run.unknown, run.duplicate_ids)
 
 
 #: The file name ending of a rank's shard of predictions: one JSON line ``[row index, [fields]]`` per row.
