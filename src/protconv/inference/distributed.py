@@ -209,16 +209,19 @@ def _slices(batch: PlannedBatch, pieces: int) -> list[PlannedBatch]:
 
 
 def pad_to_width(inputs: dict[str, torch.Tensor], width: int, pad_token_id: int) -> dict[str, torch.Tensor]:
-    """``input_ids`` and ``attention_mask`` right-padded to ``width`` tokens (the one-process batch's width, so a
-    row slice runs on the tensors its rows had there); unchanged when already that wide."""
-    missing = width - inputs["input_ids"].shape[1]
-    if missing <= 0:
+    """Every ``(batch, tokens)`` tensor right-padded to ``width`` tokens (the one-process batch's width, so a row
+    slice runs on the tensors its rows had there): ``input_ids`` with the pad token, the others (attention mask,
+    a tokenizer's token type ids) with 0; unchanged when already that wide."""
+    current = inputs["input_ids"].shape[1]
+    if width <= current:
         return inputs
-    return {
-        **inputs,
-        "input_ids": torch.nn.functional.pad(inputs["input_ids"], (0, missing), value=pad_token_id),
-        "attention_mask": torch.nn.functional.pad(inputs["attention_mask"], (0, missing), value=0),
-    }
+    padded = {}
+    for name, tensor in inputs.items():
+        if tensor.dim() == 2 and tensor.shape[1] == current:
+            value = pad_token_id if name == "input_ids" else 0
+            tensor = torch.nn.functional.pad(tensor, (0, width - current), value=value)
+        padded[name] = tensor
+    return padded
 
 
 def rank_tokens(plan: list[list[PlannedBatch]], world_size: int) -> list[int]:

@@ -102,6 +102,7 @@ from .distributed import (
     detect_ranks,
     exit_hook,
     find_shards,
+    pad_to_width,
     plan_chunks,
     process_group,
     rank_device,
@@ -509,15 +510,15 @@ def _embed_pending(
     for index, chunk in enumerate(chunks(records, job.chunk_size)):
         lengths = [len(record.sequence) for record in chunk]
         if plan is None:
-            batches = plan_batches(lengths, job.max_tokens_per_batch, special)
-        else:
-            batches = [batch.members for batch in plan[index] if batch.rank == ranks.rank]
-        for batch in batches:
+            batches = [(batch, 0) for batch in plan_batches(lengths, job.max_tokens_per_batch, special)]
+        else:  # a row slice of a one-process batch runs padded to that batch's width: its values are then the same
+            batches = [(batch.members, batch.width) for batch in plan[index] if batch.rank == ranks.rank]
+        for batch, width in batches:
             if count == stop:
                 os._exit(3)  # the test hook of a killed process: no cleanup, no flush
             count += 1
             members = [chunk[i] for i in batch]
-            arrays = _embed_batch(network, encoder, members, job.layers, job.include, device)
+            arrays = _embed_batch(network, encoder, members, job.layers, job.include, device, width)
             with deferred_interrupts():
                 if count == 1:
                     drop_index(store)  # the file gains records: its ids (and stack) are written again at the end
@@ -534,10 +535,14 @@ def _embed_batch(
     layer_names: tuple[str, ...],
     include: tuple[str, ...],
     device: torch.device,
+    width: int = 0,
 ) -> dict[str, list[np.ndarray]]:
-    """Per record and included item, a float32 array ``(n_layers, [residues,] hidden)``."""
+    """Per record and included item, a float32 array ``(n_layers, [residues,] hidden)``; the batch is padded to
+    ``width`` tokens when that is wider (a row slice of a one-process batch, see ``plan_chunks(split=True)``)."""
     lengths = [len(record.sequence) for record in records]
-    inputs = encoder([record.sequence for record in records], device)
+    inputs = pad_to_width(
+        encoder([record.sequence for record in records], device), width, encoder.tokenizer.pad_token_id
+    )
     need_hidden = any(name != LAST for name in layer_names)
     with torch.inference_mode():
         out = network(**inputs, output_hidden_states=need_hidden)
@@ -900,7 +905,7 @@ def embed_ranks(ranks: Ranks, run: _Run, started: float) -> EmbedResult:
                 network, _ = session.load(AutoModel, "the encoder's weights")
             special = encoder.framing.special_tokens
             lengths = index.lengths[pending.numbers].tolist()
-            plan = plan_chunks(lengths, job.chunk_size, job.max_tokens_per_batch, special, ranks.world_size)
+            plan = plan_chunks(lengths, job.chunk_size, job.max_tokens_per_batch, special, ranks.world_size, split=True)
             mine = [[i for batch in batches if batch.rank == ranks.rank for i in batch.members] for batches in plan]
             target = output if ranks.is_main else _new_shard(output, ranks, attributes)
             records = rank_records(index, pending, mine, job.chunk_size, run.unknown)
