@@ -915,7 +915,7 @@ def embed_ranks(ranks: Ranks, run: _Run, started: float) -> EmbedResult:
                 _embed_pending(store, records, job, network, encoder, session.device, bar, plan, ranks)
         with step(ranks, f"embed: merging the shards into {output}"):
             if ranks.is_main:
-                with h5py.File(output, "a") as store:
+                with open_store(output) as store:  # the metadata cache held small, as when writing
                     _merge_shards(store, run, job, session.config.hidden_size, attributes)
                     write_index(store, list(scan.id_lines), job)
     todo = len(lengths)
@@ -926,7 +926,7 @@ def _prepare_output(run: _Run, job: _Job, hidden: int) -> None:
     """Rank 0, before any work: incomplete groups dropped, a killed run's shards taken in (or removed, with
     ``overwrite``), then OUTPUT reconciled with the FASTA as one process does (changed and missing records)."""
     attributes = _open_existing(run.output)
-    with h5py.File(run.output, "a") as store:
+    with open_store(run.output) as store:
         _repair(store, run.output, job.include, len(job.layers), hidden)
         _merge_shards(store, run, job, hidden, attributes)
         done = _repair(store, run.output, job.include, len(job.layers), hidden)
