@@ -1,6 +1,7 @@
 """score on 2 processes against 1 (torchrun, gloo, one thread per process): per-process throughput 2 / 1.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/score_ranks.py --residues 600
+    PYTHONPATH=src .venv/bin/python benchmarks/score_ranks.py --balance_only   # the simulated shares, no model
 
 The work: every single substitution of a wild type (the first protein of the shared corpus with at least
 ``--residues`` residues, cut to that length) in one CSV, scored by ``protconv score`` with ``masked-marginal`` (one
@@ -13,6 +14,21 @@ shared: the figures carry its load. :func:`score_ratio` is what another benchmar
 Measured (2 cores, load 0.3-3, 2026-12-06; 1000 residues): masked-marginal (1000 masked rows) reported seconds 3.1 at
 1 process, 2.9 at 2 (0.53; model load, CSV and start-up skew dominate 3 s); the forwards alone (timed inside, load
 0.1) 2.73 s at 1, 1.56/1.40 s on ranks 1/0 at 2: 0.87. pseudo-likelihood (4000 rows) 12.2 s at 1, 8.7 at 2 (0.70).
+
+Load balance (``--balance_only``, simulated: the shares each rank computes, no model): max rank rows / mean rank
+rows of masked-marginal at the default 16,384-token budget, every position masked, before (whole one-process
+batches, contiguous per rank) and after (row slices of >= 2 rows when there are under 16 batches per rank):
+
+    residues  batches  ranks  before  after
+         263        5      2    1.07   1.01
+         263        5      8    1.86   1.03
+         263        5     64   14.84   1.46
+        1000       63      2    1.01   1.01
+        1000       63      8    1.02   1.02
+        1000       63     64    1.02   1.02
+
+263 residues on 64 ranks is 4.1 rows a rank: with slices of two rows or more (a one-row Conv slice changes the
+bits) some rank runs 6 rows; the floor at whole rows is 5 (1.22).
 """
 
 from __future__ import annotations
@@ -27,7 +43,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from protconv.data.fasta import read_fasta
+from protconv.inference.common import DEFAULT_MAX_TOKENS
+from protconv.inference.distributed import Ranks, imbalance
+from protconv.inference.gather import contiguous_shares
+from protconv.inference.score import _Runner
 
 CORPUS = Path("/work/shared/data/corpus/structural_proteins.fasta")
 LAUNCHER = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
@@ -76,12 +98,39 @@ def score_ratio(model: Path, variants: Path, wildtype: str, method: str, folder:
     )
 
 
+def simulated_balance(residues: int, world_size: int, max_tokens: int = DEFAULT_MAX_TOKENS) -> tuple[int, float, float]:
+    """(one-process batches, imbalance before, imbalance after) of masked-marginal over every position of a wild
+    type of ``residues`` residues (plus <cls>/<eos>) on ``world_size`` ranks."""
+    batch_size = max(1, max_tokens // (residues + 2))
+    sizes = [min(batch_size, residues - start) for start in range(0, residues, batch_size)]
+    before = [sum(sizes[i] for i in share) for share in contiguous_shares(sizes, world_size)]
+    after = []
+    for rank in range(world_size):
+        runner = _Runner(None, 0, batch_size, torch.device("cpu"), Ranks(rank, world_size))
+        after.append(sum(len(piece) for piece in runner._pieces(residues)))
+    assert sum(after) == residues
+    return len(sizes), imbalance(before), imbalance(after)
+
+
+def balance_table(lengths: tuple[int, ...] = (263, 1000), world_sizes: tuple[int, ...] = (2, 8, 64)) -> str:
+    lines = ["residues  batches  ranks  before  after"]
+    for residues in lengths:
+        for world_size in world_sizes:
+            batches, before, after = simulated_balance(residues, world_size)
+            lines.append(f"{residues:8d}  {batches:7d}  {world_size:5d}  {before:6.2f}  {after:5.2f}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--residues", type=int, default=600)
     parser.add_argument("--pll_variants", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--balance_only", action="store_true", help="only the simulated shares (no model runs)")
     args = parser.parse_args()
+    print(balance_table())
+    if args.balance_only:
+        return
     record = next(
         r for r in read_fasta(CORPUS, unknown="X") if len(r.sequence) >= args.residues and "X" not in r.sequence
     )

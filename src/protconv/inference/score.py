@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import itertools
 import json
 import math
 import re
@@ -53,9 +52,8 @@ from .common import (
     ModelSession,
     check_length_limit,
     check_positive,
-    chunks,
 )
-from .distributed import ONE_PROCESS, Ranks, detect_ranks, process_group, rank_device, step
+from .distributed import ONE_PROCESS, Ranks, detect_ranks, plan_chunks, process_group, rank_device, step
 from .gather import all_gather_rows, contiguous_shares
 from .inputs import CsvTable, atomic_text_output, check_not_inputs, first_fasta_record, read_csv
 
@@ -430,8 +428,9 @@ class _StrictIds(dict):
 
 class _Runner:
     """Batched forwards of equal-length token rows, each with one position masked (or none). On N ranks
-    (:mod:`protconv.inference.gather`) each runs its contiguous share of the one-process batches and every rank
-    gets every result; ``forwards`` counts the rows of all ranks (the one-process count)."""
+    (:mod:`protconv.inference.gather`) each runs its contiguous share of the one-process batches (or of their
+    row slices, :meth:`_pieces`) and every rank gets every result; ``forwards`` counts the rows of all ranks (the
+    one-process count)."""
 
     def __init__(self, network, mask_id: int, batch_size: int, device: torch.device, ranks: Ranks = ONE_PROCESS):
         self.network, self.mask_id, self.batch_size, self.device = network, mask_id, batch_size, device
@@ -451,10 +450,15 @@ class _Runner:
         row[token] = self.mask_id
         return row
 
-    def _share(self, rows: int) -> range:
-        """This rank's batches of ``rows`` rows cut ``batch_size`` at a time (all of them on one process)."""
-        sizes = [min(self.batch_size, rows - start) for start in range(0, rows, self.batch_size)]
-        return contiguous_shares(sizes, self.ranks.world_size)[self.ranks.rank]
+    def _pieces(self, rows: int) -> list[range]:
+        """This rank's rows, one forward per range: the one-process batches of ``batch_size`` rows and, with too
+        few of them for the ranks, their row slices of two rows or more (``plan_chunks(split=True)``, as ``embed``
+        cuts: every row has the same width, and a slice of >= 2 rows gives its batch's bits on the CPU, a one-row
+        Conv slice does not), a contiguous run of them per rank (all of them on one process)."""
+        plan = plan_chunks([1] * rows, max(1, rows), self.batch_size, 0, self.ranks.world_size, split=True)
+        pieces = [range(b.members[0], b.members[-1] + 1) for batches in plan for b in batches]
+        share = contiguous_shares([len(piece) for piece in pieces], self.ranks.world_size)[self.ranks.rank]
+        return pieces[share.start : share.stop]
 
     def _gathered(self, mine: list[np.ndarray], width: int, rows: int, what: str) -> np.ndarray:
         """Every rank's rows in the one-process order (after a step: no rank waits here for a failed one)."""
@@ -469,8 +473,7 @@ class _Runner:
         self, ids: list[int], residue_tokens: list[int], positions: list[int], progress: bool
     ) -> dict[int, np.ndarray]:
         """Residue index -> log-probabilities over the vocabulary with that residue (alone) masked."""
-        share = self._share(len(positions))
-        batches = list(chunks(positions, self.batch_size))[share.start : share.stop]
+        batches = [positions[piece.start : piece.stop] for piece in self._pieces(len(positions))]
         mine: list[np.ndarray] = []
         bar = progress_bar(sum(map(len, batches)), "masked-marginal", progress and self.ranks.is_main, unit="pos")
         with step(self.ranks, "score: the masked positions"):
@@ -494,14 +497,13 @@ class _Runner:
         """``sum_i log p(s_i | s with residue i masked)`` of each token row in ``sequences``, summed in the
         one-process order (sequence by sequence, residue by residue) whatever the number of ranks."""
         count = len(sequences) * len(residue_tokens)
-        share = self._share(count)
-        first, end = share.start * self.batch_size, min(share.stop * self.batch_size, count)
-        jobs = itertools.islice(((s, t) for s in range(len(sequences)) for t in residue_tokens), first, end)
+        jobs = [(s, t) for s in range(len(sequences)) for t in residue_tokens]
+        batches = [jobs[piece.start : piece.stop] for piece in self._pieces(count)]
         mine: list[np.ndarray] = []
-        bar = progress_bar(end - first, "pseudo-likelihood", progress and self.ranks.is_main, unit="fwd")
+        bar = progress_bar(sum(map(len, batches)), "pseudo-likelihood", progress and self.ranks.is_main, unit="fwd")
         with step(self.ranks, "score: the pseudo-likelihoods"):
             try:
-                for batch in chunks(jobs, self.batch_size):
+                for batch in batches:
                     log_probs = self._log_softmax([self.masked(sequences[s], t) for s, t in batch])
                     rows = torch.arange(len(batch))
                     tokens = torch.tensor([t for _, t in batch])
