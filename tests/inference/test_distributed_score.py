@@ -1,5 +1,6 @@
-"""score (masked-marginal) and evaluate (pseudo-likelihood) on 2 processes (torchrun, gloo on the CPU) write the
-files of 1 process, bit for bit; the shares of the batches cover them in order, balanced."""
+"""score (masked-marginal), scan and evaluate (pseudo-likelihood) on 2 processes (torchrun, gloo on the CPU) write
+the files of 1 process, bit for bit; the shares of the batches (or of their row slices) cover them in order,
+balanced, and a row slice computes its batch's bits."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import protconv
 from protconv.data import read_fasta
 from protconv.evaluation import EvaluateOptions, evaluate, proteingym_task
 from protconv.inference import gather
-from protconv.inference.distributed import Ranks
+from protconv.inference.distributed import Ranks, imbalance
 from protconv.inference.gather import all_gather_rows, contiguous_shares
-from protconv.inference.score import score
+from protconv.inference.scan import saturation_scan
+from protconv.inference.score import _Runner, score
 from tests.helpers import DATA
 from tests.inference.conftest import save_model
 from tests.inference.test_distributed import launch, one_thread
@@ -130,3 +132,59 @@ def test_gathered_rows_are_trimmed_and_in_rank_order(monkeypatch):
     with pytest.raises(ValueError, match="width 2"):
         all_gather_rows(ranks, np.zeros((1, 2), np.float32))
     assert all_gather_rows(Ranks(), theirs) is theirs
+
+
+def rank_pieces(rows: int, batch_size: int, world_size: int, network=None) -> list[list[range]]:
+    """Each rank's row ranges (one forward each) for ``rows`` equal-width rows."""
+    return [
+        _Runner(network, 0, batch_size, torch.device("cpu"), Ranks(rank, world_size))._pieces(rows)
+        for rank in range(world_size)
+    ]
+
+
+def test_few_batches_are_cut_into_slices_of_two_rows_or_more():
+    """263 masked positions at the default budget: 5 batches of 61 (the last 19); whole batches per rank left 8
+    ranks at 1.86 the mean."""
+    assert rank_pieces(263, 61, 1) == [[range(0, 61), range(61, 122), range(122, 183), range(183, 244),
+                                        range(244, 263)]]  # fmt: skip
+    for world_size in (2, 8, 64):
+        shares = rank_pieces(263, 61, world_size)
+        flat = [piece for share in shares for piece in share]
+        assert [row for piece in flat for row in piece] == list(range(263))  # in order, each row once
+        assert all(len(piece) >= 2 and piece.start // 61 == (piece.stop - 1) // 61 for piece in flat)  # in a batch
+        loads = [sum(map(len, share)) for share in shares]
+        assert imbalance(loads) <= (1.1 if world_size <= 8 else 1.5), (world_size, loads)
+    assert rank_pieces(41, 3, 2) == [[range(i, min(i + 3, 41)) for i in range(0, 21, 3)],
+                                     [range(i, min(i + 3, 41)) for i in range(21, 41, 3)]]  # fmt: skip
+    assert rank_pieces(0, 61, 2) == [[], []]
+
+
+@pytest.mark.parametrize("architecture", ["conv", "performer"])
+def test_row_slices_compute_the_bits_of_their_batch(architecture, tiny_conv_config, tiny_performer_config, tokenizer):
+    """The masked rows of one 24-row batch against those of every rank's slices at 8 ranks (12 slices of 2 rows)."""
+    if architecture == "conv":
+        network = protconv.ConvForMaskedLM(tiny_conv_config).eval()
+    else:
+        network = protconv.PerformerForMaskedLM(tiny_performer_config).eval()
+    wildtype = next(iter(read_fasta(WILDTYPE))).sequence[:80]
+    ids = tokenizer(wildtype)["input_ids"]
+    runner = _Runner(network, tokenizer.mask_token_id, 24, torch.device("cpu"))
+    rows = [runner.masked(ids, 1 + i) for i in range(24)]
+    with one_thread():
+        whole = runner._log_softmax(rows)
+        sliced = [runner._log_softmax(rows[p.start : p.stop]) for share in rank_pieces(24, 24, 8) for p in share]
+    assert [len(part) for part in sliced] == [2] * 12  # slices, not the one batch
+    assert torch.equal(torch.cat(sliced), whole)
+
+
+def test_two_processes_scan_as_one(tmp_path, conv_model):
+    """10 positions at the default budget: one batch of 10 rows, cut into 5 slices of 2 (rank 0 runs 3)."""
+    options = ["--wildtype", str(WILDTYPE), "--offset", "24", "--positions", "30-39"]
+    done = launch(2, "scan", str(conv_model), str(tmp_path / "two.csv"), *options)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "6/6 [" in done.stderr and "10/10" not in done.stderr  # rank 0's bar: its 3 slices of the batch
+    with one_thread():
+        one = saturation_scan(conv_model, tmp_path / "one.csv", wildtype=WILDTYPE, offset=24, positions="30-39",
+                              progress=False)  # fmt: skip
+    assert len(set(one.scores)) > 150  # 190 substitutions, distinct numbers: a misplaced row would show
+    assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
