@@ -3,8 +3,14 @@ come back to every rank.
 
 ``score``, ``scan`` and ``evaluate`` run equal-length rows (masked copies of one sequence), cut into batches of
 the same size in one fixed order; a rank runs a contiguous run of those batches, cut where the rows (so the
-tokens) are closest to an even share. Whole batches of the one-process plan, because a row's values depend on the
-batch it runs in (BLAS blocking): the same batches are what makes N processes score as one, bit for bit.
+tokens) are closest to an even share. The batches of the one-process plan, because a row's values depend on the
+batch it runs in (BLAS blocking): the same batches are what makes N processes score as one, bit for bit. With
+fewer than ``PIECES_PER_RANK`` batches a rank (a short wild type: 263 residues are 5 batches at the default
+budget, 1.86 the mean on the slowest of 8 ranks), the batches are cut into row slices of two rows or more
+(``plan_chunks(split=True)``, as ``embed`` does): the rows all have the same width, so a slice needs no padding,
+and its masked rows are its batch's bit for bit on the CPU (Conv and Performer, every slice size from 2 to 61 of
+a 61-row batch checked; a one-row Conv slice is not, so none is made). 1.03 at 8 ranks, 1.46 at 64 (4.1 rows a
+rank there), ``benchmarks/score_ranks.py --balance_only``.
 
 The results (float32 log-probabilities) are exchanged with ``all_gather`` of float tensors over gloo, not
 ``all_gather_object`` (pickle, which could execute code) and not shard files (a score CSV is small, the exchange
