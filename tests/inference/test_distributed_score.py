@@ -188,3 +188,17 @@ def test_two_processes_scan_as_one(tmp_path, conv_model):
                               progress=False)  # fmt: skip
     assert len(set(one.scores)) > 150  # 190 substitutions, distinct numbers: a misplaced row would show
     assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
+
+
+@pytest.mark.slow  # ~10-19 s; the slices are those of the masked-marginal tests above, through the same _pieces
+def test_two_processes_score_pseudo_likelihood_in_slices_as_one(tmp_path, conv_model):
+    """2 variants: 3 sequences x 263 masked rows, 13 batches of 61 at the default budget, each cut in 3 slices."""
+    variants = write_variants(tmp_path / "variants.csv", 2)
+    options = ["--wildtype", str(WILDTYPE), "--offset", "24", "--method", "pseudo-likelihood"]
+    done = launch(2, "score", str(conv_model), str(variants), str(tmp_path / "two.csv"), *options)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "386/386 [" in done.stderr  # rank 0's bar: its 19 slices (whole batches: 366 rows)
+    with one_thread():
+        score(conv_model, variants, tmp_path / "one.csv", wildtype=WILDTYPE, offset=24, method="pseudo-likelihood",
+              progress=False)  # fmt: skip
+    assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
