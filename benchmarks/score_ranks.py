@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/score_ranks.py --residues 600
     PYTHONPATH=src .venv/bin/python benchmarks/score_ranks.py --balance_only   # the simulated shares, no model
+    OMP_NUM_THREADS=1 PYTHONPATH=src .venv/bin/python benchmarks/score_ranks.py --check_slices --residues 263
 
 The work: every single substitution of a wild type (the first protein of the shared corpus with at least
 ``--residues`` residues, cut to that length) in one CSV, scored by ``protconv score`` with ``masked-marginal`` (one
@@ -26,6 +27,11 @@ batches, contiguous per rank) and after (row slices of >= 2 rows when there are 
         1000       63      2    1.01   1.01
         1000       63      8    1.02   1.02
         1000       63     64    1.02   1.02
+
+Which row slices keep a batch's bits (``--check_slices``: every slice size of one default-budget batch, at its
+start, middle and end, against the whole batch, one thread; 2026-12-06): 263 residues (61-row batch) Conv 32/64
+hidden and Performer 32/128: only the 1-row Conv slices differ; 1000 residues (16-row batch): only the 1-row slices
+of the 32-hidden Conv. Hence slices of two rows or more.
 
 263 residues on 64 ranks is 4.1 rows a rank: with slices of two rows or more (a one-row Conv slice changes the
 bits) some rank runs 6 rows; the floor at whole rows is 5 (1.22).
@@ -112,6 +118,36 @@ def simulated_balance(residues: int, world_size: int, max_tokens: int = DEFAULT_
     return len(sizes), imbalance(before), imbalance(after)
 
 
+def check_slices(wildtype: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> list[str]:
+    """Per small model, the slice sizes whose masked rows differ from the one default-budget batch's."""
+    import protconv
+
+    tokenizer = protconv.build_tokenizer()
+    ids = tokenizer(wildtype)["input_ids"]
+    size = min(len(wildtype), max(1, max_tokens // len(ids)))
+    torch.manual_seed(0)
+    conv = dict(intermediate_size=16, num_hidden_layers=4)
+    performer = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, nb_features=32)
+    models = {
+        "conv-32": protconv.ConvForMaskedLM(protconv.ConvConfig(hidden_size=32, max_dilation=4, **conv)),
+        "conv-64": protconv.ConvForMaskedLM(protconv.ConvConfig(hidden_size=64, **conv)),
+        "performer-32": protconv.PerformerForMaskedLM(protconv.PerformerConfig(**performer)),
+    }
+    lines = []
+    for name, model in models.items():
+        runner = _Runner(model.eval(), tokenizer.mask_token_id, size, torch.device("cpu"))
+        rows = [runner.masked(ids, 1 + i) for i in range(size)]
+        whole = runner._log_softmax(rows)
+        bad = [
+            k
+            for k in range(1, size + 1)
+            for start in sorted({0, (size - k) // 2, size - k})
+            if not torch.equal(runner._log_softmax(rows[start : start + k]), whole[start : start + k])
+        ]
+        lines.append(f"{name}: batch of {size} rows of {len(ids)} tokens; differing slice sizes {sorted(set(bad))}")
+    return lines
+
+
 def balance_table(lengths: tuple[int, ...] = (263, 1000), world_sizes: tuple[int, ...] = (2, 8, 64)) -> str:
     lines = ["residues  batches  ranks  before  after"]
     for residues in lengths:
@@ -127,6 +163,7 @@ def main() -> None:
     parser.add_argument("--pll_variants", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--balance_only", action="store_true", help="only the simulated shares (no model runs)")
+    parser.add_argument("--check_slices", action="store_true", help="which row slice sizes keep the batch's bits")
     args = parser.parse_args()
     print(balance_table())
     if args.balance_only:
@@ -135,6 +172,10 @@ def main() -> None:
         r for r in read_fasta(CORPUS, unknown="X") if len(r.sequence) >= args.residues and "X" not in r.sequence
     )
     wildtype = record.sequence[: args.residues]
+    if args.check_slices:
+        torch.set_num_threads(1)
+        print("\n".join(check_slices(wildtype)))
+        return
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         model = small_model(folder)
