@@ -29,9 +29,9 @@ batches, contiguous per rank) and after (row slices of >= 2 rows when there are 
         1000       63     64    1.02   1.02
 
 Which row slices keep a batch's bits (``--check_slices``: every slice size of one default-budget batch, at its
-start, middle and end, against the whole batch, one thread; 2026-12-06): 263 residues (61-row batch) Conv 32/64
-hidden and Performer 32/128: only the 1-row Conv slices differ; 1000 residues (16-row batch): only the 1-row slices
-of the 32-hidden Conv. Hence slices of two rows or more.
+start, middle and end, against the whole batch, one thread; 2026-12-06): 263 residues (61-row batch) and 1000
+residues (16-row batch), Conv of 32 and 64 hidden and a 32-hidden Performer: only the 1-row Conv slices differ (a
+128-hidden Performer, checked once by hand at 263: none). Hence slices of two rows or more.
 
 263 residues on 64 ranks is 4.1 rows a rank: with slices of two rows or more (a one-row Conv slice changes the
 bits) some rank runs 6 rows; the floor at whole rows is 5 (1.22).
