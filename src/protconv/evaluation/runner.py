@@ -1,6 +1,8 @@
 """``protconv evaluate``: every model loaded once, every task run on identical data, the BLOSUM62 reference beside,
 each (task, model) result cached atomically under ``OUTPUT/cache`` so that a rerun, or a killed run, continues
-(keyed by the weights' fingerprint, the data files' hashes and the task as written; ``overwrite`` recomputes)."""
+(keyed by the weights' fingerprint, the data files' hashes, the task as written and ``--bootstrap``, whose resamples
+give every record's stderr; ``overwrite`` recomputes). The baselines beside a supervised task are keyed by its data
+alone (``reference_spec``): one fit stands beside the probe and every fine-tuning mode of that task."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ import importlib.metadata
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,18 +115,20 @@ def _evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOpt
     for task in tasks:
         if task.kind == "zero-shot":
             columns = [Column(BLOSUM, BLOSUM, _blosum_column), *(s.column(m, task.method) for m, s in scorers.items())]
-            place = CachePlace(folder / "cache", task, hashes, ranks)
+            place = CachePlace(folder / "cache", task, hashes, options.bootstrap, ranks)
             ran = run_zero_shot(task, columns, place, options.bootstrap, folder / "assays" / f"{task.name}.csv")
             for name, (records, fresh) in ran.items():
                 found[name, task.name] = records
                 counts[not fresh] += 1
             continue
-        key = cache_key(task.spec, [hashes[str(p)] for p in task.files], BLOSUM)
+        files = [hashes[str(p)] for p in task.files]
+        key = cache_key(reference_spec(task.spec), files, BLOSUM, options.bootstrap)
         reference = partial(_reference_records, task, options) if ranks.is_main else list
-        found[BLOSUM, task.name], fresh = _cached(folder / "cache" / f"{key}.json", reference, ranks)
+        shared, fresh = _cached(folder / "cache" / f"{key}.json", reference, ranks)
+        found[BLOSUM, task.name] = [replace(record, task=task.name) for record in shared]  # another mode's fit
         counts[not fresh] += 1
         for model, scorer in scorers.items():
-            key = cache_key(task.spec, [hashes[str(p)] for p in task.files], fingerprints[model])
+            key = cache_key(task.spec, files, fingerprints[model], options.bootstrap)
             found[model, task.name], fresh = _cached(
                 folder / "cache" / f"{key}.json", partial(scorer.records, task, model), ranks
             )
@@ -131,6 +136,13 @@ def _evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOpt
     records = [r for column in (BLOSUM, *models) for task in tasks for r in found[column, task.name]]
     table = _write_outputs(folder, models, tasks, records, fingerprints, hashes) if ranks.is_main else ""
     return EvaluateResult(records, fingerprints, table, counts[0], counts[1])
+
+
+def reference_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the baselines of a supervised task depend on: its spec without its name, mode and ``finetune:``
+    settings (``<name>-lora`` and ``<name>`` share their data, so their baselines are one fit; the records take the
+    task's name when read)."""
+    return {key: value for key, value in spec.items() if key not in ("name", "mode", "finetune")}
 
 
 def _blosum_column(assay: Assay, rows: AssayRows) -> list[float]:
