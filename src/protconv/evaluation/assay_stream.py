@@ -24,7 +24,7 @@ from ..inference.distributed import ONE_PROCESS, Ranks
 from .assays import Assay, AssayRows
 from .results import Record, cache_key, load_cached, save_cached, write_csv
 from .suite import Task
-from .zero_shot import ZERO_SHOT_METRICS, Figure, assay_metrics, proteingym_summary, type_means
+from .zero_shot import ZERO_SHOT_METRICS, Figure, TruthResamples, assay_metrics, proteingym_summary, type_means
 
 
 @dataclass(frozen=True)
@@ -151,11 +151,12 @@ class _Stream:
         missing = [column for column in self.columns if cached[column.name] is None]
         if missing:
             rows = assay.rows()
+            shared = TruthResamples(rows.scores, self.bootstrap)  # one truth side for every column of the assay
             for column in missing:  # the reference first: its figures are computed while the models score
                 scores = column.scores(assay, rows)
                 if self.cache.ranks.is_main:
                     pending.jobs[column.name] = pool.submit(
-                        assay_metrics, rows.scores, rows.bins, scores, self.bootstrap
+                        assay_metrics, rows.scores, rows.bins, scores, self.bootstrap, shared=shared
                     )
         return pending
 
