@@ -123,7 +123,8 @@ def _evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOpt
             continue
         files = [hashes[str(p)] for p in task.files]
         key = cache_key(reference_spec(task.spec), files, BLOSUM, options.bootstrap)
-        reference = partial(_reference_records, task, options) if ranks.is_main else list
+        kept = folder / "cache" / "baselines" / f"{cache_key(reference_spec(task.spec), files)}.json"
+        reference = partial(_reference_records, task, options, kept) if ranks.is_main else list
         shared, fresh = _cached(folder / "cache" / f"{key}.json", reference, ranks)
         found[BLOSUM, task.name] = [replace(record, task=task.name) for record in shared]  # another mode's fit
         counts[not fresh] += 1
@@ -149,12 +150,12 @@ def _blosum_column(assay: Assay, rows: AssayRows) -> list[float]:
     return blosum_scores(rows.variants)
 
 
-def _reference_records(task: Task, options: EvaluateOptions) -> list[Record]:
+def _reference_records(task: Task, options: EvaluateOptions, kept: Path) -> list[Record]:
     """The one-hot linear model and the CNN from scratch beside supervised tasks (BLOSUM62 beside zero-shot ones is
-    a column of ``assay_stream``)."""
+    a column of ``assay_stream``); their predictions kept in ``kept`` for another ``--bootstrap``."""
     if task.kind == "perplexity":
         return []  # no reference column
-    return baseline_records(task.name, task.spec, task.splits, task.classes, options.bootstrap)
+    return baseline_records(task.name, task.spec, task.splits, task.classes, options.bootstrap, kept)
 
 
 @dataclass(frozen=True)
