@@ -117,3 +117,15 @@ def test_all_resamples_at_once_equal_one_resample_at_a_time(tied: bool, size: in
         assert found[name].stderr == pytest.approx(loop, rel=1e-9, abs=1e-12), name
     rows = list(metrics.resample_rows(size, 30, cells=size * 7))  # chunks of 7 rows: the same stream
     assert np.array_equal(np.concatenate(rows), np.random.default_rng(0).integers(0, size, (30, size)))
+
+
+def test_a_shared_truth_side_gives_every_column_the_figures_it_gets_alone() -> None:
+    from protconv.evaluation.zero_shot import TruthResamples, assay_metrics
+
+    rng = np.random.default_rng(3)
+    truth, bins = rng.integers(0, 40, 3000).astype(float), rng.integers(0, 2, 3000)  # ties in the truth
+    shared = TruthResamples(truth, 30)
+    for column in range(3):
+        scores = rng.normal(size=3000).round(column)
+        assert assay_metrics(truth, bins, scores, 30, shared=shared) == assay_metrics(truth, bins, scores, 30)
+    assert shared.keep and len(shared._chunks) > 1  # kept after the first column, read by the others

@@ -24,7 +24,7 @@ from ..inference.distributed import ONE_PROCESS, Ranks
 from .assays import Assay, AssayRows
 from .results import Record, cache_key, load_cached, save_cached, write_csv
 from .suite import Task
-from .zero_shot import ZERO_SHOT_METRICS, Figure, assay_metrics, proteingym_summary, type_means
+from .zero_shot import ZERO_SHOT_METRICS, Figure, TruthResamples, assay_metrics, proteingym_summary, type_means
 
 
 @dataclass(frozen=True)
@@ -40,19 +40,23 @@ class Column:
 @dataclass(frozen=True)
 class CachePlace:
     """Where a zero-shot task's results are cached: one file per (task, column), and one per (assay, column)
-    while the task is under way (keyed by the task as written, the assay file's hash and its wild type)."""
+    while the task is under way (keyed by the task as written, the assay file's hash and its wild type, and the
+    number of bootstrap resamples: every record carries a stderr, so another ``--bootstrap`` computes anew)."""
 
     folder: Path
     task: Task
     hashes: dict[str, str]  # data file -> sha256
+    bootstrap: int
     ranks: Ranks = ONE_PROCESS
 
     def of_task(self, identity: str) -> Path:
-        key = cache_key(self.task.spec, [self.hashes[str(p)] for p in self.task.files], identity)
+        files = [self.hashes[str(p)] for p in self.task.files]
+        key = cache_key(self.task.spec, files, identity, self.bootstrap)
         return self.folder / f"{key}.json"
 
     def of_assay(self, assay: Assay, identity: str) -> Path:
-        key = cache_key(self.task.spec, assay.name, assay.wildtype, self.hashes[str(assay.path)], identity)
+        key = cache_key(self.task.spec, assay.name, assay.wildtype, self.hashes[str(assay.path)], identity,
+                        self.bootstrap)  # fmt: skip
         return self.folder / "assays" / f"{key}.json"
 
 
@@ -80,10 +84,15 @@ def run_zero_shot(
 
 def summary_records(task: Task, column: str, per_assay: Sequence[Record], bootstrap: int) -> list[Record]:
     """The per-type means and ProteinGym's summary of one column's per-assay figures (a metric missing on some
-    assay, as AUC without labels, is not summarised)."""
+    assay, as AUC without labels, is not summarised).
+
+    The summary's stderr resamples assays; with one assay that has no spread, so the summary (then the assay's own
+    figure) takes the assay's bootstrap stderr over its variants. A ``type:`` row has no stderr."""
     values: dict[str, list[float]] = {name: [] for name in ZERO_SHOT_METRICS}
+    stderrs: dict[str, float | None] = {}
     for record in per_assay:
         values[record.metric].append(record.value)
+        stderrs[record.metric] = record.stderr
     types = [assay.selection_type for assay in task.assays]
     records: list[Record] = []
     for metric, found in values.items():
@@ -92,7 +101,8 @@ def summary_records(task: Task, column: str, per_assay: Sequence[Record], bootst
         for kind, mean in type_means(found, types).items():
             records.append(Record(task.name, column, f"type:{kind}", metric, mean, None))
         summary: Figure = proteingym_summary(found, types, max(bootstrap, 2) * 10)
-        records.append(Record(task.name, column, None, metric, summary.value, summary.stderr))
+        stderr = stderrs[metric] if len(found) == 1 else summary.stderr
+        records.append(Record(task.name, column, None, metric, summary.value, stderr))
     return records
 
 
@@ -141,11 +151,12 @@ class _Stream:
         missing = [column for column in self.columns if cached[column.name] is None]
         if missing:
             rows = assay.rows()
+            shared = TruthResamples(rows.scores, self.bootstrap)  # one truth side for every column of the assay
             for column in missing:  # the reference first: its figures are computed while the models score
                 scores = column.scores(assay, rows)
                 if self.cache.ranks.is_main:
                     pending.jobs[column.name] = pool.submit(
-                        assay_metrics, rows.scores, rows.bins, scores, self.bootstrap
+                        assay_metrics, rows.scores, rows.bins, scores, self.bootstrap, shared=shared
                     )
         return pending
 

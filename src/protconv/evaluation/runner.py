@@ -1,6 +1,8 @@
 """``protconv evaluate``: every model loaded once, every task run on identical data, the BLOSUM62 reference beside,
 each (task, model) result cached atomically under ``OUTPUT/cache`` so that a rerun, or a killed run, continues
-(keyed by the weights' fingerprint, the data files' hashes and the task as written; ``overwrite`` recomputes)."""
+(keyed by the weights' fingerprint, the data files' hashes, the task as written and ``--bootstrap``, whose resamples
+give every record's stderr; ``overwrite`` recomputes). The baselines beside a supervised task are keyed by its data
+alone (``reference_spec``): one fit stands beside the probe and every fine-tuning mode of that task."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ import importlib.metadata
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -112,18 +115,21 @@ def _evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOpt
     for task in tasks:
         if task.kind == "zero-shot":
             columns = [Column(BLOSUM, BLOSUM, _blosum_column), *(s.column(m, task.method) for m, s in scorers.items())]
-            place = CachePlace(folder / "cache", task, hashes, ranks)
+            place = CachePlace(folder / "cache", task, hashes, options.bootstrap, ranks)
             ran = run_zero_shot(task, columns, place, options.bootstrap, folder / "assays" / f"{task.name}.csv")
             for name, (records, fresh) in ran.items():
                 found[name, task.name] = records
                 counts[not fresh] += 1
             continue
-        key = cache_key(task.spec, [hashes[str(p)] for p in task.files], BLOSUM)
-        reference = partial(_reference_records, task, options) if ranks.is_main else list
-        found[BLOSUM, task.name], fresh = _cached(folder / "cache" / f"{key}.json", reference, ranks)
+        files = [hashes[str(p)] for p in task.files]
+        key = cache_key(reference_spec(task.spec), files, BLOSUM, options.bootstrap)
+        kept = folder / "cache" / "baselines" / f"{cache_key(reference_spec(task.spec), files)}.json"
+        reference = partial(_reference_records, task, options, kept) if ranks.is_main else list
+        shared, fresh = _cached(folder / "cache" / f"{key}.json", reference, ranks)
+        found[BLOSUM, task.name] = [replace(record, task=task.name) for record in shared]  # another mode's fit
         counts[not fresh] += 1
         for model, scorer in scorers.items():
-            key = cache_key(task.spec, [hashes[str(p)] for p in task.files], fingerprints[model])
+            key = cache_key(task.spec, files, fingerprints[model], options.bootstrap)
             found[model, task.name], fresh = _cached(
                 folder / "cache" / f"{key}.json", partial(scorer.records, task, model), ranks
             )
@@ -133,16 +139,23 @@ def _evaluate(models: Sequence[str], tasks: Sequence[Task], options: EvaluateOpt
     return EvaluateResult(records, fingerprints, table, counts[0], counts[1])
 
 
+def reference_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """What the baselines of a supervised task depend on: its spec without its name, mode and ``finetune:``
+    settings (``<name>-lora`` and ``<name>`` share their data, so their baselines are one fit; the records take the
+    task's name when read)."""
+    return {key: value for key, value in spec.items() if key not in ("name", "mode", "finetune")}
+
+
 def _blosum_column(assay: Assay, rows: AssayRows) -> list[float]:
     return blosum_scores(rows.variants)
 
 
-def _reference_records(task: Task, options: EvaluateOptions) -> list[Record]:
+def _reference_records(task: Task, options: EvaluateOptions, kept: Path) -> list[Record]:
     """The one-hot linear model and the CNN from scratch beside supervised tasks (BLOSUM62 beside zero-shot ones is
-    a column of ``assay_stream``)."""
+    a column of ``assay_stream``); their predictions kept in ``kept`` for another ``--bootstrap``."""
     if task.kind == "perplexity":
         return []  # no reference column
-    return baseline_records(task.name, task.spec, task.splits, task.classes, options.bootstrap)
+    return baseline_records(task.name, task.spec, task.splits, task.classes, options.bootstrap, kept)
 
 
 @dataclass(frozen=True)

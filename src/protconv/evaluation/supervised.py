@@ -8,7 +8,9 @@ residues of one protein are not independent draws: resampling them one by one un
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -17,13 +19,13 @@ from transformers import PreTrainedModel
 
 from ..data.tasks.rows import LabelledSequences
 from ..data.tasks.vocabulary import Split, TaskType
-from ..downstream.baselines import BaselineArguments, BaselineResult, run_baselines
+from ..downstream.baselines import BaselineArguments, BaselinePredictions, BaselineResult, run_baselines
 from ..inference.common import ModelSession
 from ..inference.embed import embed_sequences
 from ..metrics import bootstrap_stderr, spearman
 from ..modeling.vocabulary import IGNORE_INDEX
 from .probes import logistic_probe, ridge_probe
-from .results import Record
+from .results import Record, write_json
 
 #: The baseline columns, by ``protconv baseline``'s names.
 BASELINE_COLUMNS = {"linear": "onehot-linear", "cnn": "cnn-scratch"}
@@ -118,20 +120,37 @@ def _trained_baselines(
 
 def baseline_records(
     name: str, spec: dict[str, Any], splits: Mapping[Split, LabelledSequences], classes: list[str] | None,
-    samples: int = 100,
+    samples: int = 100, kept: Path | None = None,
 ) -> list[Record]:  # fmt: skip
     """Each baseline's figure and stderr by ``scored_figure`` on its kept predictions, as the probes' are: the same
     metric and the same resamples, so a baseline's error bar compares with a model's. ``samples`` is ``--bootstrap``
-    (its default, 100, here)."""
+    (its default, 100, here). ``kept``: a file of the scored split's predictions (keyed by the data, not by
+    ``samples``): read when there, so another ``--bootstrap`` recomputes the stderrs without fitting again."""
     task: TaskType = spec["kind"]
     baselines, epochs = str(spec.get("baselines", "linear,cnn")), int(spec.get("cnn_epochs", 10))
     options = BaselineArguments(baselines=baselines, cnn_epochs=epochs, disable_tqdm=True)
-    results = _trained_baselines(task, splits, options)
     metric, target = metric_name(task, classes), eval_split(splits)
     residues = scored_residues(splits[target]) if task == "token-classification" else None
     records = []
-    for baseline, result in results.items():
-        predictions = result.predictions[target]
+    for baseline, predictions in _scored_predictions(task, splits, options, target, kept).items():
         value, stderr = scored_figure(task, predictions.predicted, predictions.labels, samples, residues)
         records.append(Record(name, BASELINE_COLUMNS[baseline], None, metric, value, stderr))
     return records
+
+
+def _scored_predictions(
+    task: TaskType, splits: Mapping[Split, LabelledSequences], options: BaselineArguments, target: Split,
+    kept: Path | None,
+) -> dict[str, BaselinePredictions]:  # fmt: skip
+    if kept is not None and kept.is_file():
+        found = json.loads(kept.read_text(encoding="utf-8"))
+        return {name: BaselinePredictions(np.asarray(p["predicted"]), np.asarray(p["labels"])) for name, p in
+                found.items()}  # fmt: skip
+    predictions = {
+        name: result.predictions[target] for name, result in _trained_baselines(task, splits, options).items()
+    }
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        write_json(kept, {name: {"predicted": p.predicted.tolist(), "labels": p.labels.tolist()}
+                          for name, p in predictions.items()})  # fmt: skip
+    return predictions

@@ -3,6 +3,8 @@ assays within each ``coarse_selection_type``, then over the types, with a bootst
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,33 +45,62 @@ class Figure:
     stderr: float | None
 
 
+class TruthResamples:
+    """The truth side of an assay's bootstrap (its measured scores' dense codes, and per chunk of resampled rows
+    their ``CodedRows`` and ranks): the same for every column of the assay (same seed, same rows), so computed by
+    the first column and kept for the others while that fits in ``cells`` entries (else recomputed, as one column
+    alone does). The chunks are asked in order (``bootstrap_stderrs`` draws them so); a lock keeps threads apart."""
+
+    def __init__(self, truth: Sequence[float], samples: int, cells: int = 1 << 22) -> None:
+        self.values = np.asarray(truth, dtype=np.float64)
+        self.codes = dense_codes(self.values)
+        self.keep = samples * len(self.values) <= cells
+        self._chunks: list[tuple[CodedRows, np.ndarray]] = []
+        self._lock = threading.Lock()
+
+    def chunk(self, number: int, rows: np.ndarray) -> tuple[CodedRows, np.ndarray]:
+        with self._lock:
+            if number < len(self._chunks):
+                return self._chunks[number]
+            coded = CodedRows(self.codes[0][rows], self.codes[1])
+            found = (coded, coded.ranks())
+            if self.keep and number == len(self._chunks):
+                self._chunks.append(found)
+            return found
+
+
 def assay_metrics(
-    truth: Sequence[float], bins: Sequence[int] | None, scores: Sequence[float], samples: int = 100, seed: int = 0
-) -> dict[str, Figure]:
+    truth: Sequence[float], bins: Sequence[int] | None, scores: Sequence[float], samples: int = 100, seed: int = 0,
+    shared: TruthResamples | None = None,
+) -> dict[str, Figure]:  # fmt: skip
     """Every metric that can be computed on this assay (no AUC/MCC without labels), with a bootstrap standard
-    error over variants: all resamples at once (``_Resamples``), the same resamples as ``bootstrap_stderr``."""
-    y, s = np.asarray(truth, dtype=np.float64), np.asarray(scores, dtype=np.float64)
+    error over variants: all resamples at once (``_Resamples``), the same resamples as ``bootstrap_stderr``.
+    ``shared`` (built from ``truth`` and ``samples``, seed 0) carries the truth side across an assay's columns."""
+    if shared is None or seed != 0:
+        shared = TruthResamples(truth, samples, cells=0)
+    y, s = shared.values, np.asarray(scores, dtype=np.float64)
     b = np.asarray(bins) if bins is not None else None
     names = [name for name in _METRICS if b is not None or name not in ("auc", "mcc")]
-    stderrs = bootstrap_stderrs(_Resamples(b, dense_codes(y), dense_codes(s)).metrics, len(y), samples, seed)
+    resamples, chunks = _Resamples(b, shared, dense_codes(s)), itertools.count()
+    stderrs = bootstrap_stderrs(lambda rows: resamples.metrics(rows, next(chunks)), len(y), samples, seed)
     return {name: Figure(_METRICS[name](y, b, s), stderrs.get(name)) for name in names}
 
 
 @dataclass(frozen=True)
 class _Resamples:
-    """One assay's truth, labels and scores as dense codes: every metric of a matrix of resampled index rows, one
-    value per row (each array gathered and counted once per chunk of rows)."""
+    """One assay's labels and scores as dense codes, its truth shared: every metric of a matrix of resampled index
+    rows, one value per row (each array gathered and counted once per chunk of rows)."""
 
     bins: np.ndarray | None
-    truth: tuple[np.ndarray, np.ndarray]  # dense codes, distinct values
-    scores: tuple[np.ndarray, np.ndarray]
+    truth: TruthResamples
+    scores: tuple[np.ndarray, np.ndarray]  # dense codes, distinct values
 
-    def metrics(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        truth = CodedRows(self.truth[0][rows], self.truth[1])
+    def metrics(self, rows: np.ndarray, chunk: int) -> dict[str, np.ndarray]:
+        truth, truth_ranks = self.truth.chunk(chunk, rows)
         scores = CodedRows(self.scores[0][rows], self.scores[1])
         score_ranks = scores.ranks()
         found = {
-            "spearman": row_pearson(score_ranks, truth.ranks()),
+            "spearman": row_pearson(score_ranks, truth_ranks),
             "ndcg": row_ndcg_top(truth, scores),
             "recall_top10": row_top_recall(truth, scores),
         }
