@@ -11,7 +11,8 @@ and the same slices at their own width for contrast).
 
 Runs: ``protconv.embed`` (a tiny random Conv, ``include=mean``) on the first N proteins, in one process and in 2
 (``torchrun --standalone`` of this script's ``--worker``): each process reports the seconds of its ``embed`` call,
-the seconds rank 0 spent merging the shards (``_merge_shards``, timed from outside) and its peak resident size
+the seconds rank 0 spent merging the shards (``_merge_shards`` for a killed run's, ``_merge_written`` for this
+run's, timed from outside) and its peak resident size
 (``ru_maxrss``). Per-process throughput at 2 / at 1 is (records / time / 2) / (records / time), from the
 ``embed`` call's time (the launch and imports excluded) and from the wall time of the command. The machine is
 shared: ``uptime`` is printed before and after.
@@ -123,20 +124,25 @@ def tiny_model(folder: Path) -> Path:
     return save_hub_folder(model.eval(), protconv.build_tokenizer(), folder / "model")
 
 
+def _timed(function, total: list[float]):
+    """``function``, its seconds added to ``total[0]``."""
+
+    def timed(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            total[0] += time.perf_counter() - started
+
+    return timed
+
+
 def worker(model: str, fasta: str, output: str) -> None:
     """One process of a run: embed, then a JSON file beside OUTPUT (rank, embed seconds, merge seconds, peak RSS)."""
     embed_module = importlib.import_module("protconv.inference.embed")  # the module (the package exports embed())
     merging = [0.0]
-    merge = embed_module._merge_shards
-
-    def timed_merge(*args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return merge(*args, **kwargs)
-        finally:
-            merging[0] += time.perf_counter() - started
-
-    embed_module._merge_shards = timed_merge  # type: ignore[assignment]
+    for name in ("_merge_shards", "_merge_written"):  # a killed run's shards (checked), this run's (copied)
+        setattr(embed_module, name, _timed(getattr(embed_module, name), merging))
     result = embed_module.embed(model, fasta, output, unknown="X", duplicate_ids="rename", progress=False)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report = {"rank": int(os.environ.get("RANK", "0")), "seconds": result.seconds, "merge": merging[0]}

@@ -4,6 +4,7 @@ with a killed rank continues at 1 process; the token plan is balanced and determ
 from __future__ import annotations
 
 import gzip
+import importlib
 import os
 import shutil
 import subprocess
@@ -299,3 +300,45 @@ def test_a_slice_padded_to_its_batch_width_embeds_the_bits_of_the_whole_batch(fa
             for item in include:
                 for row, member in enumerate(piece.members):
                     assert np.array_equal(found[item][row], whole[item][batch.index(member)]), (item, member)
+
+
+def test_overwrite_on_two_processes_keeps_the_other_ranks_records(tmp_path, conv_model):
+    # The end-of-run merge once read --overwrite as "remove the shards": rank 1's records were lost.
+    output = tmp_path / "two.h5"
+    with one_thread():
+        embed(conv_model, FASTA, tmp_path / "one.h5", progress=False)
+        embed(conv_model, FASTA, output, layers="0", progress=False)  # other settings: only --overwrite replaces
+    done = launch(2, "embed", str(conv_model), str(FASTA), str(output), "--overwrite")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_h5(tmp_path / "one.h5", output)
+    assert not find_shards(output, ".h5")
+
+
+def test_this_runs_shards_are_copied_unchecked_and_a_leftover_shard_is_checked(tmp_path, conv_model, monkeypatch):
+    embed_module = importlib.import_module("protconv.inference.embed")  # the package exports the function embed
+
+    checked: list[str] = []
+    complete_group = embed_module._complete_group
+
+    def spy(store, name, *args):
+        checked.append(Path(store.file.filename).name)
+        return complete_group(store, name, *args)
+
+    monkeypatch.setattr(embed_module, "_complete_group", spy)
+    records = [(r.id, r.sequence) for r in read_fasta(FASTA)]
+    output = tmp_path / "out.h5"
+    leftover = output.with_name("out.h5.rank-1-of-2.partial.h5")  # a killed 2-process run's shard
+    written = tmp_path / "written.h5"  # stands for a shard this run's rank 1 wrote
+    with one_thread():  # one record per batch: a record's values do not depend on what ran with it
+        embed(conv_model, FASTA, tmp_path / "one.h5", max_tokens_per_batch=1, progress=False)
+        for path, part in ((output, records[:5]), (leftover, records[5:10]), (written, records[10:])):
+            embed(conv_model, write_fasta(tmp_path / f"{path.name}.fasta", part), path, max_tokens_per_batch=1,
+                  progress=False)  # fmt: skip
+        checked.clear()
+        with embed_module.open_store(output) as store:
+            embed_module._merge_written(store, [written])
+        assert checked == [] and not written.exists()
+        resumed = embed(conv_model, FASTA, output, max_tokens_per_batch=1, progress=False)  # takes in the leftover
+    assert checked.count(leftover.name) == 5 and not leftover.exists()
+    assert (resumed.written, resumed.skipped) == (0, 15)
+    assert_same_h5(tmp_path / "one.h5", output)

@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 import h5py
 import numpy as np
 import torch
-from h5py import h5a, h5d, h5g, h5p, h5s, h5t, h5z
+from h5py import h5a, h5d, h5g, h5o, h5p, h5s, h5t, h5z
 from transformers import AutoModel, PreTrainedModel
 
 from ..data.choices import check_choice
@@ -672,7 +672,15 @@ def _write_stack(store: h5py.File, ids: list[str], job: _Job) -> None:
 def open_store(path: Path) -> h5py.File:
     """``path`` opened for writing records, its metadata cache held to ``METADATA_CACHE_BYTES`` so that memory
     stays flat however many groups the file holds."""
-    store = h5py.File(path, "a")
+    return _capped(h5py.File(path, "a"))
+
+
+def _open_shard(path: Path) -> h5py.File:
+    """A shard opened for reading with the same small metadata cache (a merge walks every one of its groups)."""
+    return _capped(h5py.File(path, "r"))
+
+
+def _capped(store: h5py.File) -> h5py.File:
     config = store.id.get_mdc_config()
     config.set_initial_size = True
     config.min_size = config.initial_size = config.max_size = METADATA_CACHE_BYTES
@@ -916,7 +924,8 @@ def embed_ranks(ranks: Ranks, run: _Run, started: float) -> EmbedResult:
         with step(ranks, f"embed: merging the shards into {output}"):
             if ranks.is_main:
                 with open_store(output) as store:  # the metadata cache held small, as when writing
-                    _merge_shards(store, run, job, session.config.hidden_size, attributes)
+                    _merge_written(store, [shard_path(output, Ranks(k, ranks.world_size), SHARD_SUFFIX)
+                                           for k in range(1, ranks.world_size)])  # fmt: skip
                     write_index(store, list(scan.id_lines), job)
     todo = len(lengths)
     return EmbedResult(output, pending.records, todo, pending.records - todo, time.perf_counter() - started)
@@ -963,7 +972,7 @@ def _merge_shards(store: h5py.File, run: _Run, job: _Job, hidden: int, attribute
     found: dict[str, tuple[Path, str, tuple[int, str]]] = {}
     for shard in shards:
         _check_shard(shard, attributes)
-        with h5py.File(shard, "r") as source:
+        with _open_shard(shard) as source:
             for name in source:
                 if name in _RESERVED:
                     continue
@@ -980,11 +989,34 @@ def _merge_shards(store: h5py.File, run: _Run, job: _Job, hidden: int, attribute
         with deferred_interrupts():
             drop_index(store)  # OUTPUT gains the shards' records
     for shard, names in wanted.items():
-        with h5py.File(shard, "r") as source:
+        with _open_shard(shard) as source:
             for batch in chunks(names, 256):
                 with deferred_interrupts():
                     for name in batch:
                         source.copy(source[name], store, name=name)
+                    store.flush()
+        shard.unlink()
+
+
+def _merge_written(store: h5py.File, shards: Sequence[Path]) -> None:
+    """The end of a run: copy into ``store`` (OUTPUT) every group of ``shards``, the shards this run's other ranks
+    wrote, then remove them. They need none of :func:`_merge_shards`'s checks: each rank created its shard new after
+    rank 0 had taken in (or removed) every earlier shard under the output's lock, wrote only records planned from
+    the FASTA that OUTPUT lacked (each group whole, flushed, the file closed) and only then reached the step's
+    barrier, so every group is complete, matches the FASTA and is not in OUTPUT. A kill during the copy leaves the
+    shards, which a rerun takes in with the full check (:func:`_prepare_output`)."""
+    for shard in shards:
+        if not shard.exists():
+            continue
+        with _open_shard(shard) as source:
+            names = [name.encode() for name in source if name not in _RESERVED]
+            if names:
+                with deferred_interrupts():
+                    drop_index(store)  # OUTPUT gains the shard's records
+            for batch in chunks(names, 256):
+                with deferred_interrupts():
+                    for name in batch:  # HDF5's object copy (as Group.copy): the same values and attributes
+                        h5o.copy(source.id, name, store.id, name)
                     store.flush()
         shard.unlink()
 
