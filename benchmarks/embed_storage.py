@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 import torch
+from embed_memory import first_records  # the corpus head, as embed_memory reads it
 
 import protconv
 from protconv.hub import save_hub_folder
 
-CORPUS = Path("/work/shared/data/corpus/structural_proteins.fasta")
 SETTINGS = [
     ("hdf5", "float32", "none"),
     ("hdf5", "float16", "none"),
@@ -39,18 +39,6 @@ SETTINGS = [
 ]
 embed_module = importlib.import_module("protconv.inference.embed")
 parquet_module = importlib.import_module("protconv.inference.embed_parquet")
-
-
-def first_records(folder: Path, records: int) -> Path:
-    fasta = folder / f"first{records}.fasta"
-    with open(CORPUS) as source, open(fasta, "w") as sink:
-        seen = 0
-        for line in source:
-            seen += line.startswith(">")
-            if seen > records:
-                break
-            sink.write(line)
-    return fasta
 
 
 class Timer:

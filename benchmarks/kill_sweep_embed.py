@@ -25,9 +25,9 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from embed_memory import first_records  # the corpus head, as embed_memory reads it
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path("/work/shared/data/corpus/structural_proteins.fasta")
 CHILD = """
 import sys
 from protconv.inference import embed
@@ -42,15 +42,7 @@ def make_inputs(folder: Path, records: int) -> tuple[Path, Path]:
 
     config = protconv.ConvConfig(hidden_size=32, intermediate_size=16, num_hidden_layers=2, max_dilation=4)
     model = save_hub_folder(protconv.ConvForMaskedLM(config).eval(), protconv.build_tokenizer(), folder / "model")
-    fasta = folder / "proteins.fasta"
-    with open(CORPUS) as source, open(fasta, "w") as sink:
-        seen = 0
-        for line in source:
-            seen += line.startswith(">")
-            if seen > records:
-                break
-            sink.write(line)
-    return model, fasta
+    return model, first_records(folder, records)
 
 
 def start(model: Path, fasta: Path, output: Path, chunk: int) -> subprocess.Popen:

@@ -890,10 +890,7 @@ def embed_ranks(ranks: Ranks, run: _Run, started: float) -> EmbedResult:
     cache = index_cache(output)  # one process continuing shards too: the killed run made it (and a .gz is on disk)
     with process_group(ranks), contextlib.ExitStack() as stack:
         with step(ranks, "embed: checking the inputs and the output"):
-            session = ModelSession.open(run.model, run.dtype, rank_device(ranks, run.device))
-            encoder = session.encoder()
-            job = _job(session, encoder, run.include, run.layers, run.unknown, run.max_tokens_per_batch,
-                       run.chunk_size, run.storage)  # fmt: skip
+            session, encoder, job = _rank_job(run, ranks)
             network = None
             if ranks.is_main:
                 scan = scan_fasta(run.fasta, run.unknown, session.config, encoder.framing,
@@ -1034,6 +1031,16 @@ def _check_shard(shard: Path, attributes: dict) -> None:
         )
 
 
+def _rank_job(run: _Run, ranks: Ranks) -> tuple[ModelSession, SequenceEncoder, _Job]:
+    """This rank's model session (its own device), encoder and checked job: the first step of every
+    multi-process path (HDF5 and Parquet)."""
+    session = ModelSession.open(run.model, run.dtype, rank_device(ranks, run.device))
+    encoder = session.encoder()
+    job = _job(session, encoder, run.include, run.layers, run.unknown, run.max_tokens_per_batch, run.chunk_size,
+               run.storage)  # fmt: skip
+    return session, encoder, job
+
+
 def _embed_parquet_run(run: _Run, ranks: Ranks, started: float) -> EmbedResult:
     """``--format parquet`` (:mod:`protconv.inference.embed_parquet`): a shard per chunk, or on N processes a shard
     per chunk and rank (each rank writes its own; no merge). Rank 0 holds the folder's lock, checks or creates it
@@ -1042,10 +1049,7 @@ def _embed_parquet_run(run: _Run, ranks: Ranks, started: float) -> EmbedResult:
     _check_parquet_options(run)
     with process_group(ranks), contextlib.ExitStack() as stack:
         with step(ranks, "embed: checking the inputs and the output"):
-            session = ModelSession.open(run.model, run.dtype, rank_device(ranks, run.device))
-            encoder = session.encoder()
-            job = _job(session, encoder, run.include, run.layers, run.unknown, run.max_tokens_per_batch,
-                       run.chunk_size, run.storage)  # fmt: skip
+            session, encoder, job = _rank_job(run, ranks)
             scan = scan_fasta(run.fasta, run.unknown, session.config, encoder.framing,
                               duplicate_ids=run.resume.duplicate_ids)  # fmt: skip
             network, attributes, done = None, None, None
